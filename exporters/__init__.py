@@ -1,0 +1,1 @@
+"""Exporters: Prometheus, the serve daemon and renewal hooks (later issues)."""

@@ -1,0 +1,1 @@
+"""Findings rules and report renderers (see the findings/reports issue)."""
