@@ -1,0 +1,524 @@
+"""The inventory: scan runs, endpoints, certificates and observations, in SQLite or PostgreSQL.
+
+Theory of operation
+-------------------
+One writer (the sweep's writer task, through ``trio.to_thread.run_sync``) hands
+:meth:`Inventory.record_batch` a few hundred outcomes at a time. Each batch is ONE transaction:
+
+1. advance the scan's counters and watermark (this also checks the scan exists);
+2. upsert the endpoints (``INSERT .. ON CONFLICT (address, port, sni) DO UPDATE .. RETURNING``);
+3. drop items this scan already stored (a resumed scan re-doing a target keeps the first result
+   and does not count it twice);
+4. find which certificates are already known with one ``IN`` query and insert only the new ones
+   (deduplicated within the batch too; ``ON CONFLICT DO NOTHING`` covers a concurrent scanner);
+5. insert the observations (``RETURNING id``) and their chain links, in bulk.
+
+Because the watermark is committed together with exactly the results it covers, a crash,
+Ctrl-C or ``kill -9`` loses at most the batch in flight, and ``--resume`` restarts at the
+watermark, skipping the targets above it that :meth:`Inventory.resume_scan` reports as stored.
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed batch survives the process
+dying (only an OS crash or power loss may drop the last transactions).
+
+Certificate text is attacker-controlled. The complete ``CertInfo`` is kept as JSON text
+(``ensure_ascii``, so NUL and lone surrogates survive as escapes; PostgreSQL ``text`` cannot
+hold NUL) and rebuilt from it exactly; the columns used for listing and filtering, and
+observation text (error detail, cipher...), have NUL and unencodable characters replaced by
+U+FFFD (:func:`scanner.tables.clean_text`). The DER is stored byte for byte and stays the source
+of truth. Only SQLite and PostgreSQL are supported: the upserts use their ``ON CONFLICT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from scanner import __version__
+from scanner import tables as t
+from scanner.errors import StoreError
+from scanner.models import (
+    STATUS_CLIENT_CERT_REQUIRED,
+    STATUS_OK,
+    CertInfo,
+    Handshake,
+    Outcome,
+)
+
+SCAN_STATUSES = frozenset({"running", "finished", "interrupted", "failed"})
+_CHAIN_STATUSES = (STATUS_OK, STATUS_CLIENT_CERT_REQUIRED)
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_IN_CHUNK = 500  # values per IN (...) list: well under every backend's parameter limit
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+#: ``(address, port, sni)`` as targets carry it: ``sni`` is None when none is sent.
+EndpointKey = tuple[str, int, str | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRun:
+    """One sweep as stored. ``spec`` is the normalised JSON of its command-line targets/options."""
+
+    id: int
+    started_at: datetime  # UTC
+    finished_at: datetime | None  # UTC; None while running (and after a crash)
+    status: str  # "running", "finished", "interrupted" or "failed"
+    spec: str
+    total: int  # targets in the sweep
+    watermark: int  # every target index below it is stored
+    done: int  # targets stored: ok + failed
+    ok: int  # targets that presented a chain (status ok or client_cert_required)
+    failed: int  # targets that did not
+    version: str  # the certscan version that started it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointRecord:
+    """An endpoint with one observation of it and the chain it presented, in presented order."""
+
+    address: str
+    port: int
+    sni: str | None  # None when no SNI was sent
+    status: str  # "ok", "client_cert_required" or a FailureKind value
+    error: str | None  # the failure's detail; None for a handshake
+    tls_version: str | None  # None for a failure
+    cipher: str | None
+    alpn: str | None
+    observed_at: datetime  # UTC, when the connection began
+    scan_id: int
+    chain: tuple[CertInfo, ...]  # empty for a failure
+
+    @property
+    def leaf(self) -> CertInfo | None:
+        """The first certificate presented, or None."""
+        return self.chain[0] if self.chain else None
+
+
+_SCAN_FIELDS = tuple(f.name for f in fields(ScanRun))
+_RECORD_COLUMNS = ("status", "error", "tls_version", "cipher", "alpn", "observed_at", "scan_id")
+
+
+def default_db_path() -> Path:
+    """``$XDG_DATA_HOME/certscan/inventory.db`` (XDG default: ``~/.local/share``)."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "certscan" / "inventory.db"
+
+
+def db_url(value: str | None) -> str:
+    """A SQLAlchemy URL for ``--db``/``CERTSCAN_DB``: None or '' -> the default SQLite file; a
+    URL (``scheme://...``) passes through; anything else is a file path for SQLite."""
+    if not value:
+        path = default_db_path()
+    elif _URL_SCHEME.match(value):
+        return value
+    else:
+        path = Path(value).expanduser().absolute()
+    return sa.URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _scan_run(row: sa.Row[Any]) -> ScanRun:
+    return ScanRun(**{name: row._mapping[name] for name in _SCAN_FIELDS})
+
+
+class Inventory:
+    """The certscan database. Call it from one thread at a time (any thread)."""
+
+    def __init__(self, url: str) -> None:
+        """Open (creating if needed) the inventory at ``url``; a plain path means SQLite."""
+        try:
+            parsed = sa.make_url(url if _URL_SCHEME.match(url) else db_url(url or None))
+        except (sa_exc.ArgumentError, ValueError):
+            raise StoreError(
+                "invalid database URL (want a file path or a URL such as "
+                "postgresql+psycopg://user@host/db)"
+            ) from None
+        self._password = parsed.password
+        self.label = parsed.render_as_string(hide_password=True)
+        self.backend = parsed.get_backend_name()
+        if self.backend not in ("sqlite", "postgresql"):
+            raise StoreError(f"unsupported database {self.backend!r}: use sqlite or postgresql")
+        try:
+            self.engine = t.make_engine(parsed)
+        except (sa_exc.SQLAlchemyError, OSError, ImportError) as exc:
+            raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
+        try:
+            t.META.metadata.create_all(self.engine, tables=list(t.ALL_TABLES))
+            self._check_schema()
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _check_schema(self) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                sa.select(t.META.c.value).where(t.META.c.key == "schema_version")
+            ).scalar_one_or_none()
+            if found is None:
+                conn.execute(
+                    sa.insert(t.META).values(key="schema_version", value=str(t.SCHEMA_VERSION))
+                )
+            elif not found.isdigit() or int(found) > t.SCHEMA_VERSION:
+                raise StoreError(
+                    f"inventory {self.label} has schema version {found}, newer than this "
+                    f"certscan ({t.SCHEMA_VERSION}) understands: upgrade certscan"
+                )
+
+    def _reason(self, exc: BaseException) -> str:
+        """One line saying why, with no SQL, traceback or password."""
+        if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+            exc = exc.orig
+        lines = str(exc).strip().splitlines()
+        text = lines[0].strip() if lines else type(exc).__name__
+        if isinstance(exc, ImportError):
+            text = f"database driver missing ({text})"
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    @contextmanager
+    def _begin(self, action: str) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(
+                f"inventory {self.label}: cannot {action}: {self._reason(exc)}"
+            ) from exc
+
+    def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Inventory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- scans ------------------------------------------------------------------------------
+
+    def start_scan(self, *, spec: Mapping[str, object], total: int) -> int:
+        """Record a new running scan and return its id."""
+        text = t.normalise_spec(spec)
+        with self._begin("start a scan") as conn:
+            return int(
+                conn.execute(
+                    sa.insert(t.SCAN_RUN)
+                    .values(
+                        started_at=_now(),
+                        finished_at=None,
+                        status="running",
+                        spec=text,
+                        spec_hash=hashlib.sha256(text.encode()).hexdigest(),
+                        total=total,
+                        watermark=0,
+                        done=0,
+                        ok=0,
+                        failed=0,
+                        version=__version__,
+                    )
+                    .returning(t.SCAN_RUN.c.id)
+                ).scalar_one()
+            )
+
+    def find_resumable(self, spec: Mapping[str, object]) -> ScanRun | None:
+        """The newest scan with exactly this spec that did not finish, or None."""
+        text = t.normalise_spec(spec)
+        s = t.SCAN_RUN
+        query = (
+            sa.select(s)
+            .where(s.c.spec_hash == hashlib.sha256(text.encode()).hexdigest())
+            .where(s.c.spec == text, s.c.status != "finished")
+            .order_by(s.c.id.desc())
+            .limit(1)
+        )
+        with self._begin("read scans") as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _scan_run(row)
+
+    def resume_scan(self, scan_id: int) -> tuple[int, set[EndpointKey]]:
+        """Mark ``scan_id`` running again. Returns its watermark and the targets at or above it
+        already stored (all of the scan's stored targets whose index was not recorded)."""
+        s, o, e = t.SCAN_RUN, t.OBSERVATION, t.ENDPOINT
+        with self._begin("resume a scan") as conn:
+            watermark = conn.execute(
+                sa.update(s)
+                .where(s.c.id == scan_id)
+                .values(status="running", finished_at=None)
+                .returning(s.c.watermark)
+            ).scalar_one_or_none()
+            if watermark is None:
+                raise StoreError(f"inventory {self.label} has no scan {scan_id}")
+            rows = conn.execute(
+                sa.select(e.c.address, e.c.port, e.c.sni)
+                .join_from(o, e, o.c.endpoint_id == e.c.id)
+                .where(o.c.scan_id == scan_id)
+                .where(sa.or_(o.c.target_index >= watermark, o.c.target_index.is_(None)))
+            ).all()
+        return int(watermark), {(a, p, sni or None) for a, p, sni in rows}
+
+    def finish_scan(self, scan_id: int, status: str) -> None:
+        """Set the scan's final ``status`` (finished, interrupted or failed)."""
+        if status not in SCAN_STATUSES:
+            raise ValueError(f"unknown scan status {status!r}")
+        s = t.SCAN_RUN
+        ended = None if status == "running" else _now()
+        with self._begin("finish a scan") as conn:
+            conn.execute(
+                sa.update(s).where(s.c.id == scan_id).values(status=status, finished_at=ended)
+            )
+
+    def scan(self, scan_id: int) -> ScanRun | None:
+        with self._begin("read scans") as conn:
+            row = conn.execute(sa.select(t.SCAN_RUN).where(t.SCAN_RUN.c.id == scan_id)).first()
+        return None if row is None else _scan_run(row)
+
+    def scans(self, limit: int = 20) -> list[ScanRun]:
+        """The newest ``limit`` scans, newest first."""
+        query = sa.select(t.SCAN_RUN).order_by(t.SCAN_RUN.c.id.desc()).limit(limit)
+        with self._begin("read scans") as conn:
+            return [_scan_run(row) for row in conn.execute(query)]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def record_batch(
+        self,
+        scan_id: int,
+        items: Sequence[tuple[Outcome, Sequence[CertInfo]]],
+        *,
+        watermark: int,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        """Store ``items`` (each outcome with its parsed chain, in presented order, empty for a
+        failure) and move the scan's watermark to ``watermark``, in ONE transaction.
+
+        ``indices`` (optional) are the items' positions in the scan's target stream; with them
+        :meth:`resume_scan` returns only the stored targets above the watermark. For a
+        certificate already stored only ``sha256`` is read, so a caller that skipped parsing a
+        known certificate may pass ``CertInfo(der=..., sha256=...)``.
+        """
+        if indices is not None and len(indices) != len(items):
+            raise ValueError("indices and items differ in length")
+        batch: dict[tuple[str, int, str], tuple[Outcome, Sequence[CertInfo], int | None]] = {}
+        for i, (outcome, chain) in enumerate(items):
+            presented = outcome.chain if isinstance(outcome, Handshake) else ()
+            if len(chain) != len(presented):
+                raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
+            target = outcome.target
+            key = (t.clean_text(target.address) or "", target.port, t.clean_text(target.sni) or "")
+            batch.setdefault(key, (outcome, chain, None if indices is None else indices[i]))
+        with self._begin("store scan results") as conn:
+            fresh: list[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]] = []
+            if batch:
+                ids = self._upsert_endpoints(conn, batch)
+                # A resumed scan re-doing a target keeps the first result (and counts it once).
+                stored = self._stored_endpoints(conn, scan_id, list(ids.values()))
+                fresh = [(ids[k], v) for k, v in batch.items() if ids[k] not in stored]
+            self._advance(conn, scan_id, watermark, [o for _, (o, _, _) in fresh])
+            self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh])
+            self._insert_observations(conn, scan_id, fresh)
+
+    def _advance(
+        self, conn: Connection, scan_id: int, watermark: int, outcomes: Sequence[Outcome]
+    ) -> None:
+        s = t.SCAN_RUN
+        ok = sum(isinstance(o, Handshake) for o in outcomes)
+        result = conn.execute(
+            sa.update(s)
+            .where(s.c.id == scan_id)
+            .values(
+                done=s.c.done + len(outcomes),
+                ok=s.c.ok + ok,
+                failed=s.c.failed + (len(outcomes) - ok),
+                watermark=sa.case((s.c.watermark < watermark, watermark), else_=s.c.watermark),
+            )
+        )
+        if result.rowcount != 1:
+            raise ValueError(f"no scan {scan_id} in the inventory")
+
+    def _upsert_endpoints(
+        self, conn: Connection, batch: Mapping[tuple[str, int, str], tuple[Outcome, Any, Any]]
+    ) -> dict[tuple[str, int, str], int]:
+        e = t.ENDPOINT
+        rows = [
+            {
+                "address": a,
+                "port": p,
+                "sni": sni,
+                "first_seen": o.started_at,
+                "last_seen": o.started_at,
+            }
+            for (a, p, sni), (o, _, _) in batch.items()
+        ]
+        insert = self._insert(e)
+        later = insert.excluded.last_seen
+        stmt = insert.on_conflict_do_update(
+            index_elements=[e.c.address, e.c.port, e.c.sni],
+            set_={"last_seen": sa.case((later > e.c.last_seen, later), else_=e.c.last_seen)},
+        ).returning(e.c.id, e.c.address, e.c.port, e.c.sni)
+        return {(a, p, sni): i for i, a, p, sni in conn.execute(stmt, rows)}
+
+    def _stored_endpoints(self, conn: Connection, scan_id: int, ids: Sequence[int]) -> set[int]:
+        o = t.OBSERVATION
+        found: set[int] = set()
+        for part in _chunks(ids):
+            found.update(
+                conn.execute(
+                    sa.select(o.c.endpoint_id).where(
+                        o.c.scan_id == scan_id, o.c.endpoint_id.in_(part)
+                    )
+                ).scalars()
+            )
+        return found
+
+    def _insert_certificates(
+        self, conn: Connection, items: Sequence[tuple[Outcome, Sequence[CertInfo]]]
+    ) -> None:
+        first: dict[str, tuple[CertInfo, datetime]] = {}
+        for outcome, chain in items:
+            for info in chain:
+                first.setdefault(info.sha256, (info, outcome.started_at))
+        known = self._known(conn, list(first))
+        rows = [t.certificate_row(i, seen) for h, (i, seen) in first.items() if h not in known]
+        if rows:
+            conn.execute(self._insert(t.CERTIFICATE).on_conflict_do_nothing(), rows)
+
+    def _insert_observations(
+        self,
+        conn: Connection,
+        scan_id: int,
+        fresh: Sequence[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]],
+    ) -> None:
+        if not fresh:
+            return
+        o = t.OBSERVATION
+        rows = [
+            t.observation_row(out, eid, scan_id) | {"target_index": index}
+            for eid, (out, _, index) in fresh
+        ]
+        stmt = sa.insert(o).returning(o.c.id, o.c.endpoint_id)
+        observation_ids = {eid: oid for oid, eid in conn.execute(stmt, rows)}
+        links = [
+            {"observation_id": observation_ids[eid], "position": pos, "sha256": info.sha256}
+            for eid, (_, chain, _) in fresh
+            for pos, info in enumerate(chain)
+        ]
+        if links:
+            conn.execute(sa.insert(t.OBSERVATION_CERTIFICATE), links)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _known(self, conn: Connection, sha256s: Sequence[str]) -> set[str]:
+        c = t.CERTIFICATE
+        found: set[str] = set()
+        for part in _chunks(sha256s):
+            found.update(conn.execute(sa.select(c.c.sha256).where(c.c.sha256.in_(part))).scalars())
+        return found
+
+    def known_certificates(self, sha256s: Iterable[str]) -> set[str]:
+        """Which of these fingerprints are stored already."""
+        with self._begin("read certificates") as conn:
+            return self._known(conn, list(dict.fromkeys(sha256s)))
+
+    def latest_endpoints(
+        self, *, scan_id: int | None = None, include_failures: bool = False
+    ) -> list[EndpointRecord]:
+        """Every endpoint's latest observation (or every observation of ``scan_id``) with its
+        chain, soonest leaf ``not_after`` first (no leaf, or no expiry, last). Without
+        ``include_failures``, endpoints whose chosen observation is a failure are left out."""
+        o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
+        if scan_id is None:
+            newest = sa.func.row_number().over(
+                partition_by=o.c.endpoint_id, order_by=(o.c.observed_at.desc(), o.c.id.desc())
+            )
+            ranked = sa.select(o.c.id, newest.label("rank")).subquery()
+            chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+        else:
+            chosen = sa.select(o.c.id).where(o.c.scan_id == scan_id)
+        picked = sa.select(o.c.id).where(o.c.id.in_(chosen))
+        if not include_failures:
+            picked = picked.where(o.c.status.in_(_CHAIN_STATUSES))
+        picked_ids = picked.subquery()
+        observations = (
+            sa.select(o, e.c.address, e.c.port, e.c.sni)
+            .join_from(o, e, o.c.endpoint_id == e.c.id)
+            .join(picked_ids, picked_ids.c.id == o.c.id)
+        )
+        links = (
+            sa.select(oc.c.observation_id, c.c.sha256, c.c.der, c.c.info)
+            .join_from(oc, c, oc.c.sha256 == c.c.sha256)
+            .join(picked_ids, picked_ids.c.id == oc.c.observation_id)
+            .order_by(oc.c.observation_id, oc.c.position)
+        )
+        with self._begin("read the inventory") as conn:
+            rows = conn.execute(observations).all()
+            chains: dict[int, list[CertInfo]] = {}
+            parsed: dict[str, CertInfo] = {}
+            for obs_id, sha256, der, info in conn.execute(links):
+                cert = parsed.get(sha256)
+                if cert is None:
+                    cert = parsed[sha256] = t.decode_cert_info(der, sha256, info)
+                chains.setdefault(obs_id, []).append(cert)
+        records = [
+            EndpointRecord(
+                address=m["address"],
+                port=m["port"],
+                sni=m["sni"] or None,
+                chain=tuple(chains.get(m["id"], ())),
+                **{name: m[name] for name in _RECORD_COLUMNS},
+            )
+            for m in (row._mapping for row in rows)
+        ]
+        records.sort(key=_expiry_order)
+        return records
+
+    def stats(self) -> dict[str, int]:
+        """Row counts: scans, endpoints, certificates, observations."""
+        tables = {
+            "scans": t.SCAN_RUN,
+            "endpoints": t.ENDPOINT,
+            "certificates": t.CERTIFICATE,
+            "observations": t.OBSERVATION,
+        }
+        with self._begin("read the inventory") as conn:
+            return {
+                name: int(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one())
+                for name, tb in tables.items()
+            }
+
+
+def _expiry_order(record: EndpointRecord) -> tuple[bool, datetime, str, int, str]:
+    leaf = record.leaf
+    not_after = leaf.not_after if leaf is not None else None
+    return (
+        not_after is None,
+        not_after or _FAR_FUTURE,
+        record.address,
+        record.port,
+        record.sni or "",
+    )
