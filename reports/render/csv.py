@@ -1,0 +1,158 @@
+"""CSV reports: one row per endpoint x finding, or one row per endpoint (``inventory``).
+
+Columns are stable and listed in :data:`FINDINGS_COLUMNS` and :data:`INVENTORY_COLUMNS`; new
+columns are only ever appended. The file is UTF-8 without a byte-order mark, with a header row,
+CRLF line endings and RFC 4180 quoting (the ``csv`` module's ``excel`` dialect, minimal quoting).
+
+``findings`` rows (:data:`FINDINGS_COLUMNS`):
+    ``address``, ``port``, ``sni``, ``status`` name the endpoint; ``subject_cn``, ``not_after``
+    and ``days_left`` describe its leaf (the first certificate it presented; empty without a
+    chain); ``severity``, ``kind``, ``message`` and ``sha256`` are the finding, ``sha256``
+    naming the certificate it concerns (empty for endpoint-wide findings such as
+    ``weak_cipher``). An endpoint without findings still has one row, its finding cells empty.
+
+``inventory`` rows (:data:`INVENTORY_COLUMNS`):
+    the endpoint, its ``status`` and ``error``, and its leaf: ``subject_cn``, ``issuer_cn``,
+    ``not_after``, ``days_left``, ``key`` (``RSA 2048``, ``EC 256``...), ``signature_hash``,
+    ``sha256``; ``findings`` is the number of findings on the endpoint.
+
+Spreadsheet formula injection: every *text* cell whose first character is ``=``, ``+``, ``-``,
+``@``, tab or carriage return gets a leading ``'`` so a spreadsheet shows it as text. Text comes
+from certificates and servers and is attacker-controlled. Numeric cells (``port``, ``days_left``,
+``findings``) are integers certscan computes; they are written as plain numbers and never
+prefixed, so ``days_left`` stays ``-12`` (numeric, sortable) for a certificate expired 12 days ago.
+Times are ISO 8601 UTC with a ``Z``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+from reports.model import EndpointView
+from reports.render.base import CsvKind, Renderer
+from reports.report import Report, days_left, key_label
+from scanner.serialize import iso
+
+__all__ = ["FINDINGS_COLUMNS", "INVENTORY_COLUMNS", "CsvRenderer", "neutralise"]
+
+FINDINGS_COLUMNS: tuple[str, ...] = (
+    "address",
+    "port",
+    "sni",
+    "status",
+    "subject_cn",
+    "not_after",
+    "days_left",
+    "severity",
+    "kind",
+    "message",
+    "sha256",
+)
+
+INVENTORY_COLUMNS: tuple[str, ...] = (
+    "address",
+    "port",
+    "sni",
+    "status",
+    "error",
+    "subject_cn",
+    "issuer_cn",
+    "not_after",
+    "days_left",
+    "key",
+    "signature_hash",
+    "sha256",
+    "findings",
+)
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+Cell = str | int | None
+
+
+def neutralise(text: str) -> str:
+    """``text`` with a leading ``'`` when a spreadsheet would read it as a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _cell(value: Cell) -> str | int:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return value
+    return neutralise(value)
+
+
+class CsvRenderer(Renderer):
+    """CSV of findings (one row per endpoint x finding) or of the inventory (one per endpoint)."""
+
+    format_name: ClassVar[str] = "csv"
+    media_type: ClassVar[str] = "text/csv; charset=utf-8; header=present"
+    extension: ClassVar[str] = "csv"
+
+    def __init__(self, *, kind: CsvKind = "findings") -> None:
+        self.kind: CsvKind = kind
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return FINDINGS_COLUMNS if self.kind == "findings" else INVENTORY_COLUMNS
+
+    def render(self, report: Report) -> bytes:
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, dialect="excel", lineterminator="\r\n")
+        writer.writerow(self.columns)
+        rows = _finding_rows(report) if self.kind == "findings" else _inventory_rows(report)
+        writer.writerows([_cell(value) for value in row] for row in rows)
+        return out.getvalue().encode("utf-8")
+
+
+def _leaf_cells(view: EndpointView, report: Report) -> tuple[Cell, Cell, Cell]:
+    """subject_cn, not_after, days_left of the endpoint's first certificate."""
+    if not view.chain:
+        return None, None, None
+    leaf = view.chain[0]
+    end = leaf.not_after
+    left = None if end is None else days_left(end, report.generated_at)
+    return leaf.subject_cn, iso(end), left
+
+
+def _finding_rows(report: Report) -> Iterator[Sequence[Cell]]:
+    for view in report.endpoints:
+        head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status)
+        leaf = _leaf_cells(view, report)
+        if not view.findings:
+            yield (*head, *leaf, None, None, None, None)
+        for finding in view.findings:
+            yield (
+                *head,
+                *leaf,
+                finding.severity.label,
+                finding.kind,
+                finding.message,
+                finding.sha256,
+            )
+
+
+def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
+    for view in report.endpoints:
+        head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status, view.error)
+        count = len(view.findings)
+        if not view.chain:
+            yield (*head, None, None, None, None, None, None, None, count)
+            continue
+        leaf = view.chain[0]
+        end = leaf.not_after
+        yield (
+            *head,
+            leaf.subject_cn,
+            leaf.issuer_cn,
+            iso(end),
+            None if end is None else days_left(end, report.generated_at),
+            key_label(leaf),
+            leaf.signature_hash,
+            leaf.sha256,
+            count,
+        )
