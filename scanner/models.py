@@ -66,6 +66,9 @@ class Handshake:
     alpn: str | None = None  # negotiated ALPN protocol, None when none was agreed
     ocsp_staple: bytes | None = None  # stapled OCSP response, None when none was stapled
     client_cert_requested: bool = False
+    #: Legacy versions ("TLSv1", "TLSv1.1") the endpoint also accepted when probed with
+    #: ``--probe-protocols``; ``None`` when not probed, ``()`` when probed and none was accepted.
+    legacy_versions: tuple[str, ...] | None = None
     connect_seconds: float = 0.0
     handshake_seconds: float = 0.0
 
