@@ -145,7 +145,7 @@ class CertInfo:
 
     @property
     def sans(self) -> tuple[str, ...]:
-        """All subject alternative names with their type prefix: ``DNS:``, ``IP:``, ``email:``, ``URI:``."""
+        """Every subject alternative name with its type prefix: DNS:, IP:, email:, URI:."""
         return (
             tuple(f"DNS:{n}" for n in self.san_dns)
             + tuple(f"IP:{n}" for n in self.san_ip)

@@ -1,0 +1,7 @@
+"""``python -m scanner`` runs the certscan command line."""
+
+import sys
+
+from scanner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,368 @@
+"""The ``certscan`` command line.
+
+Exit codes: 0 success, 1 findings at or above ``--fail-on`` (reports), 2 bad usage or input,
+3 operational failure (database, network set-up, internal error), 130 interrupted by Ctrl-C.
+Every error is one line on stderr; a traceback is shown only with ``CERTSCAN_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import trio
+import typer
+from rich.console import Console
+from typer.main import get_command
+
+from scanner import __version__, commands_lab, targets
+from scanner.console import inventory_table, safe, simple_table, stdout_console
+from scanner.errors import CertscanError, UsageError
+from scanner.models import EngineLimits
+from scanner.serialize import endpoint_dict, json_line
+from scanner.store import Inventory, db_url
+from scanner.sweep_command import (
+    EXIT_INTERRUPTED,
+    SweepOptions,
+    join_specs,
+    read_list_file,
+    run,
+)
+
+app = typer.Typer(
+    name="certscan",
+    help="Find every TLS certificate on a network and never let one expire by surprise.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(commands_lab.lab_app, name="lab")
+
+PORTS_HELP = (
+    "Ports: list and ranges, e.g. 443,8443,9000-9010. Default: "
+    + ",".join(str(p) for p in targets.DEFAULT_PORTS)
+    + " (HTTPS 443, SMTPS 465, LDAPS 636, IMAPS 993, POP3S 995, HTTPS-alt 8443)."
+)
+DB_HELP = (
+    "Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db). "
+    "Default: $XDG_DATA_HOME/certscan/inventory.db."
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", metavar="PATH|URL", envvar="CERTSCAN_DB", help=DB_HELP, show_envvar=True),
+]
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"certscan {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """certscan: sweep networks for TLS endpoints, inventory every certificate, watch expiry."""
+
+
+def _db_label(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    return url.split("@")[-1] if "@" in url else url
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise UsageError(f"{name} must be greater than 0 (got {value:g})")
+    return value
+
+
+@app.command()
+def sweep(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="TARGET",
+            help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port.",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "-f",
+            "--file",
+            metavar="FILE",
+            help="Read targets from FILE (one or more a line, # comments).",
+        ),
+    ] = None,
+    ports: Annotated[
+        str | None, typer.Option("-p", "--ports", metavar="PORTS", help=PORTS_HELP)
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="CIDR", help="Address, CIDR or range to skip."),
+    ] = None,
+    exclude_file: Annotated[
+        list[Path] | None,
+        typer.Option("--exclude-file", metavar="FILE", help="File of exclusions."),
+    ] = None,
+    blocklist: Annotated[
+        Path | None,
+        typer.Option(
+            "--blocklist", metavar="FILE", help="File of CIDRs never to scan (# comments)."
+        ),
+    ] = None,
+    sni: Annotated[
+        str | None,
+        typer.Option("--sni", metavar="NAME", help="Server name to send to every IP target."),
+    ] = None,
+    resolve: Annotated[
+        str,
+        typer.Option(
+            "--resolve",
+            metavar="all|first",
+            help="Hostnames: scan 'all' their addresses or the 'first'.",
+        ),
+    ] = "all",
+    allow_public: Annotated[
+        bool,
+        typer.Option(
+            "--allow-public", help="Allow globally routable addresses (off: private only)."
+        ),
+    ] = False,
+    max_targets: Annotated[
+        int, typer.Option("--max-targets", metavar="N", help="Refuse plans larger than this.")
+    ] = 2**24,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the target count and the first targets; send nothing."
+        ),
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", help="Connections in flight at once.")
+    ] = 500,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            "--rate", metavar="PER_SECOND", help="New connections per second (default: no cap)."
+        ),
+    ] = None,
+    per_address: Annotated[
+        int, typer.Option("--per-address", metavar="N", help="Connections to one address at once.")
+    ] = 2,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout", metavar="SECONDS", help="Seconds to wait for TCP connect."
+        ),
+    ] = 3.0,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            "--handshake-timeout", metavar="SECONDS", help="Seconds to wait for the TLS handshake."
+        ),
+    ] = 5.0,
+    deadline: Annotated[
+        float,
+        typer.Option("--deadline", metavar="SECONDS", help="Seconds one target may take in all."),
+    ] = 10.0,
+    db: DbOption = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the last interrupted sweep with the same options."),
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON object per endpoint that accepted a connection."),
+    ] = False,
+    json_all: Annotated[
+        bool, typer.Option("--json-all", help="Like --json, for every target.")
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary table.")] = False,
+) -> int:
+    """Sweep targets for TLS endpoints and store every presented certificate chain."""
+    specs = list(target or [])
+    for path in file or []:
+        specs += read_list_file(path)
+    excludes = list(exclude or [])
+    for path in exclude_file or []:
+        excludes += read_list_file(path)
+    if not specs:
+        raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
+    if resolve not in ("all", "first"):
+        raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")
+    if concurrency < 1 or per_address < 1:
+        raise UsageError("--concurrency and --per-address must be at least 1")
+    limits = EngineLimits(
+        concurrency=concurrency,
+        rate=_positive("--rate", rate) if rate is not None else None,
+        per_address=per_address,
+        connect_timeout=_positive("--connect-timeout", connect_timeout),
+        handshake_timeout=_positive("--handshake-timeout", handshake_timeout),
+        target_deadline=_positive("--deadline", deadline),
+    )
+    url = db_url(db)
+    options = SweepOptions(
+        specs=join_specs(specs),
+        ports=targets.parse_ports(ports) if ports is not None else targets.DEFAULT_PORTS,
+        excludes=tuple(excludes),
+        blocklist=tuple(read_list_file(blocklist)) if blocklist else (),
+        sni=sni,
+        allow_public=allow_public,
+        max_targets=max_targets,
+        resolve_mode=resolve,
+        limits=limits,
+        db_url=url,
+        db_label=_db_label(url),
+        resume=resume,
+        json_mode="all" if json_all else "open" if json_out else "off",
+        progress=not no_progress,
+        summary=not quiet,
+        dry_run=dry_run,
+    )
+    report = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
+    return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+@app.command()
+def inventory(
+    db: DbOption = None,
+    scan: Annotated[
+        int | None,
+        typer.Option("--scan", metavar="ID", help="Show the observations of this scan only."),
+    ] = None,
+    all_targets: Annotated[
+        bool, typer.Option("--all", help="Include endpoints that yielded no certificate.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per endpoint.")] = False,
+) -> int:
+    """List endpoints and their certificates from the inventory, soonest expiry first."""
+    url = db_url(db)
+    inv = Inventory(url)
+    try:
+        records = inv.latest_endpoints(scan_id=scan, include_failures=all_targets)
+    finally:
+        inv.close()
+    if json_out:
+        for rec in records:
+            obj = endpoint_dict(
+                rec,
+                status=rec.status,
+                error=rec.error,
+                tls_version=rec.tls_version,
+                cipher=rec.cipher,
+                chain=rec.chain,
+            )
+            sys.stdout.write(json_line(obj) + "\n")
+        return 0
+    out = stdout_console()
+    out.print(inventory_table(records))
+    out.print(f"{len(records)} endpoints in {safe(_db_label(url), 200)}", markup=False)
+    return 0
+
+
+@app.command()
+def scans(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many recent scans.")] = 20,
+) -> int:
+    """List recent scan runs (the ids that --scan and --resume refer to)."""
+    inv = Inventory(db_url(db))
+    try:
+        runs = inv.scans(limit=limit)
+    finally:
+        inv.close()
+    table = simple_table("scans", ["id", "started", "finished", "status", "targets", "done"])
+    for r in runs:
+        table.add_row(
+            str(r.id),
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "",
+            r.status,
+            str(r.total),
+            str(r.done),
+        )
+    stdout_console().print(table)
+    return 0
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="FILE",
+            help="SQLite file to create (default: $XDG_DATA_HOME/certscan/demo.db).",
+        ),
+    ] = None,
+) -> int:
+    """Start the built-in loopback lab, sweep it into a fresh SQLite file, show what was found."""
+    return commands_lab.demo(db)
+
+
+def _one_line(exc: BaseException) -> str:
+    return safe(str(exc) or type(exc).__name__, 500)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns (and, as a script, exits with) the exit code."""
+    command = get_command(app)
+    err = _err()
+    try:
+        result = command.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="certscan",
+            standalone_mode=False,
+        )
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return EXIT_INTERRUPTED
+    except typer.TyperException as exc:  # click's usage errors: bad option, missing value...
+        fmt = getattr(exc, "format_message", None)
+        message = fmt() if callable(fmt) else str(exc)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `certscan` or `certscan lab` alone
+            sys.stderr.write(message.rstrip("\n") + "\n")
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        where = getattr(ctx, "command_path", "certscan") or "certscan"
+        err.print(f"certscan: error: {safe(message, 300)} (see '{where} --help')", markup=False)
+        return 2
+    except CertscanError as exc:
+        err.print(f"certscan: error: {_one_line(exc)}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("certscan: interrupted", markup=False)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("CERTSCAN_DEBUG"):
+            raise
+        err.print(
+            f"certscan: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(set CERTSCAN_DEBUG=1 for a traceback)",
+            markup=False,
+        )
+        return 3
+    return int(result) if isinstance(result, int) else 0

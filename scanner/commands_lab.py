@@ -1,0 +1,120 @@
+"""``certscan lab up`` and ``certscan demo``: the built-in loopback lab, served or swept."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import trio
+import typer
+from rich.console import Console
+
+from scanner import lab as lab_mod
+from scanner.console import cell, inventory_table, simple_table, stdout_console
+from scanner.errors import UsageError
+from scanner.models import EngineLimits
+from scanner.store import Inventory, default_db_path
+from scanner.sweep_command import EXIT_INTERRUPTED, SweepOptions, run
+
+lab_app = typer.Typer(
+    help="The built-in lab: TLS servers with good and bad certificates on loopback.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+#: Demo limits: short enough that the lab's hanging port costs two seconds, not ten.
+DEMO_LIMITS = EngineLimits(
+    concurrency=50, connect_timeout=2.0, handshake_timeout=2.0, target_deadline=3.0
+)
+
+
+def _lab_table(lab: lab_mod.Lab) -> object:
+    table = simple_table("certscan lab", ["endpoint", "name", "what it serves"])
+    for endpoint, name, description in lab_mod.describe(lab):
+        table.add_row(cell(endpoint), cell(name), cell(description, 100))
+    return table
+
+
+def _check_loopback(base: str) -> None:
+    if not base.startswith("127."):
+        raise UsageError(f"the lab only binds loopback addresses (127.0.0.0/8), not {base}")
+
+
+@lab_app.command("up")
+def lab_up(
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="Port for every lab server (0: any).")
+    ] = 8443,
+    base: Annotated[
+        str,
+        typer.Option(
+            "--base", metavar="ADDRESS", help="First loopback address; the lab counts up from it."
+        ),
+    ] = "127.77.0.1",
+) -> int:
+    """Serve the lab until Ctrl-C; sweep it with `certscan sweep -f sample_ranges.txt`."""
+    _check_loopback(base)
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0..65535 (got {port})")
+    console = stdout_console()
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            lab = await nursery.start(
+                lambda task_status: lab_mod.run_lab(
+                    base_address=base, port=port, task_status=task_status
+                )
+            )
+            console.print(_lab_table(lab))
+            console.print("serving; press Ctrl-C to stop", markup=False)
+
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        console.print("lab stopped", markup=False)
+    return 0
+
+
+def demo(db: Path | None) -> int:
+    """See ``certscan demo --help``."""
+    path = db or default_db_path().with_name("demo.db")
+    for suffix in ("", "-wal", "-shm"):
+        candidate = Path(f"{path}{suffix}")
+        if candidate.exists():
+            os.unlink(candidate)
+    console = stdout_console()
+    err = Console(stderr=True, highlight=False)
+
+    async def go() -> bool:
+        async with trio.open_nursery() as nursery:
+            lab = await nursery.start(
+                lambda task_status: lab_mod.run_lab(port=0, task_status=task_status)
+            )
+            console.print(_lab_table(lab))
+            options = SweepOptions(
+                specs=tuple(f"{e.address}:{e.port}" for e in lab.endpoints),
+                ports=(443,),
+                limits=DEMO_LIMITS,
+                db_url=f"sqlite:///{path}",
+                db_label=str(path),
+                progress=True,
+            )
+            report = await run(options, out=sys.stdout, err=err)
+            nursery.cancel_scope.cancel()
+        return report.interrupted
+
+    interrupted = trio.run(go)
+    inv = Inventory(f"sqlite:///{path}")
+    try:
+        records = inv.latest_endpoints(include_failures=True)
+    finally:
+        inv.close()
+    console.print(inventory_table(records))
+    console.print(
+        f"next: certscan inventory --db {path}   |   certscan lab up, then "
+        "certscan sweep -f sample_ranges.txt",
+        markup=False,
+    )
+    return EXIT_INTERRUPTED if interrupted else 0

@@ -1,0 +1,221 @@
+"""One sweep from a target plan to the inventory.
+
+Theory of operation
+-------------------
+Three kinds of task share one nursery:
+
+* the **engine** (``scanner.engine.sweep``) pulls targets lazily from the plan and sends
+  ``(index, outcome)`` pairs on a channel;
+* the **collector** (this module) parses each presented chain once per fingerprint, emits the
+  ``--json`` line, updates the live counters and appends the outcome to the current batch;
+* the **writer** takes whole batches and stores each in one database transaction in a worker
+  thread, so the event loop never blocks on the database.
+
+Resume: targets are numbered by their position in the plan. The collector keeps the lowest index
+not yet completed (the *watermark*); a batch is cut only with everything completed so far, so the
+watermark written with it is covered by what is already stored — the resume point and the results
+it covers land in the same transaction. Targets above the watermark that were already stored are
+skipped on resume by identity.
+
+Stopping: cancelling the sweep (Ctrl-C) stops the engine; the collector's partial batch is then
+flushed under a shielded scope, so nothing that completed is lost.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from scanner import engine
+from scanner.console import SweepCounters
+from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure, Target
+from scanner.parse import CertCache
+from scanner.store import Inventory
+from scanner.targets import TargetPlan
+
+BATCH_SIZE = 400
+BATCH_SECONDS = 0.5
+CACHE_ENTRIES = 10_000  # parsed certificates kept in memory (a few KB each)
+
+Item = tuple[Outcome, tuple[CertInfo, ...]]
+OnResult = Callable[[Outcome, tuple[CertInfo, ...]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Outcomes to store in one transaction, their plan indices, and the resume point they cover."""
+
+    items: list[Item]
+    indices: list[int]
+    watermark: int
+
+
+@dataclass(slots=True)
+class _Watermark:
+    """The lowest target index not yet completed, advanced as indices complete in any order."""
+
+    value: int
+    _pending: list[int]
+
+    @classmethod
+    def starting_at(cls, start: int) -> _Watermark:
+        return cls(start, [])
+
+    def complete(self, index: int) -> None:
+        heapq.heappush(self._pending, index)
+        while self._pending and self._pending[0] == self.value:
+            heapq.heappop(self._pending)
+            self.value += 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepJob:
+    """Everything one sweep needs besides the inventory."""
+
+    plan: TargetPlan
+    limits: EngineLimits
+    scan_id: int
+    start_index: int = 0
+    already_done: frozenset[tuple[str, int, str | None]] = frozenset()
+
+
+def _key(target: Target) -> tuple[str, int, str | None]:
+    return (target.address, target.port, target.sni)
+
+
+class _Collector:
+    def __init__(
+        self,
+        job: SweepJob,
+        inventory: Inventory,
+        counters: SweepCounters,
+        on_result: OnResult | None,
+        cache: CertCache,
+    ) -> None:
+        self._job = job
+        self._inventory = inventory
+        self._counters = counters
+        self._on_result = on_result
+        self._cache = cache
+        self._watermark = _Watermark.starting_at(job.start_index)
+        self._batch: list[Item] = []
+        self._indices: list[int] = []
+        self.batches_written = 0
+
+    def targets(self) -> Iterator[tuple[int, Target]]:
+        """The plan from the resume point, minus targets this scan already stored."""
+        done = self._job.already_done
+        for index, target in self._job.plan.iter_from(self._job.start_index):
+            if done and _key(target) in done:
+                self._watermark.complete(index)
+                self._counters.done += 1
+                continue
+            yield index, target
+
+    def accept(self, index: int, outcome: Outcome) -> None:
+        chain: tuple[CertInfo, ...] = ()
+        connected = True
+        match outcome:
+            case Handshake():
+                chain = tuple(self._cache.get(der) for der in outcome.chain)
+            case ScanFailure():
+                connected = outcome.connected
+        self._counters.count(outcome.status, connected=connected, chain=[c.sha256 for c in chain])
+        if self._on_result is not None:
+            self._on_result(outcome, chain)
+        self._batch.append((outcome, chain))
+        self._indices.append(index)
+        self._watermark.complete(index)
+
+    def cut(self) -> Batch | None:
+        if not self._batch:
+            return None
+        batch = Batch(self._batch, self._indices, self._watermark.value)
+        self._batch, self._indices = [], []
+        return batch
+
+    @property
+    def pending(self) -> int:
+        return len(self._batch)
+
+
+async def _write(inventory: Inventory, scan_id: int, batch: Batch) -> None:
+    await trio.to_thread.run_sync(
+        lambda: inventory.record_batch(
+            scan_id, batch.items, watermark=batch.watermark, indices=batch.indices
+        )
+    )
+
+
+async def run_sweep(
+    job: SweepJob,
+    inventory: Inventory,
+    counters: SweepCounters,
+    *,
+    on_result: OnResult | None = None,
+    on_tick: Callable[[], None] | None = None,
+    cache: CertCache | None = None,
+) -> None:
+    """Sweep ``job.plan`` into ``inventory``. Returns when done; on cancellation, flushes first."""
+    collector = _Collector(job, inventory, counters, on_result, cache or CertCache(CACHE_ENTRIES))
+    send, receive = trio.open_memory_channel[tuple[int, Outcome]](job.limits.concurrency)
+    batches_send, batches_receive = trio.open_memory_channel[Batch](2)
+
+    async def writer() -> None:
+        # Shielded: once a batch is cut it is written, even while the sweep is being cancelled.
+        # The loop ends when the collector closes its end of the channel.
+        with trio.CancelScope(shield=True):
+            async with batches_receive:
+                async for cut in batches_receive:
+                    await _write(inventory, job.scan_id, cut)
+
+    async def collect() -> None:
+        async with batches_send:
+            try:
+                async with receive:
+                    await _collect_loop(collector, receive, batches_send, on_tick)
+            finally:
+                leftover = collector.cut()
+                if leftover is not None:
+                    with trio.CancelScope(shield=True):
+                        await batches_send.send(leftover)
+                if on_tick is not None:
+                    on_tick()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        nursery.start_soon(collect)
+        nursery.start_soon(engine.sweep, collector.targets(), job.limits, send)
+
+
+async def _collect_loop(
+    collector: _Collector,
+    receive: trio.MemoryReceiveChannel[tuple[int, Outcome]],
+    batches: trio.MemorySendChannel[Batch],
+    on_tick: Callable[[], None] | None,
+) -> None:
+    deadline = trio.current_time() + BATCH_SECONDS
+    while True:
+        with trio.move_on_at(deadline):
+            try:
+                index, outcome = await receive.receive()
+            except trio.EndOfChannel:
+                return
+            collector.accept(index, outcome)
+        now = trio.current_time()
+        if collector.pending >= BATCH_SIZE or now >= deadline:
+            cut = collector.cut()
+            if cut is not None:
+                await batches.send(cut)
+            if on_tick is not None:
+                on_tick()
+            deadline = now + BATCH_SECONDS
+
+
+def scan_spec(**options: Any) -> dict[str, Any]:
+    """The normalised description of a sweep, stored with the scan and matched by ``--resume``."""
+    return {k: options[k] for k in sorted(options)}

@@ -1,0 +1,99 @@
+"""Plain-dict views of certscan data for JSON output (``sweep --json``, ``inventory --json``).
+
+One name per idea: the keys here are the column names of the inventory and the report schema.
+Times are ISO 8601 UTC with a ``Z``; fingerprints and serials are lowercase hex.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
+
+
+class Endpoint(Protocol):
+    """Anything that names an endpoint: a Target or a stored endpoint record."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def sni(self) -> str | None: ...
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a trailing ``Z`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def cert_to_dict(cert: CertInfo) -> dict[str, Any]:
+    """The certificate object of ``sweep --json`` and the report's ``chain`` entries."""
+    return {
+        "sha256": cert.sha256,
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "serial": cert.serial,
+        "not_before": iso(cert.not_before),
+        "not_after": iso(cert.not_after),
+        "key_type": cert.key_type,
+        "key_bits": cert.key_bits,
+        "signature_hash": cert.signature_hash,
+        "sans": list(cert.sans),
+        "error": cert.error,
+    }
+
+
+def endpoint_dict(
+    target: Endpoint,
+    *,
+    status: str,
+    error: str | None,
+    tls_version: str | None,
+    cipher: str | None,
+    chain: Sequence[CertInfo],
+) -> dict[str, Any]:
+    """The endpoint object shared by ``sweep --json``, ``inventory --json`` and reports."""
+    return {
+        "address": target.address,
+        "port": target.port,
+        "sni": target.sni,
+        "status": status,
+        "error": error,
+        "tls_version": tls_version,
+        "cipher": cipher,
+        "chain": [cert_to_dict(c) for c in chain],
+    }
+
+
+def outcome_to_dict(outcome: Outcome, chain: Sequence[CertInfo]) -> dict[str, Any]:
+    """One line of ``sweep --json``: the outcome of one target with its parsed chain."""
+    match outcome:
+        case Handshake():
+            return endpoint_dict(
+                outcome.target,
+                status=outcome.status,
+                error=None,
+                tls_version=outcome.tls_version,
+                cipher=outcome.cipher,
+                chain=chain,
+            )
+        case ScanFailure():
+            return endpoint_dict(
+                outcome.target,
+                status=outcome.status,
+                error=outcome.detail,
+                tls_version=None,
+                cipher=None,
+                chain=(),
+            )
+
+
+def json_line(obj: dict[str, Any]) -> str:
+    """Compact, ASCII-only JSON (no raw control or bidi characters reach a terminal)."""
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=False)

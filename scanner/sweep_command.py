@@ -1,0 +1,229 @@
+"""The ``sweep`` command apart from option parsing: plan, open the inventory, run, summarise.
+
+Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import trio
+from rich.console import Console
+
+from scanner import engine, resolve, targets
+from scanner.console import ProgressDisplay, SweepCounters, safe, summary_table
+from scanner.errors import TargetError, UsageError
+from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
+from scanner.pipeline import OnResult, SweepJob, run_sweep, scan_spec
+from scanner.serialize import json_line, outcome_to_dict
+from scanner.store import Inventory
+
+#: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepOptions:
+    """What the user asked for, already split into lists (files read, strings not yet parsed)."""
+
+    specs: tuple[str, ...]
+    ports: tuple[int, ...]
+    excludes: tuple[str, ...] = ()
+    blocklist: tuple[str, ...] = ()
+    sni: str | None = None
+    allow_public: bool = False
+    max_targets: int = 2**24
+    resolve_mode: str = "all"
+    limits: EngineLimits = field(default_factory=EngineLimits)
+    db_url: str
+    db_label: str
+    resume: bool = False
+    json_mode: str = "off"  # "off", "open" (endpoints that accepted a connection), "all"
+    progress: bool = True
+    summary: bool = True
+    dry_run: bool = False
+    dry_run_count: int = 20
+
+
+@dataclass(slots=True)
+class SweepReport:
+    scan_id: int | None
+    counters: SweepCounters
+    interrupted: bool
+
+
+def read_list_file(path: Path) -> list[str]:
+    """Entries of a targets/exclude/blocklist file (``-`` reads standard input)."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {path}: {reason}") from None
+    return targets.parse_lines(text, source=str(path))
+
+
+async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
+    names = targets.hostnames_in(options.specs)
+    resolved: dict[str, tuple[str, ...]] = {}
+    failures: dict[str, str] = {}
+    if names:
+        resolved, failures = await resolve.resolve_names(
+            names, mode="first" if options.resolve_mode == "first" else "all"
+        )
+    return targets.build_plan(
+        options.specs,
+        ports=options.ports,
+        excludes=options.excludes,
+        blocklist=options.blocklist,
+        resolved=resolved,
+        allow_public=options.allow_public,
+        max_targets=options.max_targets,
+        sni=options.sni,
+        resolve_errors=failures,
+    )
+
+
+def _spec(options: SweepOptions) -> dict[str, object]:
+    lim = options.limits
+    return scan_spec(
+        specs=list(options.specs),
+        ports=list(options.ports),
+        excludes=list(options.excludes),
+        blocklist=list(options.blocklist),
+        sni=options.sni,
+        allow_public=options.allow_public,
+        resolve=options.resolve_mode,
+        connect_timeout=lim.connect_timeout,
+        handshake_timeout=lim.handshake_timeout,
+        deadline=lim.target_deadline,
+    )
+
+
+def _json_writer(options: SweepOptions, out: TextIO) -> OnResult | None:
+    if options.json_mode == "off":
+        return None
+
+    def emit(outcome: Outcome, chain: tuple[CertInfo, ...]) -> None:
+        if options.json_mode == "open":
+            match outcome:
+                case ScanFailure(connected=False):
+                    return
+                case Handshake() | ScanFailure():
+                    pass
+        out.write(json_line(outcome_to_dict(outcome, chain)) + "\n")
+        out.flush()
+
+    return emit
+
+
+async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepReport:
+    """Plan, store and sweep. Raises CertscanError subclasses for the user's mistakes."""
+    plan = await _plan(options, err)
+    for note in plan.notes:
+        err.print(f"note: {safe(note, 300)}", markup=False)
+    if options.dry_run:
+        out.write(f"{plan.count} targets\n")
+        for target in plan.first(options.dry_run_count):
+            out.write(safe(target.label(), 300) + "\n")
+        return SweepReport(None, SweepCounters(total=plan.count), False)
+    if plan.count == 0:
+        raise TargetError("nothing to scan: every target was excluded or could not be resolved")
+
+    nofile = engine.raise_open_files_limit()
+    concurrency = engine.effective_concurrency(options.limits.concurrency, nofile)
+    limits = options.limits
+    if concurrency != limits.concurrency:
+        err.print(
+            f"note: concurrency lowered to {concurrency} (open-files limit {nofile})",
+            markup=False,
+        )
+        limits = EngineLimits(
+            concurrency=concurrency,
+            rate=limits.rate,
+            per_address=limits.per_address,
+            connect_timeout=limits.connect_timeout,
+            handshake_timeout=limits.handshake_timeout,
+            target_deadline=limits.target_deadline,
+            max_chain_bytes=limits.max_chain_bytes,
+            tls_min_version=limits.tls_min_version,
+        )
+
+    inventory = await trio.to_thread.run_sync(Inventory, options.db_url)
+    try:
+        return await _sweep_into(inventory, plan, limits, options, out=out, err=err)
+    finally:
+        await trio.to_thread.run_sync(inventory.close)
+
+
+async def _sweep_into(
+    inventory: Inventory,
+    plan: targets.TargetPlan,
+    limits: EngineLimits,
+    options: SweepOptions,
+    *,
+    out: TextIO,
+    err: Console,
+) -> SweepReport:
+    spec = _spec(options)
+    start, done = 0, frozenset[tuple[str, int, str | None]]()
+    previous = inventory.find_resumable(spec) if options.resume else None
+    if previous is not None:
+        scan_id = previous.id
+        watermark, done_set = await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
+        start, done = watermark, frozenset(done_set)
+        err.print(f"resuming scan {scan_id} at target {start} of {plan.count}", markup=False)
+    else:
+        if options.resume:
+            err.print("note: no interrupted sweep with these options; starting a new one")
+        scan_id = await trio.to_thread.run_sync(
+            lambda: inventory.start_scan(spec=spec, total=plan.count)
+        )
+    counters = SweepCounters(total=plan.count)
+    counters.done = start
+    job = SweepJob(plan=plan, limits=limits, scan_id=scan_id, start_index=start, already_done=done)
+    emit = _json_writer(options, out)
+    interrupted = False
+    display = ProgressDisplay(err, counters, enabled=options.progress)
+    with display, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch_signals() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def sweep() -> None:
+                await run_sweep(
+                    job,
+                    inventory,
+                    counters,
+                    on_result=emit,
+                    on_tick=display.refresh,
+                )
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            nursery.start_soon(sweep)
+    status = "interrupted" if interrupted else "finished"
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
+    if options.summary:
+        err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+    if interrupted:
+        err.print(
+            f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "
+            "run the same command with --resume to continue",
+            markup=False,
+        )
+    return SweepReport(scan_id, counters, interrupted)
+
+
+def join_specs(*groups: Sequence[str]) -> tuple[str, ...]:
+    return tuple(s for g in groups for s in g)
