@@ -1,0 +1,422 @@
+"""certscan benchmark: certscan vs nmap (and sslyze) on a loopback lab of 1,000 nginx endpoints.
+
+Theory of operation
+-------------------
+``bench/run.sh`` calls this twice. ``prepare`` runs in the host namespace (it needs no network
+except PyPI for the optional sslyze): it generates the lab once (cached under ``bench/out``) and
+tries to install sslyze into its own virtualenv there. ``run`` runs as PID 1 of a fresh network
+and PID namespace (``unshare --net --pid --fork --kill-child``), so everything it starts, nginx
+included, dies with it and no packet can leave loopback. ``run`` checks that namespace before it
+brings ``lo`` up, refuses any target outside 127.0.0.0/8, installs the nftables counters and the
+dead-range drop, starts nginx, then for each scenario runs the tools in turn (the order rotates
+each round), resetting the SYN counters before each invocation and killing any invocation past its
+wall-clock cap. A global time budget shortens caps and skips the rounds that no longer fit.
+Medians go to a Markdown table printed and written to ``bench/out/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import measure
+import nginx_lab
+import report
+import tools
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "bench" / "out"
+MIN_CAP_S = 10.0
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    parser.add_argument("phase", choices=("prepare", "run"))
+    parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario (3)")
+    parser.add_argument("--scenarios", default="1,2,3", help="comma-separated subset of 1,2,3")
+    parser.add_argument("--tools", default=",".join(tools.TOOLS), help="certscan,nmap,sslyze")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="cache and results dir")
+    parser.add_argument(
+        "--budget", type=float, default=780.0, help="seconds for all measured runs (780)"
+    )
+    parser.add_argument(
+        "--certscan-args",
+        default=os.environ.get("CERTSCAN_ARGS", ""),
+        help="extra arguments for every certscan sweep (also $CERTSCAN_ARGS)",
+    )
+    parser.add_argument("--retry-sslyze", action="store_true", help="retry a failed sslyze install")
+    args = parser.parse_args(argv)
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    args.tools = [t for t in args.tools.split(",") if t]
+    for s in args.scenarios:
+        if s not in tools.SCENARIOS:
+            parser.error(f"unknown scenario {s!r}")
+    for t in args.tools:
+        if t not in tools.TOOLS:
+            parser.error(f"unknown tool {t!r}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    args.out = args.out.resolve()
+    return args
+
+
+# -- preparation (host namespace) ------------------------------------------------------------
+
+
+def sslyze_bin(out: Path) -> Path:
+    return out / "sslyze-venv" / "bin" / "sslyze"
+
+
+def ensure_sslyze(out: Path, retry: bool) -> None:
+    """Install sslyze into ``out/sslyze-venv`` once; remember a failure unless ``retry``."""
+    failed = out / "sslyze.unavailable"
+    if sslyze_bin(out).is_file() or (failed.is_file() and not retry):
+        return
+    venv = out / "sslyze-venv"
+    print("bench: installing sslyze into its own virtualenv (once) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", "sslyze"],
+            check=True,
+            timeout=180,
+            stdout=subprocess.DEVNULL,
+            stderr=(out / "sslyze-install.log").open("wb"),
+        )
+        failed.unlink(missing_ok=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        shutil.rmtree(venv, ignore_errors=True)
+        failed.write_text(f"{exc}\n")
+        print(f"bench: sslyze not installed ({exc}); see {out / 'sslyze-install.log'}")
+
+
+def prepare(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    nginx_lab.build_lab(args.out)
+    if "sslyze" in args.tools and "1" in args.scenarios:
+        ensure_sslyze(args.out, args.retry_sslyze)
+    return 0
+
+
+# -- measurement (private namespace) ---------------------------------------------------------
+
+
+def certscan_command() -> list[str] | None:
+    """``$CERTSCAN_BIN`` (split like a shell would), else the project's venv, else the PATH."""
+    configured = os.environ.get("CERTSCAN_BIN", "").strip()
+    if configured:
+        return shlex.split(configured)
+    local = REPO / ".venv" / "bin" / "certscan"
+    if os.access(local, os.X_OK):
+        return [str(local)]
+    found = shutil.which("certscan")
+    return [found] if found else None
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable ({exc})"
+    text = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    line = text[0].strip() if text else ""
+    return line if done.returncode == 0 else f"unavailable (exit {done.returncode}: {line[:120]})"
+
+
+def machine_facts() -> dict[str, str]:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    os_name = platform.system()
+    os_release = Path("/etc/os-release")
+    if os_release.is_file():
+        for line in os_release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "os": os_name,
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+    }
+
+
+def bring_up_loopback() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
+    state = subprocess.run(
+        ["ip", "-o", "link", "show", "lo"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    if ",UP" not in state:
+        raise measure.BenchError(f"lo is not up: {state.strip()}")
+
+
+def budget_seconds(requested: float) -> float:
+    """``requested``, shortened to end 30 s before ``run.sh``'s overall deadline if it has one."""
+    deadline = os.environ.get("BENCH_DEADLINE", "")
+    if deadline.isdigit():
+        return max(0.0, min(requested, int(deadline) - time.time() - 30))
+    return requested
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    measure.assert_private_namespace()
+    scenarios = [tools.SCENARIOS[k] for k in args.scenarios]
+    for scenario in scenarios:
+        measure.assert_loopback(*scenario.targets.values())
+        measure.assert_loopback(*(daddr.split("-")[0] for _, daddr in scenario.counters))
+    measure.assert_loopback(tools.DEAD_RANGE, str(nginx_lab.LAB_NETWORK))
+    bring_up_loopback()
+
+    certscan = certscan_command()
+    certscan_extra = shlex.split(args.certscan_args)
+    versions = {"nmap": _first_line(["nmap", "--version"]).split(" ( ")[0]}
+    versions["nginx"] = _first_line(["nginx", "-v"])
+    unavailable: dict[str, str] = {}
+    if "certscan" in args.tools:
+        versions["certscan"] = (
+            _first_line([*certscan, "--version"]) if certscan else "unavailable (not found)"
+        )
+        if versions["certscan"].startswith("unavailable"):
+            raise measure.BenchError(
+                f"certscan {versions['certscan']}: set CERTSCAN_BIN to its command, "
+                "or choose other tools with --tools nmap,sslyze"
+            )
+    sslyze = sslyze_bin(args.out)
+    if "sslyze" in args.tools:
+        if sslyze.is_file():
+            python = str(sslyze.parent / "python")
+            meta = "import importlib.metadata as m; print('sslyze', m.version('sslyze'))"
+            versions["sslyze"] = _first_line([python, "-c", meta])
+        else:
+            versions["sslyze"] = "not installed"
+            unavailable["sslyze"] = "not installed"
+
+    lab = nginx_lab.build_lab(args.out)
+    by_address = lab.by_address
+    firewall = measure.Firewall(
+        [measure.Counter(name=n, daddr=d) for s in scenarios for n, d in s.counters],
+        drop=tools.DEAD_RANGE,
+    )
+    firewall.install()
+    runs_root = args.out / "runs"
+    shutil.rmtree(runs_root, ignore_errors=True)
+    deadline = time.monotonic() + budget_seconds(args.budget)
+    records: list[report.RunRecord] = []
+    needs_lab = any(s.key == "1" for s in scenarios)
+    nginx = nginx_lab.Nginx(lab, shutil.which("nginx") or "/usr/sbin/nginx", args.out)
+    if needs_lab:
+        print("bench: starting nginx with 1,000 TLS endpoints ...", flush=True)
+        nginx.start()
+    try:
+        for scenario in scenarios:
+            chosen = [t for t in scenario.tools if t in args.tools and t not in unavailable]
+            print(f"\n== scenario {scenario.key}: {scenario.title}", flush=True)
+            for round_no in range(1, args.runs + 1):
+                shift = (round_no - 1) % max(len(chosen), 1)
+                for tool in chosen[shift:] + chosen[:shift]:
+                    record = one_run(
+                        scenario,
+                        tool,
+                        round_no,
+                        run_dir=runs_root / f"s{scenario.key}-{tool}-r{round_no}",
+                        deadline=deadline,
+                        firewall=firewall,
+                        certscan=certscan or [],
+                        certscan_extra=certscan_extra,
+                        sslyze=str(sslyze),
+                        lab=by_address,
+                    )
+                    records.append(record)
+    finally:
+        nginx.stop()
+    summaries = []
+    for scenario in scenarios:
+        for tool in scenario.tools:
+            if tool not in args.tools:
+                continue
+            if tool in unavailable:
+                summaries.append(
+                    report.Summary(
+                        scenario=scenario, tool=tool, target=scenario.targets[tool], runs=0,
+                        timeouts=0, failures=0, wall_s=None, eps=None, cpu_s=None, rss_mb=None,
+                        syns=None, found="—", unavailable=unavailable[tool],
+                    )
+                )  # fmt: skip
+                continue
+            mine = [r for r in records if r.scenario == scenario.key and r.tool == tool]
+            summaries.append(report.summarise(scenario, tool, mine))
+    write_results(args, summaries, records, versions, time.monotonic() - started)
+    return 0
+
+
+def one_run(
+    scenario: tools.Scenario,
+    tool: str,
+    round_no: int,
+    *,
+    run_dir: Path,
+    deadline: float,
+    firewall: measure.Firewall,
+    certscan: list[str],
+    certscan_extra: list[str],
+    sslyze: str,
+    lab: dict[str, nginx_lab.Endpoint],
+) -> report.RunRecord:
+    divisor_name = scenario.counters[0][0]
+    divisor = scenario.per_endpoint.get(divisor_name, scenario.addresses(tool))
+
+    def record(
+        stats: measure.RunStats | None,
+        found: tools.Found | None,
+        syns: dict[str, int],
+        note: str,
+        argv: str = "",
+    ) -> report.RunRecord:
+        return report.RunRecord(
+            scenario=scenario.key,
+            tool=tool,
+            run=round_no,
+            target=scenario.targets[tool],
+            addresses=scenario.addresses(tool),
+            syn_divisor=divisor,
+            stats=stats,
+            found=found,
+            syns=syns,
+            note=note,
+            argv=argv,
+        )
+
+    remaining = deadline - time.monotonic()
+    if remaining < MIN_CAP_S:
+        print(f"  run {round_no} {tool}: skipped, time budget used up", flush=True)
+        return record(None, None, {}, "budget used up")
+    cap = min(scenario.cap_s[tool], remaining)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    argv, output = tools.command(
+        tool,
+        scenario,
+        run_dir=run_dir,
+        certscan=certscan,
+        certscan_extra=certscan_extra,
+        sslyze=sslyze,
+    )
+    command_line = shlex.join(argv)
+    (run_dir / "command").write_text(command_line + "\n")
+    firewall.reset()
+    stats = measure.timed_run(
+        argv, cap=cap, stdout=run_dir / "stdout", stderr=run_dir / "stderr", cwd=run_dir
+    )
+    counts = firewall.read()
+    syns = {name: counts.get(name, 0) for name, _ in scenario.counters}
+    found = tools.count_found(tool, output, run_dir, lab) if scenario.key == "1" else None
+    note = f"capped at {cap:.0f} s" if stats.timed_out else ""
+    if not stats.timed_out and stats.exit_code != 0:
+        note = f"exit {stats.exit_code}: {stats.stderr_tail.splitlines()[-1:]!s}"[:160]
+    shown = command_line.replace(str(run_dir), "$RUN").replace(str(REPO) + "/", "")
+    done = record(stats, found, syns, note, shown)
+    print(
+        f"  run {round_no} {tool:8s} {stats.wall_s:7.2f} s"
+        f"  exit {'cap' if stats.timed_out else stats.exit_code}"
+        f"  cpu {report.fmt(stats.cpu_s)} s  rss {report.fmt(stats.rss_mb, 1)} MB"
+        f"  leaves {found.matched if found else '—'}"
+        f"  chains {found.full_chain if found and found.full_chain is not None else '—'}"
+        f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}",
+        flush=True,
+    )
+    if note:
+        print(f"    note: {note}", flush=True)
+    return done
+
+
+def write_results(
+    args: argparse.Namespace,
+    summaries: list[report.Summary],
+    records: list[report.RunRecord],
+    versions: dict[str, str],
+    elapsed: float,
+) -> None:
+    facts = machine_facts()
+    command = os.environ.get("BENCH_COMMAND") or shlex.join(["bench/bench.py", *sys.argv[1:]])
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    table = report.table(summaries)
+    ratio_lines = report.ratios(summaries)
+    lines = [
+        "# certscan benchmark results",
+        "",
+        f"- command: `{command}`",
+        f"- date: {now} (measuring took {elapsed / 60:.1f} min)",
+        f"- machine: {facts['nproc']} CPUs ({facts['cpu']}), {facts['memory']} RAM, "
+        f"Linux {facts['kernel']}, {facts['os']}, Python {facts['python']}",
+        "- versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()),
+        f"- runs per tool and scenario: {args.runs} (medians; tools alternate, order rotating)",
+        "- lab: nginx (worker_processes auto) serving 1,000 endpoints 127.1.0.1–127.1.3.232:443, "
+        "500 ECDSA P-256 and 500 RSA-2048 leaves, each sent with its intermediate; the other 24 "
+        "addresses of the /22 are closed",
+        "",
+        table,
+    ]
+    lines += [f"- {line}" for line in ratio_lines]
+    lines += [
+        "",
+        "Endpoints/s = addresses in the tool's target range ÷ median wall time. Certificates "
+        "found = leaves whose SHA-256 matches the lab's for that address (chains: followed by "
+        "the right intermediate). CPU s = user + system of the tool's processes and peak RSS, "
+        "both from `/usr/bin/time -v`. SYNs/endpoint = SYNs counted by an nftables rule in the "
+        "namespace (scenario 1: to the 1,000 live addresses ÷ 1,000; scenarios 2 and 3: to the "
+        "range ÷ addresses swept, SYN retransmissions included). Scenario 3 drops SYNs to "
+        "127.3.0.0/16 in the namespace's prerouting hook; nmap sweeps only the /24 slice, "
+        f"with `--host-timeout 30s` and a {tools.SCENARIOS['3'].cap_s['nmap']:.0f} s wall cap.",
+        "",
+        "## Commands",
+        "",
+        "`$RUN` is each run's own directory under `bench/out/runs` (a fresh SQLite file each).",
+        "",
+        report.commands(records),
+        "## Every run",
+        "",
+        report.runs_table(records),
+    ]
+    text = "\n".join(lines)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.md").write_text(text)
+    raw = [
+        {**asdict(r), "syns": dict(r.syns), "syns_per_endpoint": r.syns_per_endpoint}
+        for r in records
+    ]
+    (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str))
+    print("\n" + table)
+    for line in ratio_lines:
+        print(line)
+    print(f"\nbench: results written to {args.out / 'results.md'}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        return prepare(args) if args.phase == "prepare" else run(args)
+    except measure.BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,179 @@
+"""Medians and the Markdown report: pure functions from run records to text."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from measure import RunStats
+from tools import Found, Scenario
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One invocation of one tool in one scenario."""
+
+    scenario: str
+    tool: str
+    run: int  # 1-based
+    target: str
+    addresses: int
+    stats: RunStats | None  # None: skipped (budget exhausted)
+    found: Found | None
+    syns: Mapping[str, int]
+    syn_divisor: int
+    note: str = ""
+    argv: str = ""  # the command line as run, "" when skipped
+
+    @property
+    def syns_per_endpoint(self) -> float | None:
+        if self.stats is None or not self.syns:
+            return None
+        return next(iter(self.syns.values())) / self.syn_divisor
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    """Medians over the runs of one tool in one scenario."""
+
+    scenario: Scenario
+    tool: str
+    target: str
+    runs: int
+    timeouts: int
+    failures: int
+    wall_s: float | None
+    eps: float | None
+    cpu_s: float | None
+    rss_mb: float | None
+    syns: float | None
+    found: str
+    unavailable: str = ""
+
+
+def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Summary:
+    done = [r for r in records if r.stats is not None]
+    stats = [r.stats for r in done if r.stats is not None]
+    wall = _median([s.wall_s for s in stats])
+    addresses = scenario.addresses(tool)
+    found = "—"
+    founds = [r.found for r in done if r.found is not None]
+    if founds and scenario.key == "1":
+        matched = _median([f.matched for f in founds])
+        found = f"{fmt(matched, 0)}/1,000"
+        chains = [f.full_chain for f in founds]
+        if any(c is None for c in chains):
+            found += " (leaf only)"
+        else:
+            found += f" ({fmt(_median([float(c) for c in chains if c is not None]), 0)} chains)"
+    return Summary(
+        scenario=scenario,
+        tool=tool,
+        target=scenario.targets[tool],
+        runs=len(stats),
+        timeouts=sum(1 for s in stats if s.timed_out),
+        failures=sum(1 for s in stats if not s.timed_out and s.exit_code != 0),
+        wall_s=wall,
+        eps=addresses / wall if wall else None,
+        cpu_s=_median([s.cpu_s for s in stats]),
+        rss_mb=_median([s.rss_mb for s in stats]),
+        syns=_median([r.syns_per_endpoint for r in done]),
+        found=found,
+    )
+
+
+HEADER = (
+    "| Scenario | Tool | Target | Runs | Wall s | Endpoints/s | Certificates found "
+    "| CPU s | Peak RSS MB | SYNs/endpoint |\n"
+    "|---|---|---|--:|--:|--:|---|--:|--:|--:|\n"
+)
+
+
+def table(summaries: Sequence[Summary]) -> str:
+    rows = []
+    for s in summaries:
+        if s.unavailable:
+            rows.append(
+                f"| {s.scenario.key} | {s.tool} | {s.target} | {s.unavailable} "
+                "| — | — | — | — | — | — |"
+            )
+            continue
+        runs = str(s.runs) if s.runs else "0 (time budget used up)"
+        # A capped run's wall time is a lower bound, so the true median is at least ours.
+        bound, rate_bound = ("≥", "≤") if s.timeouts else ("", "")
+        if s.timeouts:
+            runs += f" ({s.timeouts} killed at the cap)"
+        if s.failures:
+            runs += f" ({s.failures} failed)"
+        rows.append(
+            f"| {s.scenario.key} | {s.tool} | {s.target} | {runs} | {bound}{fmt(s.wall_s)} "
+            f"| {rate_bound}{fmt(s.eps, 0)} | {s.found} | {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} "
+            f"| {fmt(s.syns)} |"
+        )
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def ratios(summaries: Sequence[Summary]) -> list[str]:
+    """certscan/nmap endpoints-per-second ratio per scenario, where both ran."""
+    lines = []
+    by_key: dict[tuple[str, str], Summary] = {(s.scenario.key, s.tool): s for s in summaries}
+    for key in sorted({s.scenario.key for s in summaries}):
+        ours, theirs = by_key.get((key, "certscan")), by_key.get((key, "nmap"))
+        if ours and theirs and ours.eps and theirs.eps:
+            # A capped run makes its rate an upper bound; both capped: no meaningful ratio.
+            bound = {(True, False): "≤", (False, True): "≥"}.get(
+                (bool(ours.timeouts), bool(theirs.timeouts)), ""
+            )
+            if ours.timeouts and theirs.timeouts:
+                bound = "~ (both capped) "
+            lines.append(
+                f"scenario {key}: certscan/nmap endpoints per second = "
+                f"{bound}{ours.eps / theirs.eps:.2f} ({ours.eps:,.0f} / {theirs.eps:,.0f})"
+            )
+    return lines
+
+
+def runs_table(records: Sequence[RunRecord]) -> str:
+    """Every run, for the record."""
+    out = [
+        "| Scenario | Tool | Run | Wall s | Exit | CPU s | Peak RSS MB | Leaves ✓ | Chains "
+        "| SYNs | Note |",
+        "|---|---|--:|--:|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in records:
+        if r.stats is None:
+            out.append(
+                f"| {r.scenario} | {r.tool} | {r.run} | — | skipped | — | — | — | — | — "
+                f"| {r.note} |"
+            )
+            continue
+        s, f = r.stats, r.found
+        exit_text = "killed at cap" if s.timed_out else str(s.exit_code)
+        syns = ", ".join(f"{k}={v}" for k, v in r.syns.items())
+        garbled = f"{f.garbled} unreadable output records" if f and f.garbled else ""
+        note = "; ".join(x for x in (r.note, f.note if f else "", garbled) if x)
+        out.append(
+            f"| {r.scenario} | {r.tool} | {r.run} | {s.wall_s:.2f} | {exit_text} "
+            f"| {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} | {f.matched if f else '—'} "
+            f"| {f.full_chain if f and f.full_chain is not None else '—'} | {syns} | {note} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def commands(records: Sequence[RunRecord]) -> str:
+    """The command line of each tool in each scenario (first run that ran)."""
+    seen: dict[tuple[str, str], str] = {}
+    for r in records:
+        if r.argv and (r.scenario, r.tool) not in seen:
+            seen[(r.scenario, r.tool)] = r.argv
+    return "".join(f"- scenario {s}, {t}: `{argv}`\n" for (s, t), argv in seen.items())

@@ -1,0 +1,267 @@
+"""What each scanner is asked to do, and how its output is checked against the lab.
+
+Theory of operation
+-------------------
+A ``Scenario`` names a target range and the tools that sweep it; ``command`` builds the exact
+argument list for one tool in one scenario. After a run, ``count_found`` reads the tool's own
+output (certscan's ``--json`` lines, nmap's ``-oX`` XML with the ``ssl-cert`` PEM, sslyze's
+``--json_out``) and matches every leaf against the lab's recorded SHA-256 fingerprint for that
+address; "full chain" additionally needs the intermediate as the second certificate (nmap's
+``ssl-cert`` only reports the leaf, so it has no chain figure). Everything the tools print is
+treated as untrusted text: unparsable lines are counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import re
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nginx_lab import LAB_PORT, Endpoint
+
+TOOLS = ("certscan", "nmap", "sslyze")
+PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """One benchmark scenario; ``targets`` per tool (nmap may sweep a smaller slice)."""
+
+    key: str
+    title: str
+    targets: Mapping[str, str]
+    tools: tuple[str, ...]
+    cap_s: Mapping[str, float]
+    counters: tuple[tuple[str, str], ...]  # (counter name, daddr) — the first is per endpoint
+    per_endpoint: Mapping[str, int] = field(default_factory=dict)  # divisor per counter
+    certscan_args: tuple[str, ...] = ()
+    nmap_args: tuple[str, ...] = ()
+
+    def addresses(self, tool: str) -> int:
+        return ipaddress.ip_network(self.targets[tool]).num_addresses
+
+
+LAB_LIVE = "127.1.0.1-127.1.3.232"
+
+SCENARIOS: dict[str, Scenario] = {
+    "1": Scenario(
+        key="1",
+        title="1,000 TLS endpoints (127.1.0.0/22)",
+        targets={t: "127.1.0.0/22" for t in TOOLS},
+        tools=TOOLS,
+        cap_s={"certscan": 120, "nmap": 120, "sslyze": 150},
+        counters=(("lab_live", LAB_LIVE), ("lab_all", "127.1.0.0/22")),
+        per_endpoint={"lab_live": 1000},
+        nmap_args=("--script", "ssl-cert"),
+    ),
+    "2": Scenario(
+        key="2",
+        title="65,536 closed addresses (127.2.0.0/16)",
+        targets={"certscan": "127.2.0.0/16", "nmap": "127.2.0.0/16"},
+        tools=("certscan", "nmap"),
+        cap_s={"certscan": 120, "nmap": 120},
+        counters=(("closed", "127.2.0.0/16"),),
+        per_endpoint={"closed": 65536},
+    ),
+    "3": Scenario(
+        key="3",
+        title="dead hosts, SYNs dropped (certscan 127.3.0.0/16, nmap 127.3.0.0/24 slice)",
+        targets={"certscan": "127.3.0.0/16", "nmap": "127.3.0.0/24"},
+        tools=("certscan", "nmap"),
+        cap_s={"certscan": 90, "nmap": 60},
+        counters=(("dead", "127.3.0.0/16"),),
+        certscan_args=("--connect-timeout", "1"),
+        nmap_args=("--host-timeout", "30s"),
+    ),
+}
+DEAD_RANGE = "127.3.0.0/16"
+
+
+def command(
+    tool: str,
+    scenario: Scenario,
+    *,
+    run_dir: Path,
+    certscan: Sequence[str],
+    certscan_extra: Sequence[str],
+    sslyze: str | None,
+) -> tuple[list[str], Path]:
+    """The argument list for ``tool`` in ``scenario`` and the file its results land in."""
+    target = scenario.targets[tool]
+    if tool == "certscan":
+        db = run_dir / "inventory.db"
+        argv = [*certscan, "sweep", target, "-p", str(LAB_PORT), "--db", str(db)]
+        argv += ["--no-progress", "--json", *scenario.certscan_args, *certscan_extra]
+        return argv, run_dir / "stdout"
+    if tool == "nmap":
+        xml = run_dir / "nmap.xml"
+        argv = ["nmap", "-n", "-Pn", "-sT", f"-p{LAB_PORT}", *scenario.nmap_args, "-T4"]
+        return [*argv, "-oX", str(xml), target], xml
+    if tool == "sslyze":
+        assert sslyze is not None
+        targets = run_dir / "targets.txt"
+        network = ipaddress.ip_network(target)
+        # sslyze takes no CIDR: every address of the range, closed ones included, in order.
+        targets.write_text("".join(f"{a}:{LAB_PORT}\n" for a in network))
+        out = run_dir / "sslyze.json"
+        argv = [sslyze, "--certinfo", "--mozilla_config", "disable", "--quiet"]
+        return [*argv, "--targets_in", str(targets), "--json_out", str(out)], out
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Found:
+    """What a run found, checked against the lab. ``full_chain`` is None when not reported."""
+
+    with_cert: int  # endpoints for which the tool reported a leaf certificate
+    matched: int  # of those, leaves whose SHA-256 equals the lab's for that address
+    full_chain: int | None  # matched leaves followed by the lab's intermediate
+    garbled: int  # output records that could not be read
+    note: str = ""
+
+
+def _norm_hex(value: object) -> str:
+    return str(value).replace(":", "").strip().lower()
+
+
+def _pem_sha256(pem: bytes) -> str | None:
+    match = PEM_RE.search(pem)
+    if not match:
+        return None
+    body = b"".join(match.group(0).splitlines()[1:-1])
+    try:
+        return hashlib.sha256(base64.b64decode(body, validate=False)).hexdigest()
+    except ValueError:
+        return None
+
+
+def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
+    """Check certscan ``--json`` lines (one object per endpoint that accepted a connection)."""
+    with_cert = matched = full = garbled = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record: Any = json.loads(line)
+            chain = record.get("chain") or []
+            address = str(record["address"])
+            fingerprints = [_norm_hex(c["sha256"]) for c in chain]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            garbled += 1
+            continue
+        if not fingerprints:
+            continue
+        with_cert += 1
+        expected = lab.get(address)
+        if expected and fingerprints[0] == expected.leaf_sha256:
+            matched += 1
+            if fingerprints[1:2] == [expected.intermediate_sha256]:
+                full += 1
+    return Found(with_cert=with_cert, matched=matched, full_chain=full, garbled=garbled)
+
+
+def parse_nmap(xml_path: Path, lab: Mapping[str, Endpoint]) -> Found:
+    """Check nmap ``-oX`` output: the ``ssl-cert`` script's PEM (or SHA-1) per host."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        return Found(with_cert=0, matched=0, full_chain=None, garbled=1, note=str(exc)[:80])
+    with_cert = matched = 0
+    for host in root.iter("host"):
+        address_el = host.find("address")
+        address = address_el.get("addr", "") if address_el is not None else ""
+        for script in host.iter("script"):
+            if script.get("id") != "ssl-cert":
+                continue
+            elems = {e.get("key"): (e.text or "") for e in script.iter("elem")}
+            sha256 = _pem_sha256(elems.get("pem", "").encode())
+            with_cert += 1
+            expected = lab.get(address)
+            if expected is None:
+                continue
+            if sha256 == expected.leaf_sha256 or (
+                sha256 is None and _norm_hex(elems.get("sha1", "")) == expected.leaf_sha1
+            ):
+                matched += 1
+    return Found(with_cert=with_cert, matched=matched, full_chain=None, garbled=0)
+
+
+def parse_sslyze(json_path: Path, lab: Mapping[str, Endpoint]) -> Found:
+    """Check sslyze ``--json_out``: the received chain of every certificate deployment."""
+    try:
+        report: Any = json.loads(json_path.read_text(errors="replace"))
+        results = list(report["server_scan_results"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Found(with_cert=0, matched=0, full_chain=0, garbled=1, note=str(exc)[:80])
+    with_cert = matched = full = garbled = 0
+    for result in results:
+        try:
+            address = str(result["server_location"]["ip_address"])
+            info = (result.get("scan_result") or {}).get("certificate_info") or {}
+            deployments = (info.get("result") or {}).get("certificate_deployments") or []
+            chain = deployments[0]["received_certificate_chain"] if deployments else []
+            fingerprints = [_pem_sha256(str(c["as_pem"]).encode()) for c in chain]
+        except (KeyError, TypeError, AttributeError, IndexError):
+            garbled += 1
+            continue
+        if not fingerprints:
+            continue
+        with_cert += 1
+        expected = lab.get(address)
+        if expected and fingerprints[0] == expected.leaf_sha256:
+            matched += 1
+            if fingerprints[1:2] == [expected.intermediate_sha256]:
+                full += 1
+    return Found(with_cert=with_cert, matched=matched, full_chain=full, garbled=garbled)
+
+
+def certscan_db_certificates(db: Path) -> int | None:
+    """Distinct ``sha256`` values across the inventory's tables (schema-agnostic), or None."""
+    if not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tables = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            seen: set[str] = set()
+            for table in tables:
+                columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+                if "sha256" in columns:
+                    rows = conn.execute(f'SELECT DISTINCT sha256 FROM "{table}"')
+                    seen.update(_norm_hex(r[0]) for r in rows if r[0] is not None)
+            return len(seen)
+    except sqlite3.Error:
+        return None
+
+
+def count_found(
+    tool: str, output: Path, run_dir: Path, lab: Mapping[str, Endpoint]
+) -> Found | None:
+    """The run's findings checked against the lab (None for a tool with nothing to check)."""
+    if tool == "certscan":
+        text = output.read_text(errors="replace") if output.is_file() else ""
+        found = parse_certscan(text.splitlines(), lab)
+        db_certs = certscan_db_certificates(run_dir / "inventory.db")
+        if db_certs is not None:
+            found = Found(
+                with_cert=found.with_cert,
+                matched=found.matched,
+                full_chain=found.full_chain,
+                garbled=found.garbled,
+                note=f"{db_certs} distinct sha256 in the SQLite inventory",
+            )
+        return found
+    if tool == "nmap":
+        return parse_nmap(output, lab)
+    if tool == "sslyze":
+        return parse_sslyze(output, lab)
+    return None
