@@ -56,7 +56,7 @@ __all__ = ["CertCache", "parse_certificate", "sha256_hex"]
 _MAX_REASON = 300  # characters of an exception message kept in field_errors
 _MAX_SALVAGED = 256  # extensions tried one by one when the extension list does not parse
 _MAX_OID_BYTES = 63  # longer encodings are not rendered as dotted OIDs (cryptography's bound)
-_WARNINGS_LOCK = threading.Lock()
+WARNINGS_LOCK = threading.Lock()
 
 T = TypeVar("T")
 
@@ -156,7 +156,7 @@ def _read(notes: _Notes, where: str, read: Callable[[], T], default: T) -> T:
 
 
 def _parse(der: bytes, digest: str) -> CertInfo:
-    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+    with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             cert = x509.load_der_x509_certificate(der)
