@@ -157,14 +157,30 @@ def sweep(
         ),
     ] = False,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", metavar="N", help="Connections in flight at once.")
-    ] = 500,
+        int,
+        typer.Option(
+            "--concurrency",
+            metavar="N",
+            help="Connections in flight at once (clamped to the open-files limit).",
+        ),
+    ] = 4096,
     rate: Annotated[
         float | None,
         typer.Option(
             "--rate", metavar="PER_SECOND", help="New connections per second (default: no cap)."
         ),
     ] = None,
+    handshakes: Annotated[
+        int,
+        typer.Option("--handshakes", metavar="N", help="TLS handshakes in flight at once."),
+    ] = 256,
+    probe_protocols: Annotated[
+        bool,
+        typer.Option(
+            "--probe-protocols",
+            help="Also try TLS 1.1 and 1.0 on each TLS endpoint (2 more connections).",
+        ),
+    ] = False,
     per_address: Annotated[
         int, typer.Option("--per-address", metavar="N", help="Connections to one address at once.")
     ] = 2,
@@ -212,10 +228,12 @@ def sweep(
         raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
     if resolve not in ("all", "first"):
         raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")
-    if concurrency < 1 or per_address < 1:
-        raise UsageError("--concurrency and --per-address must be at least 1")
+    if min(concurrency, per_address, handshakes) < 1:
+        raise UsageError("--concurrency, --handshakes and --per-address must be at least 1")
     limits = EngineLimits(
         concurrency=concurrency,
+        handshakes=handshakes,
+        probe_protocols=probe_protocols,
         rate=_positive("--rate", rate) if rate is not None else None,
         per_address=per_address,
         connect_timeout=_positive("--connect-timeout", connect_timeout),

@@ -26,6 +26,7 @@ records it as ``internal_error`` (with a logged traceback) when ``"record"`` (pr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import socket
@@ -35,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 import trio
+from OpenSSL import SSL
 
 from scanner import net, tls
 from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
@@ -77,27 +79,68 @@ def effective_concurrency(requested: int, nofile: int) -> int:
 # --- one target -----------------------------------------------------------------------------
 
 
-async def probe(target: Target, limits: EngineLimits) -> Outcome:
+async def probe(
+    target: Target, limits: EngineLimits, *, slots: trio.Semaphore | None = None
+) -> Outcome:
     """Connect and handshake with one target; network and TLS faults come back as values.
+
+    ``slots`` bounds the TLS handshakes in flight across a sweep (``limits.handshakes``): a
+    connected socket waits for a slot before OpenSSL state is allocated, and the wait does not
+    count against the target's timeouts. With ``limits.probe_protocols``, a target that
+    handshook is tried again offering at most TLS 1.1, then TLS 1.0, to fill
+    ``Handshake.legacy_versions``.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    started_at = datetime.now(UTC)
+    context = tls.client_context(limits.tls_min_version)
+    attempt = await _attempt(target, limits, context, slots)
+    outcome = _outcome(target, started_at, attempt)
+    if limits.probe_protocols and isinstance(outcome, Handshake):
+        legacy = await _legacy_versions(target, limits, outcome.tls_version, slots)
+        outcome = dataclasses.replace(outcome, legacy_versions=legacy)
+    return outcome
+
+
+@dataclasses.dataclass(slots=True)
+class _Attempt:
+    start: float  # trio clock when the connect began
+    connected: float | None  # trio clock when TCP connected, None when it never did
+    result: tls.Negotiated | tls.Fault
+
+
+async def _attempt(
+    target: Target,
+    limits: EngineLimits,
+    context: SSL.Context,
+    slots: trio.Semaphore | None,
+) -> _Attempt:
+    """One connection: connect, wait for a handshake slot, handshake.
 
     One cancel scope covers both phases: it ends at the connect timeout (or the per-target
     deadline, if sooner), and once connected its deadline moves to the handshake timeout (or
     the per-target deadline). Same limits as a scope per phase inside a deadline scope, at a
     third of the cost, which a sweep of a /16 notices.
     """
-    await trio.lowlevel.checkpoint_if_cancelled()
-    context = tls.client_context(limits.tls_min_version)
-    started_at = datetime.now(UTC)
     start = trio.current_time()
     deadline = start + limits.target_deadline
     sock: socket.socket | None = None
     connected: float | None = None
     result: tls.Negotiated | tls.Fault | None = None
+    holding = False
     try:
         with trio.move_on_at(min(start + limits.connect_timeout, deadline)) as scope:
             sock = await net.connect(target.address, target.port)
             connected = trio.current_time()
-            scope.deadline = min(connected + limits.handshake_timeout, deadline)
+            if slots is not None:
+                with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):
+                    await _acquire(slots)
+                    holding = True
+                if not holding:
+                    result = tls.fault(tls.TIMED_OUT, "no free handshake slot in time")
+                    return _Attempt(start, connected, result)
+                waited = trio.current_time() - connected
+                deadline += waited  # local queueing is not the server's fault
+            scope.deadline = min(trio.current_time() + limits.handshake_timeout, deadline)
             result = await tls.handshake(
                 sock, context, tls.sni_bytes(target.sni), limits.max_chain_bytes
             )
@@ -106,6 +149,8 @@ async def probe(target: Target, limits: EngineLimits) -> Outcome:
         if result is None:
             raise
     finally:
+        if holding and slots is not None:
+            slots.release()
         if sock is not None:
             sock.close()
     if result is None:
@@ -113,7 +158,49 @@ async def probe(target: Target, limits: EngineLimits) -> Outcome:
             result = _timed_out("connect", limits.connect_timeout, 0.0, limits)
         else:
             result = _timed_out("handshake", limits.handshake_timeout, connected - start, limits)
-    return _outcome(target, started_at, start, connected, result)
+    return _Attempt(start, connected, result)
+
+
+async def _acquire(semaphore: trio.Semaphore) -> None:
+    try:  # checkpoint-free when uncontended
+        semaphore.acquire_nowait()
+    except trio.WouldBlock:
+        await semaphore.acquire()
+
+
+#: Versions to try in the protocol probe, highest first, with the version each probe offers
+#: at most. A server answering a probe with a lower version than offered also accepts that one.
+_LEGACY: Final = ("TLSv1.1", "TLSv1")
+
+
+async def _legacy_versions(
+    target: Target, limits: EngineLimits, negotiated: str, slots: trio.Semaphore | None
+) -> tuple[str, ...]:
+    """Which of TLS 1.1 and 1.0 the endpoint also accepts (never more than two connections).
+
+    A server picks the highest version both sides offer, so the main handshake's version tells
+    the ceiling: a TLS 1.1 server is known to accept 1.1, a TLS 1.0 server only 1.0.
+    """
+    accepted: list[str] = []
+    for version in _LEGACY:
+        if _VERSION_ORDER.get(negotiated, 99) < _VERSION_ORDER[version]:
+            continue  # above the server's ceiling: it would have negotiated it
+        if negotiated == version:
+            accepted.append(version)
+            continue
+        # Offer TLS 1.0 up to `version`: a refusal means none of them is accepted.
+        attempt = await _attempt(target, limits, tls.client_context("TLSv1", version), slots)
+        if not isinstance(attempt.result, tls.Negotiated):
+            break
+        got = attempt.result.tls_version
+        if got in _LEGACY and got not in accepted:
+            accepted.append(got)
+        if got != version:
+            break  # it answered below what was offered: nothing between is accepted
+    return tuple(v for v in _LEGACY if v in accepted)
+
+
+_VERSION_ORDER: Final = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 
 
 def _timed_out(phase: str, allowed: float, offset: float, limits: EngineLimits) -> tls.Fault:
@@ -126,14 +213,9 @@ def _timed_out(phase: str, allowed: float, offset: float, limits: EngineLimits) 
     return tls.fault(tls.TIMED_OUT, detail)
 
 
-def _outcome(
-    target: Target,
-    started_at: datetime,
-    start: float,
-    connected: float | None,
-    result: tls.Negotiated | tls.Fault,
-) -> Outcome:
-    """The outcome record; ``connected`` is when TCP connected, ``None`` when it never did."""
+def _outcome(target: Target, started_at: datetime, attempt: _Attempt) -> Outcome:
+    """The outcome record of one attempt."""
+    start, connected, result = attempt.start, attempt.connected, attempt.result
     now = trio.current_time()
     mark = start if connected is None else connected
     match result:
@@ -161,10 +243,15 @@ def _outcome(
             )
 
 
-async def _probe_guarded(target: Target, limits: EngineLimits, policy: InternalErrors) -> Outcome:
+async def _probe_guarded(
+    target: Target,
+    limits: EngineLimits,
+    policy: InternalErrors,
+    slots: trio.Semaphore | None = None,
+) -> Outcome:
     """The one place a bug inside :func:`probe` is either re-raised or recorded."""
     try:
-        return await probe(target, limits)
+        return await probe(target, limits, slots=slots)
     except Exception as exc:
         if policy == "raise":
             raise
@@ -219,6 +306,7 @@ async def _work(
     gates: dict[str, _Gate],
     results: trio.MemorySendChannel[tuple[int, Outcome]],
     policy: InternalErrors,
+    slots: trio.Semaphore | None = None,
 ) -> None:
     per_address = max(1, limits.per_address)
     async with jobs:
@@ -235,7 +323,7 @@ async def _work(
                 except trio.WouldBlock:
                     await gate.semaphore.acquire()
                 try:
-                    outcome = await _probe_guarded(target, limits, policy)
+                    outcome = await _probe_guarded(target, limits, policy, slots)
                 finally:
                     gate.semaphore.release()
             finally:
@@ -262,6 +350,7 @@ async def sweep(
     ``"raise"`` lets it out (tests).
     """
     gates: dict[str, _Gate] = {}
+    slots = trio.Semaphore(max(1, limits.handshakes))
     async with results:
         tls.client_context(limits.tls_min_version)  # a bad minimum version fails before any I/O
         jobs_in, jobs_out = trio.open_memory_channel[tuple[int, Target]](0)
@@ -270,5 +359,5 @@ async def sweep(
             async with jobs_out:
                 for _ in range(max(1, limits.concurrency)):
                     nursery.start_soon(
-                        _work, jobs_out.clone(), limits, gates, results, internal_errors
+                        _work, jobs_out.clone(), limits, gates, results, internal_errors, slots
                     )

@@ -158,7 +158,8 @@ class CertInfo:
 class EngineLimits:
     """The bounds one sweep runs under. Times are seconds."""
 
-    concurrency: int = 500  # connections in flight at once (clamped to the open-files limit)
+    concurrency: int = 4096  # connections in flight at once (clamped to the open-files limit)
+    handshakes: int = 256  # TLS handshakes in flight at once (bounds memory: ~80 KB each)
     rate: float | None = None  # new connections per second; None = as fast as concurrency allows
     per_address: int = 2  # connections to one address at once
     connect_timeout: float = 3.0
@@ -166,3 +167,4 @@ class EngineLimits:
     target_deadline: float = 10.0  # whole target: connect + handshake, however the peer drips
     max_chain_bytes: int = 256 * 1024  # bytes read from one server before chain_too_large
     tls_min_version: str = "TLSv1"  # lowest version offered; "SSLv3" is not supported
+    probe_protocols: bool = False  # after a handshake, also try TLS 1.1 and 1.0 (legacy_versions)

@@ -104,6 +104,7 @@ class _Collector:
         self._watermark = _Watermark.starting_at(job.start_index)
         self._batch: list[Item] = []
         self._indices: list[int] = []
+        self._flush_lock = trio.Lock()
         self.batches_written = 0
 
     def targets(self) -> Iterator[tuple[int, Target]]:
@@ -137,6 +138,17 @@ class _Collector:
         batch = Batch(self._batch, self._indices, self._watermark.value)
         self._batch, self._indices = [], []
         return batch
+
+    async def flush(self, batches: trio.MemorySendChannel[Batch]) -> None:
+        """Cut and send a batch. Serialised, so batches reach the writer in the order they were
+        cut and a stored watermark never runs ahead of the results stored before it."""
+        async with self._flush_lock:
+            cut = self.cut()
+            if cut is not None:
+                # Once cut, a batch must reach the writer: a cancelled send would lose it while
+                # a later batch carries a watermark past it. The writer is shielded and drains.
+                with trio.CancelScope(shield=True):
+                    await batches.send(cut)
 
     @property
     def pending(self) -> int:
@@ -176,13 +188,16 @@ async def run_sweep(
     async def collect() -> None:
         async with batches_send:
             try:
-                async with receive:
-                    await _collect_loop(collector, receive, batches_send, on_tick)
+                async with receive, trio.open_nursery() as inner:
+                    inner.start_soon(_tick, collector, batches_send, on_tick)
+                    async for index, outcome in receive:
+                        collector.accept(index, outcome)
+                        if collector.pending >= BATCH_SIZE:
+                            await collector.flush(batches_send)
+                    inner.cancel_scope.cancel()
             finally:
-                leftover = collector.cut()
-                if leftover is not None:
-                    with trio.CancelScope(shield=True):
-                        await batches_send.send(leftover)
+                with trio.CancelScope(shield=True):
+                    await collector.flush(batches_send)
                 if on_tick is not None:
                     on_tick()
 
@@ -192,28 +207,17 @@ async def run_sweep(
         nursery.start_soon(engine.sweep, collector.targets(), job.limits, send)
 
 
-async def _collect_loop(
+async def _tick(
     collector: _Collector,
-    receive: trio.MemoryReceiveChannel[tuple[int, Outcome]],
     batches: trio.MemorySendChannel[Batch],
     on_tick: Callable[[], None] | None,
 ) -> None:
-    deadline = trio.current_time() + BATCH_SECONDS
+    """Every BATCH_SECONDS: store what has completed (so a slow sweep is saved as it goes)."""
     while True:
-        with trio.move_on_at(deadline):
-            try:
-                index, outcome = await receive.receive()
-            except trio.EndOfChannel:
-                return
-            collector.accept(index, outcome)
-        now = trio.current_time()
-        if collector.pending >= BATCH_SIZE or now >= deadline:
-            cut = collector.cut()
-            if cut is not None:
-                await batches.send(cut)
-            if on_tick is not None:
-                on_tick()
-            deadline = now + BATCH_SECONDS
+        await trio.sleep(BATCH_SECONDS)
+        await collector.flush(batches)
+        if on_tick is not None:
+            on_tick()
 
 
 def scan_spec(**options: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
@@ -142,16 +143,7 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
             f"note: concurrency lowered to {concurrency} (open-files limit {nofile})",
             markup=False,
         )
-        limits = EngineLimits(
-            concurrency=concurrency,
-            rate=limits.rate,
-            per_address=limits.per_address,
-            connect_timeout=limits.connect_timeout,
-            handshake_timeout=limits.handshake_timeout,
-            target_deadline=limits.target_deadline,
-            max_chain_bytes=limits.max_chain_bytes,
-            tls_min_version=limits.tls_min_version,
-        )
+        limits = dataclasses.replace(limits, concurrency=concurrency)
 
     inventory = await trio.to_thread.run_sync(Inventory, options.db_url)
     try:

@@ -243,14 +243,19 @@ def _on_ocsp(conn: SSL.Connection, staple: bytes, _data: object) -> bool:
 
 
 @functools.cache
-def client_context(min_version: str = "TLSv1") -> SSL.Context:
-    """The shared client context for sweeps whose lowest offered version is ``min_version``."""
-    if min_version not in _VERSIONS:
-        choices = ", ".join(_VERSIONS)
-        raise UsageError(f"unsupported minimum TLS version {min_version!r} (one of {choices})")
+def client_context(min_version: str = "TLSv1", max_version: str = "TLSv1.3") -> SSL.Context:
+    """The shared client context offering ``min_version`` up to ``max_version``.
+
+    The protocol probe uses ``max_version`` "TLSv1.1" / "TLSv1" to learn whether a server still
+    accepts legacy versions; sweeps use the full range.
+    """
+    for version in (min_version, max_version):
+        if version not in _VERSIONS:
+            choices = ", ".join(_VERSIONS)
+            raise UsageError(f"unsupported TLS version {version!r} (one of {choices})")
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(_VERSIONS[min_version])
-    ctx.set_max_proto_version(SSL.TLS1_3_VERSION)
+    ctx.set_max_proto_version(_VERSIONS[max_version])
     ctx.set_cipher_list(_CIPHERS)
     ctx.set_options(SSL.OP_ALL | SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
