@@ -1,4 +1,5 @@
-"""The inventory: scan runs, endpoints, certificates and observations, in SQLite or PostgreSQL.
+"""The inventory: scan runs, endpoints, certificates, observations and the lifecycle of findings,
+in SQLite or PostgreSQL.
 
 Theory of operation
 -------------------
@@ -25,18 +26,18 @@ hold NUL) and rebuilt from it exactly; the columns used for listing and filterin
 observation text (error detail, cipher...), have NUL and unencodable characters replaced by
 U+FFFD (:func:`scanner.tables.clean_text`). The DER is stored byte for byte and stays the source
 of truth. Only SQLite and PostgreSQL are supported: the upserts use their ``ON CONFLICT``.
+
+The class keeps the public API in one place; the work lives beside it: opening and migrating
+the schema in ``scanner.store_schema``, the read queries and their records in
+``scanner.store_read``, and the findings lifecycle in ``scanner.store_findings``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,100 +45,32 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from scanner import __version__
+from reports.model import Finding
+from scanner import __version__, store_findings, store_read, store_schema
 from scanner import tables as t
 from scanner.errors import StoreError
-from scanner.models import (
-    STATUS_CLIENT_CERT_REQUIRED,
-    STATUS_OK,
-    CertInfo,
-    Handshake,
-    Outcome,
-)
+from scanner.models import CertInfo, Handshake, Outcome
+from scanner.store_findings import FindingChanges, FindingRecord
+from scanner.store_read import EndpointKey, EndpointRecord, ScanRun
+from scanner.store_schema import db_url, default_db_path
+
+__all__ = [
+    "SCAN_STATUSES",
+    "EndpointKey",
+    "EndpointRecord",
+    "FindingChanges",
+    "FindingRecord",
+    "Inventory",
+    "ScanRun",
+    "db_url",
+    "default_db_path",
+]
 
 SCAN_STATUSES = frozenset({"running", "finished", "interrupted", "failed"})
-_CHAIN_STATUSES = (STATUS_OK, STATUS_CLIENT_CERT_REQUIRED)
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_IN_CHUNK = 500  # values per IN (...) list: well under every backend's parameter limit
-_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
-
-#: ``(address, port, sni)`` as targets carry it: ``sni`` is None when none is sent.
-EndpointKey = tuple[str, int, str | None]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScanRun:
-    """One sweep as stored. ``spec`` is the normalised JSON of its command-line targets/options."""
-
-    id: int
-    started_at: datetime  # UTC
-    finished_at: datetime | None  # UTC; None while running (and after a crash)
-    status: str  # "running", "finished", "interrupted" or "failed"
-    spec: str
-    total: int  # targets in the sweep
-    watermark: int  # every target index below it is stored
-    done: int  # targets stored: ok + failed
-    ok: int  # targets that presented a chain (status ok or client_cert_required)
-    failed: int  # targets that did not
-    version: str  # the certscan version that started it
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointRecord:
-    """An endpoint with one observation of it and the chain it presented, in presented order."""
-
-    address: str
-    port: int
-    sni: str | None  # None when no SNI was sent
-    status: str  # "ok", "client_cert_required" or a FailureKind value
-    error: str | None  # the failure's detail; None for a handshake
-    tls_version: str | None  # None for a failure
-    cipher: str | None
-    alpn: str | None
-    observed_at: datetime  # UTC, when the connection began
-    scan_id: int
-    chain: tuple[CertInfo, ...]  # empty for a failure
-
-    @property
-    def leaf(self) -> CertInfo | None:
-        """The first certificate presented, or None."""
-        return self.chain[0] if self.chain else None
-
-
-_SCAN_FIELDS = tuple(f.name for f in fields(ScanRun))
-_RECORD_COLUMNS = ("status", "error", "tls_version", "cipher", "alpn", "observed_at", "scan_id")
-
-
-def default_db_path() -> Path:
-    """``$XDG_DATA_HOME/certscan/inventory.db`` (XDG default: ``~/.local/share``)."""
-    base = os.environ.get("XDG_DATA_HOME", "")
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
-    return root / "certscan" / "inventory.db"
-
-
-def db_url(value: str | None) -> str:
-    """A SQLAlchemy URL for ``--db``/``CERTSCAN_DB``: None or '' -> the default SQLite file; a
-    URL (``scheme://...``) passes through; anything else is a file path for SQLite."""
-    if not value:
-        path = default_db_path()
-    elif _URL_SCHEME.match(value):
-        return value
-    else:
-        path = Path(value).expanduser().absolute()
-    return sa.URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
-
-
-def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start : start + _IN_CHUNK]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _scan_run(row: sa.Row[Any]) -> ScanRun:
-    return ScanRun(**{name: row._mapping[name] for name in _SCAN_FIELDS})
 
 
 class Inventory:
@@ -146,7 +79,7 @@ class Inventory:
     def __init__(self, url: str) -> None:
         """Open (creating if needed) the inventory at ``url``; a plain path means SQLite."""
         try:
-            parsed = sa.make_url(url if _URL_SCHEME.match(url) else db_url(url or None))
+            parsed = sa.make_url(url if store_schema.URL_SCHEME.match(url) else db_url(url or None))
         except (sa_exc.ArgumentError, ValueError):
             raise StoreError(
                 "invalid database URL (want a file path or a URL such as "
@@ -158,33 +91,17 @@ class Inventory:
         if self.backend not in ("sqlite", "postgresql"):
             raise StoreError(f"unsupported database {self.backend!r}: use sqlite or postgresql")
         try:
-            self.engine = t.make_engine(parsed)
+            self.engine = store_schema.make_engine(parsed)
         except (sa_exc.SQLAlchemyError, OSError, ImportError) as exc:
             raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
         try:
-            t.META.metadata.create_all(self.engine, tables=list(t.ALL_TABLES))
-            self._check_schema()
+            store_schema.prepare(self.engine, self.label)
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
         except BaseException:
             self.engine.dispose()
             raise
-
-    def _check_schema(self) -> None:
-        with self.engine.begin() as conn:
-            found = conn.execute(
-                sa.select(t.META.c.value).where(t.META.c.key == "schema_version")
-            ).scalar_one_or_none()
-            if found is None:
-                conn.execute(
-                    sa.insert(t.META).values(key="schema_version", value=str(t.SCHEMA_VERSION))
-                )
-            elif not found.isdigit() or int(found) > t.SCHEMA_VERSION:
-                raise StoreError(
-                    f"inventory {self.label} has schema version {found}, newer than this "
-                    f"certscan ({t.SCHEMA_VERSION}) understands: upgrade certscan"
-                )
 
     def _reason(self, exc: BaseException) -> str:
         """One line saying why, with no SQL, traceback or password."""
@@ -259,7 +176,7 @@ class Inventory:
         )
         with self._begin("read scans") as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else _scan_run(row)
+        return None if row is None else store_read.scan_run(row)
 
     def resume_scan(self, scan_id: int) -> tuple[int, set[EndpointKey]]:
         """Mark ``scan_id`` running again. Returns its watermark and the targets at or above it
@@ -296,13 +213,18 @@ class Inventory:
     def scan(self, scan_id: int) -> ScanRun | None:
         with self._begin("read scans") as conn:
             row = conn.execute(sa.select(t.SCAN_RUN).where(t.SCAN_RUN.c.id == scan_id)).first()
-        return None if row is None else _scan_run(row)
+        return None if row is None else store_read.scan_run(row)
 
     def scans(self, limit: int = 20) -> list[ScanRun]:
         """The newest ``limit`` scans, newest first."""
         query = sa.select(t.SCAN_RUN).order_by(t.SCAN_RUN.c.id.desc()).limit(limit)
         with self._begin("read scans") as conn:
-            return [_scan_run(row) for row in conn.execute(query)]
+            return [store_read.scan_run(row) for row in conn.execute(query)]
+
+    def latest_scan(self) -> ScanRun | None:
+        """The scan started last (whatever its status), or None in an empty inventory."""
+        found = self.scans(limit=1)
+        return found[0] if found else None
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -329,8 +251,7 @@ class Inventory:
             presented = outcome.chain if isinstance(outcome, Handshake) else ()
             if len(chain) != len(presented):
                 raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
-            target = outcome.target
-            key = (t.clean_text(target.address) or "", target.port, t.clean_text(target.sni) or "")
+            key = t.endpoint_key(outcome.target.address, outcome.target.port, outcome.target.sni)
             batch.setdefault(key, (outcome, chain, None if indices is None else indices[i]))
         with self._begin("store scan results") as conn:
             fresh: list[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]] = []
@@ -386,7 +307,7 @@ class Inventory:
     def _stored_endpoints(self, conn: Connection, scan_id: int, ids: Sequence[int]) -> set[int]:
         o = t.OBSERVATION
         found: set[int] = set()
-        for part in _chunks(ids):
+        for part in store_read.chunks(ids):
             found.update(
                 conn.execute(
                     sa.select(o.c.endpoint_id).where(
@@ -436,7 +357,7 @@ class Inventory:
     def _known(self, conn: Connection, sha256s: Sequence[str]) -> set[str]:
         c = t.CERTIFICATE
         found: set[str] = set()
-        for part in _chunks(sha256s):
+        for part in store_read.chunks(sha256s):
             found.update(conn.execute(sa.select(c.c.sha256).where(c.c.sha256.in_(part))).scalars())
         return found
 
@@ -451,74 +372,61 @@ class Inventory:
         """Every endpoint's latest observation (or every observation of ``scan_id``) with its
         chain, soonest leaf ``not_after`` first (no leaf, or no expiry, last). Without
         ``include_failures``, endpoints whose chosen observation is a failure are left out."""
-        o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
-        if scan_id is None:
-            newest = sa.func.row_number().over(
-                partition_by=o.c.endpoint_id, order_by=(o.c.observed_at.desc(), o.c.id.desc())
-            )
-            ranked = sa.select(o.c.id, newest.label("rank")).subquery()
-            chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
-        else:
-            chosen = sa.select(o.c.id).where(o.c.scan_id == scan_id)
-        picked = sa.select(o.c.id).where(o.c.id.in_(chosen))
-        if not include_failures:
-            picked = picked.where(o.c.status.in_(_CHAIN_STATUSES))
-        picked_ids = picked.subquery()
-        observations = (
-            sa.select(o, e.c.address, e.c.port, e.c.sni)
-            .join_from(o, e, o.c.endpoint_id == e.c.id)
-            .join(picked_ids, picked_ids.c.id == o.c.id)
-        )
-        links = (
-            sa.select(oc.c.observation_id, c.c.sha256, c.c.der, c.c.info)
-            .join_from(oc, c, oc.c.sha256 == c.c.sha256)
-            .join(picked_ids, picked_ids.c.id == oc.c.observation_id)
-            .order_by(oc.c.observation_id, oc.c.position)
-        )
         with self._begin("read the inventory") as conn:
-            rows = conn.execute(observations).all()
-            chains: dict[int, list[CertInfo]] = {}
-            parsed: dict[str, CertInfo] = {}
-            for obs_id, sha256, der, info in conn.execute(links):
-                cert = parsed.get(sha256)
-                if cert is None:
-                    cert = parsed[sha256] = t.decode_cert_info(der, sha256, info)
-                chains.setdefault(obs_id, []).append(cert)
-        records = [
-            EndpointRecord(
-                address=m["address"],
-                port=m["port"],
-                sni=m["sni"] or None,
-                chain=tuple(chains.get(m["id"], ())),
-                **{name: m[name] for name in _RECORD_COLUMNS},
+            return store_read.latest_endpoints(
+                conn, scan_id=scan_id, include_failures=include_failures
             )
-            for m in (row._mapping for row in rows)
-        ]
-        records.sort(key=_expiry_order)
-        return records
+
+    def previous_leaves(self, scan_id: int | None = None) -> dict[EndpointKey, str]:
+        """For ``certificate_changed``: each endpoint's leaf SHA-256 in its most recent
+        observation WITH a chain that is older than its latest observation (with ``scan_id``:
+        older than its observation in that scan; endpoints that scan did not observe are left
+        out). Endpoints with no such earlier observation are absent."""
+        with self._begin("read the inventory") as conn:
+            return store_read.previous_leaves(conn, scan_id)
+
+    # --- findings ---------------------------------------------------------------------------
+
+    def record_findings(
+        self,
+        scan_id: int,
+        findings: Sequence[Finding],
+        *,
+        evaluated: Iterable[EndpointKey],
+        now: datetime,
+    ) -> FindingChanges:
+        """Apply one evaluation of the findings rules, in ONE transaction.
+
+        ``evaluated`` names the endpoints whose findings were just computed (those ``scan_id``
+        observed); every finding must belong to one of them. Their open findings present in
+        ``findings`` are seen again (``last_seen``, ``last_scan_id``, severity and message
+        updated), the others are resolved at ``now``; findings without an open row are opened.
+        Other endpoints' findings are untouched. Of two findings with one identity (endpoint,
+        kind, sha256) the more severe is kept. Raises ValueError for an unknown scan, a naive
+        ``now``, or a finding of an endpoint not evaluated or not stored.
+        """
+        with self._begin("store findings") as conn:
+            return store_findings.record(conn, scan_id, findings, evaluated=evaluated, now=now)
+
+    def findings(
+        self, *, open_only: bool = True, endpoint: EndpointKey | None = None
+    ) -> list[FindingRecord]:
+        """Stored findings (only open ones by default; of one endpoint when given), most severe
+        first, then by address, port, SNI and kind."""
+        with self._begin("read findings") as conn:
+            return store_findings.read(conn, open_only=open_only, endpoint=endpoint)
 
     def stats(self) -> dict[str, int]:
-        """Row counts: scans, endpoints, certificates, observations."""
+        """Row counts: scans, endpoints, certificates, observations, findings (open or not)."""
         tables = {
             "scans": t.SCAN_RUN,
             "endpoints": t.ENDPOINT,
             "certificates": t.CERTIFICATE,
             "observations": t.OBSERVATION,
+            "findings": t.FINDING,
         }
         with self._begin("read the inventory") as conn:
             return {
                 name: int(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one())
                 for name, tb in tables.items()
             }
-
-
-def _expiry_order(record: EndpointRecord) -> tuple[bool, datetime, str, int, str]:
-    leaf = record.leaf
-    not_after = leaf.not_after if leaf is not None else None
-    return (
-        not_after is None,
-        not_after or _FAR_FUTURE,
-        record.address,
-        record.port,
-        record.sni or "",
-    )

@@ -1,6 +1,6 @@
 """The inventory's database schema: SQLModel table classes, the only SQLModel classes in certscan,
-with how they map onto SQLite and PostgreSQL (:func:`make_engine`) and to and from certscan's
-dataclasses (the pure row builders at the end).
+and how they map to and from certscan's dataclasses (the pure row builders at the end). Engines,
+schema creation and migration from older versions live in ``scanner.store_schema``.
 
 Rows are built only from already-validated dataclasses (``Outcome``, ``CertInfo``), by the pure
 helpers at the end of this module and by ``scanner.store``, which writes them in bulk through the
@@ -30,10 +30,8 @@ from pathlib import Path
 from typing import Any, assert_never
 
 from sqlalchemy import (
-    URL,
     BigInteger,
     Column,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -41,18 +39,18 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
+    func,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 
-#: Bumped whenever a table changes; stored in ``certscan_meta`` for future migrations.
-SCHEMA_VERSION = 1
+#: Bumped whenever a table changes; stored in ``certscan_meta`` (see ``scanner.store_schema``).
+#: 1: scans, endpoints, certificates, observations and their chains.
+#: 2: ``observation.legacy_versions`` and ``observation.connected``; the ``finding`` table.
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -204,6 +202,9 @@ class Observation(SQLModel, table=True):
     connect_seconds: float | None = None
     handshake_seconds: float | None = None
     elapsed_seconds: float | None = None
+    # Added in schema 2 (NULL in older rows):
+    legacy_versions: str | None = _text()  # comma-joined; '' probed, none accepted; NULL not probed
+    connected: bool | None = Field(default=None, nullable=True)  # TCP connection accepted
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -225,52 +226,29 @@ class ObservationCertificate(SQLModel, table=True):
     )
 
 
-# --- Backends ------------------------------------------------------------------------------------
+class Finding(SQLModel, table=True):
+    """The lifecycle of one ``reports.model.Finding`` on one endpoint.
 
-
-def make_engine(url: URL) -> Engine:
-    """An engine for a SQLite or PostgreSQL ``url``, set up as the inventory needs it.
-
-    SQLite: the file's directory is created; WAL, ``synchronous=NORMAL`` (a committed
-    transaction survives the process being killed), foreign keys on, and connections usable from
-    any one thread at a time (the writer runs in a worker thread). PostgreSQL: session time zone
-    UTC, so the driver converts timestamps near year 1 or 9999 without overflowing.
+    A finding's identity is ``(endpoint_id, kind, sha256 or '')``; at most one row per identity is
+    open (``resolved_at`` NULL), enforced by a partial unique index. One that comes back after
+    being resolved opens a new row, so the history of each episode is kept. ``sha256`` (NULL for a
+    finding about the endpoint as a whole) is not a foreign key: the lifecycle outlives pruning
+    certificates. ``severity`` is the label (``high``); ``message`` holds certificate text.
     """
-    if url.get_backend_name() == "postgresql":
-        engine = create_engine(url, pool_pre_ping=True)
-        event.listen(engine, "connect", _postgres_session)
-        return engine
-    database = url.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in str(url.query)
-    if not in_memory and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        poolclass=StaticPool if in_memory else None,
-    )
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
 
+    __tablename__ = "finding"
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA cache_size=-16384")  # up to 16 MiB of pages (default 2)
-    finally:
-        cursor.close()
-
-
-def _postgres_session(dbapi_connection: Any, _record: object) -> None:
-    autocommit = dbapi_connection.autocommit
-    dbapi_connection.autocommit = True
-    try:
-        dbapi_connection.execute("SET TIME ZONE 'UTC'")
-    finally:
-        dbapi_connection.autocommit = autocommit
+    id: int | None = _id()
+    endpoint_id: int = Field(sa_column=Column(BigInt, ForeignKey("endpoint.id"), nullable=False))
+    sha256: str | None = _text()
+    kind: str = Field(sa_column=Column(Text(), nullable=False))
+    severity: str = Field(sa_column=Column(Text(), nullable=False))
+    message: str = Field(sa_column=Column(Text(), nullable=False))
+    first_seen: datetime = _time()
+    last_seen: datetime = _time()
+    resolved_at: datetime | None = _time(nullable=True)  # NULL while open
+    first_scan_id: int = Field(sa_column=Column(BigInt, ForeignKey("scan_run.id"), nullable=False))
+    last_scan_id: int = Field(sa_column=Column(BigInt, ForeignKey("scan_run.id"), nullable=False))
 
 
 # The Core tables behind the classes: ``scanner.store`` writes in bulk through these.
@@ -280,8 +258,21 @@ ENDPOINT: Table = SQLModel.metadata.tables["endpoint"]
 CERTIFICATE: Table = SQLModel.metadata.tables["certificate"]
 OBSERVATION: Table = SQLModel.metadata.tables["observation"]
 OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certificate"]
+FINDING: Table = SQLModel.metadata.tables["finding"]
 #: Every certscan table, parents before children.
-ALL_TABLES = (META, SCAN_RUN, ENDPOINT, CERTIFICATE, OBSERVATION, OBSERVATION_CERTIFICATE)
+ALL_TABLES = (META, SCAN_RUN, ENDPOINT, CERTIFICATE, OBSERVATION, OBSERVATION_CERTIFICATE, FINDING)
+
+# Expression and partial indexes are declared on the Core table (both backends support them).
+Index(
+    "uq_finding_open",
+    FINDING.c.endpoint_id,
+    FINDING.c.kind,
+    func.coalesce(FINDING.c.sha256, ""),
+    unique=True,
+    sqlite_where=FINDING.c.resolved_at.is_(None),
+    postgresql_where=FINDING.c.resolved_at.is_(None),
+)
+Index("ix_finding_endpoint", FINDING.c.endpoint_id)
 
 
 # --- Row building (pure): dataclass values -> column values, and back ---------------------------
@@ -372,6 +363,28 @@ def certificate_row(info: CertInfo, first_seen: datetime) -> dict[str, object]:
     }
 
 
+def endpoint_key(address: str, port: int, sni: str | None) -> tuple[str, int, str]:
+    """An endpoint as the ``endpoint`` table keys it: storable text, ``''`` for no SNI."""
+    return clean_text(address) or "", port, clean_text(sni) or ""
+
+
+def encode_versions(versions: tuple[str, ...] | None) -> str | None:
+    """``observation.legacy_versions``: None (not probed) stays NULL, ``()`` becomes ``''``."""
+    if versions is None:
+        return None
+    for name in versions:
+        if not name or "," in name:
+            raise ValueError(f"unstorable protocol version name {name!r}")
+    return clean_text(",".join(versions))
+
+
+def decode_versions(text: str | None) -> tuple[str, ...] | None:
+    """The inverse of :func:`encode_versions`."""
+    if text is None:
+        return None
+    return tuple(text.split(",")) if text else ()
+
+
 def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[str, object]:
     """The ``observation`` row for one outcome (``target_index`` is added by the caller)."""
     common = {"scan_id": scan_id, "endpoint_id": endpoint_id, "observed_at": outcome.started_at}
@@ -387,6 +400,8 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "connect_seconds": outcome.connect_seconds,
                 "handshake_seconds": outcome.handshake_seconds,
                 "elapsed_seconds": outcome.connect_seconds + outcome.handshake_seconds,
+                "legacy_versions": encode_versions(outcome.legacy_versions),
+                "connected": True,
             }
         case ScanFailure():
             return common | {
@@ -399,6 +414,8 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "connect_seconds": None,
                 "handshake_seconds": None,
                 "elapsed_seconds": outcome.elapsed_seconds,
+                "legacy_versions": None,
+                "connected": outcome.connected,
             }
         case _:
             assert_never(outcome)

@@ -1,9 +1,5 @@
-"""The inventory on real databases: SQLite files in tmp_path and the machine's PostgreSQL.
-
-PostgreSQL tests (marked ``postgres``) each get a fresh schema on the server named by
-``CERTSCAN_TEST_PG``; they fail when the server is unreachable under ``CI=true`` and are skipped
-otherwise.
-"""
+"""The inventory on real databases: SQLite files in tmp_path and the machine's PostgreSQL
+(the ``url``, ``inventory`` and ``pki`` fixtures are in this directory's conftest)."""
 
 from __future__ import annotations
 
@@ -12,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,64 +22,9 @@ from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailur
 from scanner.parse import parse_certificate
 from scanner.store import EndpointRecord, Inventory, db_url, default_db_path
 
-PG_URL = os.environ.get("CERTSCAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2030, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 Item = tuple[Outcome, tuple[CertInfo, ...]]
-
-
-# --- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose connections use a fresh schema, dropped afterwards."""
-    schema = f"certscan_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa_exc.OperationalError as exc:
-        admin.dispose()
-        why = f"PostgreSQL unreachable at {PG_URL}: {str(exc.orig).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    url = sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return db_url(str(tmp_path / "inventory.db"))
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def inventory(url: str) -> Iterator[Inventory]:
-    inv = Inventory(url)
-    try:
-        yield inv
-    finally:
-        inv.close()
-
-
-@pytest.fixture(scope="module")
-def pki() -> dict[str, certgen.Issued]:
-    root = certgen.make_ca()
-    inter = certgen.make_ca("certscan test intermediate", issuer=root)
-    return {
-        "root": root,
-        "inter": inter,
-        "a": certgen.make_leaf(inter, cn="a.example", dns_names=["a.example"]),
-        "b": certgen.make_leaf(inter, cn="b.example", dns_names=["b.example", "www.b.example"]),
-    }
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -334,7 +273,8 @@ def test_a_failed_batch_stores_nothing(
         inventory.record_batch(12345, [item], watermark=1)
     with pytest.raises(ValueError, match="chain length"):
         inventory.record_batch(12345, [(item[0], ())], watermark=1)
-    assert inventory.stats() == {"scans": 0, "endpoints": 0, "certificates": 0, "observations": 0}
+    empty = {"scans": 0, "endpoints": 0, "certificates": 0, "observations": 0, "findings": 0}
+    assert inventory.stats() == empty
 
 
 _CRASHING_WRITER = """
