@@ -253,14 +253,23 @@ class Inventory:
                 raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
             key = t.endpoint_key(outcome.target.address, outcome.target.port, outcome.target.sni)
             batch.setdefault(key, (outcome, chain, None if indices is None else indices[i]))
+        # A target that never accepted a connection (refused, unreachable, connect timeout) is
+        # only observed when the endpoint is already in the inventory, so that its going away
+        # is on record; otherwise it is just counted. A /16 sweep thus stores the few hundred
+        # endpoints that answered, not 65,536 rows of "refused".
+        live = {k: v for k, v in batch.items() if _answered(v[0])}
+        quiet = {k: v for k, v in batch.items() if k not in live}
         with self._begin("store scan results") as conn:
             fresh: list[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]] = []
-            if batch:
-                ids = self._upsert_endpoints(conn, batch)
+            ids = self._upsert_endpoints(conn, live) if live else {}
+            if quiet:
+                ids.update(self._existing_endpoints(conn, list(quiet)))
+            if ids:
                 # A resumed scan re-doing a target keeps the first result (and counts it once).
                 stored = self._stored_endpoints(conn, scan_id, list(ids.values()))
-                fresh = [(ids[k], v) for k, v in batch.items() if ids[k] not in stored]
-            self._advance(conn, scan_id, watermark, [o for _, (o, _, _) in fresh])
+                fresh = [(ids[k], v) for k, v in batch.items() if k in ids and ids[k] not in stored]
+            unstored = [v[0] for k, v in quiet.items() if k not in ids]
+            self._advance(conn, scan_id, watermark, [o for _, (o, _, _) in fresh] + unstored)
             self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh])
             self._insert_observations(conn, scan_id, fresh)
 
@@ -273,9 +282,17 @@ class Inventory:
             sa.update(s)
             .where(s.c.id == scan_id)
             .values(
-                done=s.c.done + len(outcomes),
+                # Capped at the total: a resumed scan may redo targets above the watermark that
+                # were counted but, never having answered, not stored.
+                done=sa.case(
+                    (s.c.done + len(outcomes) > s.c.total, s.c.total),
+                    else_=s.c.done + len(outcomes),
+                ),
                 ok=s.c.ok + ok,
-                failed=s.c.failed + (len(outcomes) - ok),
+                failed=sa.case(
+                    (s.c.failed + (len(outcomes) - ok) > s.c.total - s.c.ok, s.c.total - s.c.ok),
+                    else_=s.c.failed + (len(outcomes) - ok),
+                ),
                 watermark=sa.case((s.c.watermark < watermark, watermark), else_=s.c.watermark),
             )
         )
@@ -303,6 +320,23 @@ class Inventory:
             set_={"last_seen": sa.case((later > e.c.last_seen, later), else_=e.c.last_seen)},
         ).returning(e.c.id, e.c.address, e.c.port, e.c.sni)
         return {(a, p, sni): i for i, a, p, sni in conn.execute(stmt, rows)}
+
+    def _existing_endpoints(
+        self, conn: Connection, keys: Sequence[tuple[str, int, str]]
+    ) -> dict[tuple[str, int, str], int]:
+        """The ids of those endpoints that are already stored (looked up by address, which the
+        unique index serves on both back ends; port and SNI matched here)."""
+        e = t.ENDPOINT
+        wanted = set(keys)
+        found: dict[tuple[str, int, str], int] = {}
+        for part in store_read.chunks(sorted({k[0] for k in keys})):
+            rows = conn.execute(
+                sa.select(e.c.id, e.c.address, e.c.port, e.c.sni).where(e.c.address.in_(part))
+            )
+            for i, a, p, sni in rows:
+                if (a, p, sni) in wanted:
+                    found[(a, p, sni)] = i
+        return found
 
     def _stored_endpoints(self, conn: Connection, scan_id: int, ids: Sequence[int]) -> set[int]:
         o = t.OBSERVATION
@@ -430,3 +464,8 @@ class Inventory:
                 name: int(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one())
                 for name, tb in tables.items()
             }
+
+
+def _answered(outcome: Outcome) -> bool:
+    """Did the target accept a TCP connection (a handshake, or a failure after connecting)?"""
+    return isinstance(outcome, Handshake) or outcome.connected

@@ -230,12 +230,20 @@ async def test_postgresql_round_trip(lab: lab_mod.Lab, pg_url: str) -> None:
 # --- interruption and resume ---------------------------------------------------------------
 
 
-def _scan_state(db: Path) -> list[tuple[int, str, int]]:
+def _scan_state(db: Path) -> list[tuple[int, str, int, int]]:
     con = sqlite3.connect(db)
     try:
-        return list(con.execute("select id, status, total from scan_run order by id"))
+        return list(con.execute("select id, status, total, done from scan_run order by id"))
     finally:
         con.close()
+
+
+def _done(db: Path) -> int:
+    try:
+        state = _scan_state(db)
+    except sqlite3.Error:
+        return 0
+    return state[0][3] if state else 0
 
 
 def _observation_count(db: Path) -> int:
@@ -262,27 +270,27 @@ async def test_interrupt_then_resume_completes_exactly(tmp_path: Path, sig: int)
         "--rate",
         "1000",
     ]
-    with trio.fail_after(30):
-        proc = await trio.lowlevel.open_process([PY, "-m", "scanner", *args])
-        # Wait until some results are stored, then interrupt.
-        while not db.exists() or _observation_count_safe(db) < 200:
-            await trio.sleep(0.05)
-        proc.send_signal(sig)
-        code = await proc.wait()
+    proc = await trio.lowlevel.open_process([PY, "-m", "scanner", *args])
+    try:
+        with trio.fail_after(30):
+            # Wait until some results are stored, then interrupt.
+            while _done(db) < 200:
+                await trio.sleep(0.05)
+            proc.send_signal(sig)
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
-    stored = _observation_count(db)
-    assert 200 <= stored < 2048
+    ((_, status, total, done),) = _scan_state(db)
+    assert status == ("running" if sig == signal.SIGKILL else "interrupted")
+    assert total == 2048
+    assert 200 <= done < 2048
     resumed = await certscan(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert b"resuming scan" in resumed.stderr
-    assert _observation_count(db) == 2048
-    scans = _scan_state(db)
-    assert len(scans) == 1
-    assert scans[0][1] == "finished"
-
-
-def _observation_count_safe(db: Path) -> int:
-    try:
-        return _observation_count(db)
-    except sqlite3.Error:
-        return 0
+    ((_, status, total, done),) = _scan_state(db)
+    assert (status, total, done) == ("finished", 2048, 2048)
+    # Nothing answered on those ports, so nothing was observed: counted, not stored.
+    assert _observation_count(db) == 0

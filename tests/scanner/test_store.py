@@ -47,9 +47,12 @@ def handshake(tgt: Target, *certs: certgen.Issued, at: datetime = T0, **kw: obje
     return outcome, tuple(parse_certificate(der) for der in chain)
 
 
-def failure(tgt: Target, kind: FailureKind = FailureKind.REFUSED, at: datetime = T0) -> Item:
+def failure(
+    tgt: Target, kind: FailureKind = FailureKind.RESET, at: datetime = T0, connected: bool = True
+) -> Item:
+    """A failure after the TCP connection was accepted (stored like any observation)."""
     detail = f"{kind.value}: detail"
-    return ScanFailure(target=tgt, started_at=at, kind=kind, detail=detail), ()
+    return ScanFailure(target=tgt, started_at=at, kind=kind, detail=detail, connected=connected), ()
 
 
 def unparsable(tgt: Target, der: bytes) -> Item:
@@ -137,7 +140,9 @@ def test_hostile_certificate_text_round_trips(url: str, inventory: Inventory) ->
         sct_count=3,
     )
     outcome = Handshake(target=target(1), started_at=T0, chain=(der,), tls_version="x", cipher="y")
-    detail = ScanFailure(target=target(2), started_at=T0, kind=FailureKind.NOT_TLS, detail=weird)
+    detail = ScanFailure(
+        target=target(2), started_at=T0, kind=FailureKind.NOT_TLS, detail=weird, connected=True
+    )
     scan = inventory.start_scan(spec={}, total=2)
     inventory.record_batch(scan, [(outcome, (info,)), (detail, ())], watermark=2)
 
@@ -286,7 +291,7 @@ from scanner.store import Inventory
 def item(i):
     target = Target(address=f"127.0.9.{i}", port=443)
     failure = ScanFailure(target=target, started_at=datetime.now(UTC), kind=FailureKind.TIMEOUT,
-                          detail="timed out")
+                          detail="timed out", connected=True)
     return failure, ()
 
 inv = Inventory(sys.argv[1])
@@ -362,7 +367,7 @@ def test_latest_endpoints_sorts_soonest_expiry_first(
     inventory.record_batch(again, [failure(target(3), at=T0 + timedelta(days=1))], watermark=1)
     assert "127.0.9.3" not in {r.address for r in inventory.latest_endpoints()}
     status = by_address(inventory.latest_endpoints(include_failures=True))[("127.0.9.3", 443, None)]
-    assert status.status == "refused"
+    assert status.status == "reset"
 
 
 # --- opening ------------------------------------------------------------------------------
@@ -460,3 +465,18 @@ def test_default_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.delenv("XDG_DATA_HOME")
     assert default_db_path() == Path.home() / ".local/share/certscan/inventory.db"
     assert db_url("rel.db") == f"sqlite:///{Path.cwd() / 'rel.db'}"
+
+
+def test_unanswered_targets_are_counted_not_stored(inventory: Inventory) -> None:
+    scan = inventory.start_scan(spec={}, total=3)
+    quiet = [failure(target(n), FailureKind.REFUSED, connected=False) for n in (1, 2, 3)]
+    inventory.record_batch(scan, quiet, watermark=3)
+    stats = inventory.stats()
+    assert stats["observations"] == 0
+    assert stats["endpoints"] == 0
+    (run,) = inventory.scans()
+    assert (run.done, run.failed, run.ok, run.watermark) == (3, 3, 0, 3)
+    # Redone after a resume: still counted once at most.
+    inventory.record_batch(scan, quiet[:1], watermark=3)
+    (run,) = inventory.scans()
+    assert run.done == 3

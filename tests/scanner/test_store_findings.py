@@ -108,8 +108,15 @@ def test_probe_results_and_connection_round_trip(
     )
     got = by_key(inventory.latest_endpoints(include_failures=True))
     assert [got[key(n)].legacy_versions for n in (1, 2, 3)] == [None, (), ("TLSv1", "TLSv1.1")]
-    assert [got[key(n)].connected for n in (1, 2, 3, 4, 5)] == [True, True, True, True, False]
+    assert [got[key(n)].connected for n in (1, 2, 3, 4)] == [True, True, True, True]
     assert got[key(4)].legacy_versions is None
+    # Never answered and not known before: counted, not stored.
+    assert key(5) not in got
+    # Once known, an endpoint that stops answering is observed as such.
+    observe(inventory, fail(1, connected=False))
+    got = by_key(inventory.latest_endpoints(include_failures=True))
+    assert got[key(1)].connected is False
+    assert got[key(1)].status == "refused"
 
 
 @pytest.mark.parametrize("versions", [("TLSv1,TLSv1.1",), ("",)])
