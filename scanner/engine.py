@@ -2,17 +2,21 @@
 
 Theory of operation
 -------------------
-:func:`sweep` runs one nursery holding one *feeder* task and ``limits.concurrency`` *workers*.
-The feeder walks the (lazy) targets iterable and hands each ``(index, target)`` to an
-unbuffered channel; a target is only pulled from the iterable when a worker is free to take
-it, so a /8 never sits in memory. With ``limits.rate`` set, the feeder waits for each target's
-slot on a fixed schedule (``start + n / rate``, via ``trio.sleep_until``): a late wake-up does
+:func:`sweep` runs a *crew* of worker tasks that share one lazy iterator of targets: a worker
+takes the next ``(index, target)`` only when it is free, so a /8 never sits in memory and no
+feeder task stands between the plan and the workers. The crew starts small
+(:data:`_FIRST_WORKERS`) and grows, up to ``limits.concurrency``, while connects wait on the
+network: on loopback or a LAN that refuses at once it stays small and cheap to schedule,
+against dead or distant hosts it reaches the full concurrency. With ``limits.rate`` set, each
+worker waits for its slot on one shared fixed schedule (:class:`_Pacer`): a late wake-up does
 not push later slots back, and after a stall at most :data:`_CATCH_UP` seconds' worth of slots
 are made up at once.
 
-A worker takes a target, waits for that address's semaphore (created on first use, dropped
-when no worker holds or waits for it, so memory follows the addresses in flight, not the
-addresses seen), runs :func:`probe`, and sends ``(index, outcome)`` to ``results``.
+A worker waits for the target address's semaphore (created on first use, dropped when no
+worker holds or waits for it, so memory follows the addresses in flight, not the addresses
+seen), runs :func:`probe`, and sends ``(index, outcome)`` to ``results``. TLS handshakes in
+flight are bounded separately (``limits.handshakes``): a connected socket waits for a slot
+before any OpenSSL state is allocated, which bounds memory however many connects are pending.
 
 :func:`probe` is one target end to end: connect (``limits.connect_timeout``), handshake
 (``limits.handshake_timeout``), all inside ``limits.target_deadline`` so a peer dripping bytes
@@ -31,7 +35,7 @@ import logging
 import resource
 import socket
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -80,7 +84,11 @@ def effective_concurrency(requested: int, nofile: int) -> int:
 
 
 async def probe(
-    target: Target, limits: EngineLimits, *, slots: trio.Semaphore | None = None
+    target: Target,
+    limits: EngineLimits,
+    *,
+    slots: trio.Semaphore | None = None,
+    on_wait: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Connect and handshake with one target; network and TLS faults come back as values.
 
@@ -93,7 +101,7 @@ async def probe(
     await trio.lowlevel.checkpoint_if_cancelled()
     started_at = datetime.now(UTC)
     context = tls.client_context(limits.tls_min_version)
-    attempt = await _attempt(target, limits, context, slots)
+    attempt = await _attempt(target, limits, context, slots, on_wait)
     outcome = _outcome(target, started_at, attempt)
     if limits.probe_protocols and isinstance(outcome, Handshake):
         legacy = await _legacy_versions(target, limits, outcome.tls_version, slots)
@@ -113,6 +121,7 @@ async def _attempt(
     limits: EngineLimits,
     context: SSL.Context,
     slots: trio.Semaphore | None,
+    on_wait: Callable[[int], None] | None = None,
 ) -> _Attempt:
     """One connection: connect, wait for a handshake slot, handshake.
 
@@ -129,7 +138,7 @@ async def _attempt(
     holding = False
     try:
         with trio.move_on_at(min(start + limits.connect_timeout, deadline)) as scope:
-            sock = await net.connect(target.address, target.port)
+            sock = await net.connect(target.address, target.port, on_wait)
             connected = trio.current_time()
             if slots is not None:
                 with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):
@@ -248,10 +257,11 @@ async def _probe_guarded(
     limits: EngineLimits,
     policy: InternalErrors,
     slots: trio.Semaphore | None = None,
+    on_wait: Callable[[int], None] | None = None,
 ) -> Outcome:
     """The one place a bug inside :func:`probe` is either re-raised or recorded."""
     try:
-        return await probe(target, limits, slots=slots)
+        return await probe(target, limits, slots=slots, on_wait=on_wait)
     except Exception as exc:
         if policy == "raise":
             raise
@@ -277,63 +287,114 @@ class _Gate:
         self.users = 0
 
 
-async def _feed(
-    targets: Iterable[tuple[int, Target]],
-    rate: float | None,
-    jobs: trio.MemorySendChannel[tuple[int, Target]],
-) -> None:
-    async with jobs:
-        if not rate:
-            for item in targets:
-                try:  # straight to an idle worker, without a round trip through the scheduler
-                    jobs.send_nowait(item)
-                except trio.WouldBlock:
-                    await jobs.send(item)
-            return
-        interval = 1.0 / rate
-        due = trio.current_time()
-        for item in targets:
-            await trio.sleep_until(due)
-            await jobs.send(item)
-            # The next slot, unless we are so late that more than _CATCH_UP s of slots
-            # would follow back to back: then the schedule restarts that far behind now.
-            due = max(due + interval, trio.current_time() + interval - _CATCH_UP)
+class _Pacer:
+    """Hands out start times on a fixed schedule of ``rate`` per second.
+
+    Slots are reserved in order, so several workers share one schedule; a worker that asks late
+    gets its slot at once, and after a stall at most :data:`_CATCH_UP` seconds of missed slots
+    are handed out back to back before the schedule resumes from there (no drift, no burst).
+    """
+
+    __slots__ = ("_due", "_interval")
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._due: float | None = None
+
+    async def turn(self) -> None:
+        now = trio.current_time()
+        slot = now if self._due is None else max(self._due, now - _CATCH_UP)
+        self._due = slot + self._interval
+        await trio.sleep_until(slot)
 
 
-async def _work(
-    jobs: trio.MemoryReceiveChannel[tuple[int, Target]],
-    limits: EngineLimits,
-    gates: dict[str, _Gate],
-    results: trio.MemorySendChannel[tuple[int, Outcome]],
-    policy: InternalErrors,
-    slots: trio.Semaphore | None = None,
-) -> None:
+class _Crew:
+    """The workers of one sweep, grown on demand up to ``limits.concurrency``.
+
+    A sweep starts :data:`_FIRST_WORKERS` workers. Each time a connect has to wait for the
+    network (the kernel did not answer at once), and at least half the workers are waiting
+    like that, one more worker is started. On loopback, where refusals and handshakes complete
+    almost at once, the crew stays small and cheap to schedule; against dead or distant hosts,
+    where every connect waits, it grows to the full concurrency.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        source: Iterator[tuple[int, Target]],
+        limits: EngineLimits,
+        results: trio.MemorySendChannel[tuple[int, Outcome]],
+        policy: InternalErrors,
+    ) -> None:
+        self._nursery = nursery
+        self.source = source
+        self.limits = limits
+        self.results = results
+        self.policy = policy
+        self.gates: dict[str, _Gate] = {}
+        self.slots = trio.Semaphore(max(1, limits.handshakes))
+        self.pacer = _Pacer(limits.rate) if limits.rate else None
+        self.workers = 0
+        self.waiting = 0
+        self.exhausted = False
+
+    def grow(self, count: int = 1) -> None:
+        for _ in range(min(count, max(1, self.limits.concurrency) - self.workers)):
+            self.workers += 1
+            self._nursery.start_soon(_work, self, self.results.clone())
+
+    def connect_waits(self, delta: int) -> None:
+        """Called with +1 when a connect starts waiting on the network, -1 when it ends."""
+        self.waiting += delta
+        if delta > 0 and not self.exhausted and self.waiting * 2 >= self.workers:
+            self.grow()
+
+    def next_target(self) -> tuple[int, Target] | None:
+        if self.exhausted:
+            return None
+        item = next(self.source, None)
+        if item is None:
+            self.exhausted = True
+        return item
+
+
+#: Workers a sweep starts with; more are added while connects wait on the network.
+_FIRST_WORKERS: Final = 64
+
+
+async def _work(crew: _Crew, results: trio.MemorySendChannel[tuple[int, Outcome]]) -> None:
+    """Take targets from the shared source until it runs dry; one connection at a time."""
+    limits, gates = crew.limits, crew.gates
     per_address = max(1, limits.per_address)
-    async with jobs:
-        async for index, target in jobs:
+    async with results:
+        while True:
+            item = crew.next_target()
+            if item is None:
+                return
+            index, target = item
+            if crew.pacer is not None:
+                await crew.pacer.turn()
             gate = gates.get(target.address)
             if gate is None:
                 gate = gates[target.address] = _Gate(per_address)
             gate.users += 1
             try:
-                # Checkpoint-free when uncontended: the channel receive above has already
-                # yielded once this round, and a scheduler round trip per target adds up.
+                # Checkpoint-free when uncontended: the results send below yields once a round.
                 try:
                     gate.semaphore.acquire_nowait()
                 except trio.WouldBlock:
                     await gate.semaphore.acquire()
                 try:
-                    outcome = await _probe_guarded(target, limits, policy, slots)
+                    outcome = await _probe_guarded(
+                        target, limits, crew.policy, crew.slots, crew.connect_waits
+                    )
                 finally:
                     gate.semaphore.release()
             finally:
                 gate.users -= 1
                 if not gate.users:
                     del gates[target.address]
-            try:
-                results.send_nowait((index, outcome))
-            except trio.WouldBlock:
-                await results.send((index, outcome))
+            await results.send((index, outcome))
 
 
 async def sweep(
@@ -349,15 +410,8 @@ async def sweep(
     what a bug inside a probe does: ``"record"`` turns it into an ``internal_error`` outcome,
     ``"raise"`` lets it out (tests).
     """
-    gates: dict[str, _Gate] = {}
-    slots = trio.Semaphore(max(1, limits.handshakes))
     async with results:
         tls.client_context(limits.tls_min_version)  # a bad minimum version fails before any I/O
-        jobs_in, jobs_out = trio.open_memory_channel[tuple[int, Target]](0)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_feed, targets, limits.rate, jobs_in)
-            async with jobs_out:
-                for _ in range(max(1, limits.concurrency)):
-                    nursery.start_soon(
-                        _work, jobs_out.clone(), limits, gates, results, internal_errors, slots
-                    )
+            crew = _Crew(nursery, iter(targets), limits, results, internal_errors)
+            crew.grow(_FIRST_WORKERS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 
 import trio
 
@@ -37,11 +38,14 @@ def address_family(address: str) -> socket.AddressFamily:
     raise ValueError(f"not an IP address literal: {address!r}")
 
 
-async def connect(address: str, port: int) -> socket.socket:
+async def connect(
+    address: str, port: int, on_wait: Callable[[int], None] | None = None
+) -> socket.socket:
     """A connected non-blocking TCP socket to ``address:port``; the caller closes it.
 
     Raises ``OSError`` with the kernel's errno when the connect fails. On any failure or
-    cancellation the socket is closed before the exception leaves.
+    cancellation the socket is closed before the exception leaves. ``on_wait(+1)`` is called
+    when the connect has to wait for the network and ``on_wait(-1)`` when that wait ends.
     """
     sock = socket.socket(address_family(address), socket.SOCK_STREAM)
     try:
@@ -49,7 +53,13 @@ async def connect(address: str, port: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code = sock.connect_ex((address, port))
         if code in (errno.EINPROGRESS, errno.EINTR):  # under way; EINTR: a signal came first
-            await trio.lowlevel.wait_writable(sock)
+            if on_wait is not None:
+                on_wait(+1)
+            try:
+                await trio.lowlevel.wait_writable(sock)
+            finally:
+                if on_wait is not None:
+                    on_wait(-1)
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             raise OSError(code, os.strerror(code))

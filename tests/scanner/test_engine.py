@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import resource
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AsyncExitStack
 from itertools import count, pairwise
 
@@ -136,15 +137,13 @@ async def test_connections_per_address_are_capped(pki: peers.Pki) -> None:
 
 
 async def test_per_address_gates_are_dropped_when_idle() -> None:
-    gates: dict[str, engine._Gate] = {}
     send, receive = trio.open_memory_channel[tuple[int, Outcome]](100)
-    jobs_in, jobs_out = trio.open_memory_channel[tuple[int, Target]](100)
     with peers.closed_port(fresh_address()) as a, peers.closed_port(fresh_address()) as b:
-        for item in enumerate([a, b, a, b]):
-            jobs_in.send_nowait(item)
-        jobs_in.close()
-        await engine._work(jobs_out, EngineLimits(), gates, send, "raise")
-    assert gates == {}
+        async with trio.open_nursery() as nursery:
+            crew = engine._Crew(nursery, enumerate([a, b, a, b]), EngineLimits(), send, "raise")
+            crew.grow(2)
+        send.close()
+    assert crew.gates == {}
     assert receive.statistics().current_buffer_used == 4
 
 
@@ -158,17 +157,14 @@ async def test_rate_paces_new_connections_in_real_time() -> None:
 
 
 async def _feed_times(items: int, rate: float, busy: Callable[[int], float]) -> list[float]:
-    """When each item left the feeder (virtual time); the consumer spends ``busy(i)`` s on
-    item ``i`` before taking the next."""
-    jobs_in, jobs_out = trio.open_memory_channel[tuple[int, Target]](0)
+    """When each turn was granted (virtual time) to one worker that spends ``busy(i)`` s on
+    item ``i`` before asking for the next."""
+    pacer = engine._Pacer(rate)
     times: list[float] = []
-    targets = ((i, Target(address="127.0.0.1", port=443)) for i in range(items))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(engine._feed, targets, rate, jobs_in)
-        async with jobs_out:
-            async for index, _target in jobs_out:
-                times.append(trio.current_time())
-                await trio.sleep(busy(index))
+    for index in range(items):
+        await pacer.turn()
+        times.append(trio.current_time())
+        await trio.sleep(busy(index))
     return [t - times[0] for t in times]
 
 
@@ -192,23 +188,56 @@ async def test_pacing_makes_up_little_after_a_stall(
     assert gaps[-1] == pytest.approx(0.01, abs=1e-9)  # then back on the 10 ms schedule
 
 
-async def test_unpaced_feeder_is_lazy() -> None:
+async def test_targets_are_pulled_lazily() -> None:
     pulled = 0
+    async with peers.serve(fresh_address(), peers.silent) as quiet:
 
-    def targets() -> Iterable[tuple[int, Target]]:
-        nonlocal pulled
-        for i in range(1_000_000):
-            pulled += 1
-            yield i, Target(address="127.0.0.1", port=443)
+        def targets() -> Iterator[tuple[int, Target]]:
+            nonlocal pulled
+            for i in range(1_000_000):
+                pulled += 1
+                yield i, quiet.target()
 
-    jobs_in, jobs_out = trio.open_memory_channel[tuple[int, Target]](0)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(engine._feed, targets(), None, jobs_in)
-        for _ in range(3):
-            await jobs_out.receive()
-        await trio.testing.wait_all_tasks_blocked()
-        assert pulled == 4  # one more is pulled and waits in the unbuffered channel
-        nursery.cancel_scope.cancel()
+        send, receive = trio.open_memory_channel[tuple[int, Outcome]](10)
+        limits = EngineLimits(concurrency=3, per_address=3, handshake_timeout=30)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.sweep, targets(), limits, send)
+            await quiet.tally.wait_for(lambda t: t.open >= 3)
+            await trio.testing.wait_all_tasks_blocked()
+            assert pulled == 3  # one target per busy worker, nothing read ahead
+            nursery.cancel_scope.cancel()
+        async with receive:
+            pass
+
+
+async def test_workers_grow_only_while_connects_wait() -> None:
+    # Refusals complete at once on loopback: the crew stays at its first size.
+    send, receive = trio.open_memory_channel[tuple[int, Outcome]](math.inf)
+    with peers.closed_port(fresh_address()) as closed:
+        async with trio.open_nursery() as nursery:
+            crew = engine._Crew(
+                nursery, enumerate([closed] * 500), EngineLimits(concurrency=400), send, "raise"
+            )
+            crew.grow(engine._FIRST_WORKERS)
+        send.close()
+    assert crew.workers == engine._FIRST_WORKERS
+    assert receive.statistics().current_buffer_used == 500
+
+
+async def test_workers_grow_to_the_limit_when_connects_hang() -> None:
+    # Dropped SYNs: every connect waits, so the crew grows until all targets are in flight.
+    send, receive = trio.open_memory_channel[tuple[int, Outcome]](math.inf)
+    with peers.full_backlog(fresh_address()) as dead:
+        limits = EngineLimits(concurrency=150, per_address=1000, connect_timeout=0.5)
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            crew = engine._Crew(nursery, enumerate([dead] * 300), limits, send, "raise")
+            crew.grow(engine._FIRST_WORKERS)
+        send.close()
+        elapsed = trio.current_time() - start
+    assert crew.workers == 150
+    assert receive.statistics().current_buffer_used == 300
+    assert elapsed < 1.5  # two rounds of 150 parallel 0.5 s timeouts, not 300/64 rounds
 
 
 async def test_cancelling_a_sweep_closes_every_socket() -> None:
