@@ -1,6 +1,6 @@
 """The ``certscan`` command line.
 
-Exit codes: 0 success, 1 findings at or above ``--fail-on`` (reports), 2 bad usage or input,
+Exit codes: 0 success, 1 findings at or above ``--fail-on`` (sweep, report), 2 bad usage or input,
 3 operational failure (database, network set-up, internal error), 130 interrupted by Ctrl-C.
 Every error is one line on stderr; a traceback is shown only with ``CERTSCAN_DEBUG=1``.
 """
@@ -18,7 +18,9 @@ import typer
 from rich.console import Console
 from typer.main import get_command
 
-from scanner import __version__, commands_lab, targets
+from reports import assess
+from scanner import __version__, commands_lab, commands_report, targets
+from scanner.commands_report import CaBundleOption, ConfigOption
 from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
@@ -216,8 +218,28 @@ def sweep(
         bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary table.")] = False,
+    report: Annotated[
+        str | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="After the sweep, write a report of what it observed (format from the "
+            "extension: .html, .csv, .json).",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            metavar=commands_report.SEVERITY_NAMES,
+            help="Exit 1 when an endpoint this sweep observed has a finding at or above this "
+            "severity.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    ca_bundle: CaBundleOption = None,
 ) -> int:
-    """Sweep targets for TLS endpoints and store every presented certificate chain."""
+    """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
     specs = list(target or [])
     for path in file or []:
         specs += read_list_file(path)
@@ -240,6 +262,13 @@ def sweep(
         handshake_timeout=_positive("--handshake-timeout", handshake_timeout),
         target_deadline=_positive("--deadline", deadline),
     )
+    if report == "-" and (json_out or json_all):
+        raise UsageError("--report - and --json both write to standard output: pick one")
+    output = (
+        None if report is None else commands_report.report_output(report, None, option="--report")
+    )
+    threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
+    criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
     url = db_url(db)
     options = SweepOptions(
         specs=join_specs(specs),
@@ -258,9 +287,12 @@ def sweep(
         progress=not no_progress,
         summary=not quiet,
         dry_run=dry_run,
+        criteria=criteria,
+        report=output,
+        fail_on=threshold,
     )
-    report = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
-    return EXIT_INTERRUPTED if report.interrupted else 0
+    result = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
+    return result.exit_code
 
 
 @app.command()
@@ -323,6 +355,10 @@ def scans(
         )
     stdout_console().print(table)
     return 0
+
+
+app.command("findings")(commands_report.findings)
+app.command("report")(commands_report.report)
 
 
 @app.command()

@@ -11,12 +11,15 @@ import trio
 import typer
 from rich.console import Console
 
+from reports import assess
+from reports.atomic import write_atomic
 from scanner import lab as lab_mod
-from scanner.console import cell, inventory_table, simple_table, stdout_console
+from scanner.commands_report import ReportOutput, findings_line, findings_summary_table
+from scanner.console import cell, inventory_table, safe, simple_table, stdout_console
 from scanner.errors import UsageError
 from scanner.models import EngineLimits
 from scanner.store import Inventory, default_db_path
-from scanner.sweep_command import EXIT_INTERRUPTED, SweepOptions, run
+from scanner.sweep_command import SweepOptions, SweepReport, run
 
 lab_app = typer.Typer(
     help="The built-in lab: TLS servers with good and bad certificates on loopback.",
@@ -24,10 +27,17 @@ lab_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-#: Demo limits: short enough that the lab's hanging port costs two seconds, not ten.
+#: Demo limits: short enough that the lab's hanging port costs two seconds, not ten; the
+#: protocol probe on, so the TLS 1.0 endpoint shows up as ``legacy_protocol``.
 DEMO_LIMITS = EngineLimits(
-    concurrency=50, connect_timeout=2.0, handshake_timeout=2.0, target_deadline=3.0
+    concurrency=50,
+    connect_timeout=2.0,
+    handshake_timeout=2.0,
+    target_deadline=3.0,
+    probe_protocols=True,
 )
+DEMO_REPORT = "demo-report.html"
+DEMO_CA = "demo-lab-ca.pem"
 
 
 def _lab_table(lab: lab_mod.Lab) -> object:
@@ -79,20 +89,26 @@ def lab_up(
 
 def demo(db: Path | None) -> int:
     """See ``certscan demo --help``."""
-    path = db or default_db_path().with_name("demo.db")
+    path = (db or default_db_path().with_name("demo.db")).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         candidate = Path(f"{path}{suffix}")
         if candidate.exists():
             os.unlink(candidate)
+    report_path = path.with_name(DEMO_REPORT)
+    ca_path = path.with_name(DEMO_CA)
     console = stdout_console()
     err = Console(stderr=True, highlight=False)
 
-    async def go() -> bool:
+    async def go() -> SweepReport:
         async with trio.open_nursery() as nursery:
             lab = await nursery.start(
                 lambda task_status: lab_mod.run_lab(port=0, task_status=task_status)
             )
             console.print(_lab_table(lab))
+            # The lab's root is a private PKI root, trusted the way --ca-bundle trusts one.
+            write_atomic(ca_path, lab.ca.cert_pem)
+            criteria = assess.load_criteria(None, [ca_path], env=os.environ)
             options = SweepOptions(
                 specs=tuple(f"{e.address}:{e.port}" for e in lab.endpoints),
                 ports=(443,),
@@ -100,21 +116,28 @@ def demo(db: Path | None) -> int:
                 db_url=f"sqlite:///{path}",
                 db_label=str(path),
                 progress=True,
+                criteria=criteria,
+                report=ReportOutput(path=str(report_path), format="html"),
             )
             report = await run(options, out=sys.stdout, err=err)
             nursery.cancel_scope.cancel()
-        return report.interrupted
+        return report
 
-    interrupted = trio.run(go)
+    report = trio.run(go)
     inv = Inventory(f"sqlite:///{path}")
     try:
         records = inv.latest_endpoints(include_failures=True)
     finally:
         inv.close()
     console.print(inventory_table(records))
+    console.print(findings_summary_table(report.views, title="findings (most severe first)"))
+    console.print(findings_line(report.views), markup=False)
+    if not report.interrupted:
+        console.print(f"open the report: {safe(report_path.as_uri(), 300)}", markup=False)
     console.print(
-        f"next: certscan inventory --db {path}   |   certscan lab up, then "
-        "certscan sweep -f sample_ranges.txt",
+        f"next: certscan findings --db {safe(path, 300)}   |   "
+        f"certscan report --db {safe(path, 300)} --ca-bundle {safe(ca_path, 300)} -o report.html"
+        "   |   certscan lab up, then certscan sweep -f sample_ranges.txt",
         markup=False,
     )
-    return EXIT_INTERRUPTED if interrupted else 0
+    return report.exit_code

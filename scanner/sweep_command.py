@@ -1,4 +1,5 @@
-"""The ``sweep`` command apart from option parsing: plan, open the inventory, run, summarise.
+"""The ``sweep`` command apart from option parsing: plan, open the inventory, run, summarise,
+then judge what the sweep observed (findings lifecycle, ``--report``, ``--fail-on``).
 
 Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
 """
@@ -6,26 +7,34 @@ Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 import trio
 from rich.console import Console
 
+from reports import assess
+from reports.model import EndpointView, Severity
+from reports.report import build_report
 from scanner import engine, resolve, targets
+from scanner.commands_report import ReportOutput, findings_line, write_report
 from scanner.console import ProgressDisplay, SweepCounters, safe, summary_table
 from scanner.errors import TargetError, UsageError
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
 from scanner.pipeline import OnResult, SweepJob, run_sweep, scan_spec
 from scanner.serialize import json_line, outcome_to_dict
-from scanner.store import Inventory
+from scanner.store import FindingChanges, Inventory
 
 #: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+#: Exit code when a finding is at or above ``--fail-on``.
+EXIT_FINDINGS = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,13 +58,29 @@ class SweepOptions:
     summary: bool = True
     dry_run: bool = False
     dry_run_count: int = 20
+    #: Policy and trust for the findings; None: the default config (CERTSCAN_CONFIG, XDG).
+    criteria: assess.Criteria | None = None
+    report: ReportOutput | None = None  # --report: written after the sweep unless interrupted
+    fail_on: Severity | None = None  # --fail-on
 
 
 @dataclass(slots=True)
 class SweepReport:
+    """What a sweep did. ``views`` are the endpoints it observed, judged (empty for a dry run);
+    ``changes`` what recording their findings did; ``failing``: a finding reached --fail-on."""
+
     scan_id: int | None
     counters: SweepCounters
     interrupted: bool
+    views: tuple[EndpointView, ...] = ()
+    changes: FindingChanges | None = None
+    failing: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FINDINGS if self.failing else 0
 
 
 def read_list_file(path: Path) -> list[str]:
@@ -147,9 +172,51 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
 
     inventory = await trio.to_thread.run_sync(Inventory, options.db_url)
     try:
-        return await _sweep_into(inventory, plan, limits, options, out=out, err=err)
+        report = await _sweep_into(inventory, plan, limits, options, out=out, err=err)
+        await _judge(inventory, report, options, out=out, err=err)
+        return report
     finally:
         await trio.to_thread.run_sync(inventory.close)
+
+
+async def _judge(
+    inventory: Inventory, report: SweepReport, options: SweepOptions, *, out: TextIO, err: Console
+) -> None:
+    """Record the findings of what the sweep observed; write --report; decide --fail-on.
+
+    An interrupted sweep's findings are recorded too (for the endpoints it did observe), but
+    no report is written: a partial report would read as a clean bill for what was not swept.
+    """
+    scan_id = report.scan_id
+    if scan_id is None:
+        return
+    criteria = options.criteria
+    if criteria is None:
+        criteria = assess.load_criteria(None, env=os.environ)
+    now = datetime.now(UTC)
+    judged = await trio.to_thread.run_sync(
+        lambda: assess.record_scan(inventory, scan_id, criteria=criteria, now=now)
+    )
+    report.views, report.changes = judged.views, judged.changes
+    report.failing = assess.failing(judged.views, options.fail_on)
+    if options.summary:
+        c = judged.changes
+        err.print(
+            f"findings: {findings_line(judged.views)} "
+            f"(lifecycle: {c.new} new, {c.still_open} still open, {c.resolved} resolved)",
+            markup=False,
+        )
+    target = options.report
+    if target is None:
+        return
+    if report.interrupted:
+        err.print("note: the sweep was interrupted; no report written", markup=False)
+        return
+    info = await trio.to_thread.run_sync(lambda: assess.scan_info(inventory, scan_id))
+    document = build_report(judged.views, generated_at=now, scan=info)
+    size = await trio.to_thread.run_sync(lambda: write_report(document, target, stdout=out))
+    if not target.to_stdout:
+        err.print(f"report: {safe(target.path, 200)} ({size:,} bytes)", markup=False)
 
 
 async def _sweep_into(

@@ -1,0 +1,321 @@
+"""reports.assess: stored observations judged in context, filters, and the findings lifecycle
+after a sweep, on a real SQLite inventory. Certificates are built in code; no network."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports import assess
+from reports.findings import EndpointKey
+from reports.model import EndpointView, Finding, Severity
+from reports.policy import Policy
+from reports.trust import TrustStore
+from scanner import certgen
+from scanner.certgen import Issued
+from scanner.errors import UsageError
+from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
+from scanner.parse import parse_certificate
+from scanner.store import EndpointRecord, Inventory
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+Item = tuple[Outcome, tuple[CertInfo, ...]]
+
+
+class Pki:
+    """A root (the trust anchor), an intermediate, and leaves issued for 127.0.9.n."""
+
+    def __init__(self) -> None:
+        self.root = certgen.make_ca("assess root", not_before=NOW - 400 * DAY)
+        self.inter = certgen.make_ca("assess CA", issuer=self.root, not_before=NOW - 400 * DAY)
+        self.criteria = assess.Criteria(
+            policy=Policy(), trust=TrustStore.from_pem(self.root.cert_pem, mozilla=False)
+        )
+
+    def leaf(self, n: int, *, days_left: float = 60, **kw: Any) -> Issued:
+        end = NOW + days_left * DAY
+        return certgen.make_leaf(
+            self.inter,
+            cn=f"host{n}",
+            dns_names=(f"host{n}.example",),
+            ip_addresses=(address(n),),
+            not_before=end - 90 * DAY,
+            not_after=end,
+            **kw,
+        )
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return Pki()
+
+
+def address(n: int) -> str:
+    return f"127.0.{9 + n // 250}.{1 + n % 250}"
+
+
+def chain_of(pki: Pki, leaf: Issued) -> tuple[CertInfo, ...]:
+    return (parse_certificate(leaf.der), parse_certificate(pki.inter.der))
+
+
+def record(
+    pki: Pki,
+    n: int,
+    leaf: Issued | None = None,
+    *,
+    scan_id: int = 1,
+    legacy: tuple[str, ...] | None = None,
+) -> EndpointRecord:
+    return EndpointRecord(
+        address=address(n),
+        port=443,
+        sni=None,
+        status="ok",
+        error=None,
+        tls_version="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        alpn=None,
+        observed_at=NOW - DAY,
+        scan_id=scan_id,
+        chain=chain_of(pki, leaf or pki.leaf(n)),
+        legacy_versions=legacy,
+        connected=True,
+    )
+
+
+def kinds(view: EndpointView) -> set[str]:
+    return {f.kind for f in view.findings}
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30d", 30 * DAY), ("12h", timedelta(hours=12)), ("2w", 14 * DAY), (" 7D ", 7 * DAY)],
+)
+def test_windows(text: str, expected: timedelta) -> None:
+    assert assess.parse_window(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "-3d", "3x", "1.5d", "30 days", "9999999d"])
+def test_bad_windows_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError, match="--expiring-within: expected a duration"):
+        assess.parse_window(text)
+
+
+def test_windows_are_bounded() -> None:
+    with pytest.raises(UsageError, match="at most 36600 days"):
+        assess.parse_window("999999w")
+
+
+def test_kinds_repeat_and_split_on_commas() -> None:
+    assert assess.parse_kinds(["expired,weak_key", " expiring ", ""]) == {
+        "expired",
+        "weak_key",
+        "expiring",
+    }
+    with pytest.raises(UsageError, match="did you mean 'expired'"):
+        assess.parse_kinds(["expird"])
+
+
+def test_severity_names() -> None:
+    assert assess.parse_severity("HIGH", option="--fail-on") is Severity.HIGH
+    with pytest.raises(UsageError, match="--fail-on: expected one of critical, high"):
+        assess.parse_severity("severe", option="--fail-on")
+
+
+# --- judging in context (pure) -------------------------------------------------------------
+
+
+def test_context_key_reuse_previous_leaf_and_probe(pki: Pki) -> None:
+    key = certgen.make_key("ec")
+    a = record(pki, 1, pki.leaf(1, key=key), legacy=("TLSv1",))
+    b = record(pki, 2, pki.leaf(2, key=key), legacy=())
+    c = record(pki, 3, pki.leaf(3, key=key))  # not shown: still counts for key reuse
+    stale_a = record(pki, 1, pki.leaf(1, key=key))  # another record of a shown endpoint: ignored
+    healthy = record(pki, 4)
+    previous: dict[EndpointKey, str] = {(address(4), 443, None): "00" * 32}
+    views = assess.assess(
+        [a, b, healthy],
+        criteria=pki.criteria,
+        now=NOW,
+        previous=previous,
+        others=[c, stale_a],
+    )
+    assert [v.address for v in views] == [address(1), address(2), address(4)]
+    by = {v.address: v for v in views}
+    assert kinds(by[address(1)]) == {"key_reuse", "legacy_protocol"}
+    assert kinds(by[address(2)]) == {"key_reuse"}  # probed, accepted nothing legacy
+    assert kinds(by[address(4)]) == {"certificate_changed"}
+    reuse = next(f for f in by[address(1)].findings if f.kind == "key_reuse")
+    assert address(2) in reuse.message
+    assert address(3) in reuse.message
+    # Without the context endpoint, 1 and 2 still share; 4 alone shares with nobody.
+    alone = assess.assess([a], criteria=pki.criteria, now=NOW, previous={})
+    assert kinds(alone[0]) == {"legacy_protocol"}
+
+
+def test_policy_changes_the_verdict_without_new_data(pki: Pki) -> None:
+    soon = record(pki, 5, pki.leaf(5, days_left=20))
+    (view,) = assess.assess([soon], criteria=pki.criteria, now=NOW, previous={})
+    assert [(f.kind, f.severity) for f in view.findings] == [("expiring", Severity.HIGH)]
+    lenient = replace(pki.criteria, policy=Policy(expiring_high_days=10, expiring_critical_days=3))
+    (view,) = assess.assess([soon], criteria=lenient, now=NOW, previous={})
+    assert view.findings == ()
+
+
+def _finding(kind: str, severity: Severity) -> Finding:
+    return Finding(kind=kind, severity=severity, message=kind, address="x", port=1, sni=None)
+
+
+def _view(name: str, not_after: datetime | None, *found: Finding) -> EndpointView:
+    chain = () if not_after is None else (CertInfo(der=b"", sha256=name * 64, not_after=not_after),)
+    return EndpointView(
+        address=name,
+        port=443,
+        sni=None,
+        status="ok",
+        error=None,
+        tls_version=None,
+        cipher=None,
+        observed_at=NOW,
+        scan_id=1,
+        chain=chain,
+        findings=found,
+    )
+
+
+def test_filters() -> None:
+    high = _finding("weak_key", Severity.HIGH)
+    low = _finding("chain_order", Severity.LOW)
+    crit = _finding("expired", Severity.CRITICAL)
+    views = [
+        _view("a", NOW + 100 * DAY, high, low),
+        _view("b", NOW - DAY, crit),
+        _view("c", NOW + 10 * DAY),
+        _view("d", None),
+    ]
+    everything = assess.select(views, assess.ReportFilter(), now=NOW)
+    assert everything == tuple(views)
+    severe = assess.select(views, assess.ReportFilter(severity=Severity.HIGH), now=NOW)
+    assert [(v.address, [f.kind for f in v.findings]) for v in severe] == [
+        ("a", ["weak_key"]),
+        ("b", ["expired"]),
+    ]
+    by_kind = assess.select(views, assess.ReportFilter(kinds=frozenset({"chain_order"})), now=NOW)
+    assert [(v.address, v.findings) for v in by_kind] == [("a", (low,))]
+    soon = assess.select(views, assess.ReportFilter(expiring_within=30 * DAY), now=NOW)
+    assert [v.address for v in soon] == ["b", "c"]  # expired counts as within the window
+    assert assess.failing(severe, Severity.CRITICAL)
+    assert not assess.failing(by_kind, Severity.MEDIUM)
+    assert assess.failing(by_kind, Severity.LOW)
+    assert not assess.failing(views, None)
+
+
+# --- the lifecycle on a real inventory -----------------------------------------------------------
+
+
+def shake(pki: Pki, n: int, leaf: Issued, *, at: datetime, legacy: Any = None) -> Item:
+    chain = (leaf, pki.inter)
+    outcome = Handshake(
+        target=Target(address=address(n), port=443),
+        started_at=at,
+        chain=tuple(c.der for c in chain),
+        tls_version="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        legacy_versions=legacy,
+    )
+    return outcome, tuple(parse_certificate(c.der) for c in chain)
+
+
+def failure(n: int, *, at: datetime, connected: bool) -> Item:
+    kind = FailureKind.TLS_ALERT if connected else FailureKind.REFUSED
+    target = Target(address=address(n), port=443)
+    return ScanFailure(target=target, started_at=at, kind=kind, detail="x", connected=connected), ()
+
+
+def sweep(inv: Inventory, items: list[Item]) -> int:
+    scan = inv.start_scan(spec={"n": len(items), "t": time.monotonic()}, total=len(items))
+    inv.record_batch(scan, items, watermark=len(items))
+    inv.finish_scan(scan, "finished")
+    return scan
+
+
+def test_lifecycle_across_two_sweeps(pki: Pki, tmp_path: Path) -> None:
+    expired = pki.leaf(1, days_left=-3)
+    weak = pki.leaf(2, key=certgen.make_key("rsa", 1024))
+    with Inventory(str(tmp_path / "inv.db")) as inv:
+        first = sweep(
+            inv,
+            [
+                shake(pki, 1, expired, at=NOW - 2 * DAY),
+                shake(pki, 2, weak, at=NOW - 2 * DAY),
+                failure(3, at=NOW - 2 * DAY, connected=False),
+            ],
+        )
+        judged = assess.record_scan(inv, first, criteria=pki.criteria, now=NOW - 2 * DAY)
+        assert [v.address for v in judged.views] == [address(1), address(2)]  # refused: not shown
+        assert (judged.changes.new, judged.changes.resolved) == (2, 0)
+
+        second = sweep(
+            inv,
+            [
+                shake(pki, 1, pki.leaf(1), at=NOW - DAY),  # replaced by a healthy certificate
+                failure(2, at=NOW - DAY, connected=True),  # down this time: findings stay open
+            ],
+        )
+        judged = assess.record_scan(inv, second, criteria=pki.criteria, now=NOW - DAY)
+        assert {v.address: kinds(v) for v in judged.views} == {
+            address(1): {"certificate_changed"},
+            address(2): set(),  # accepted the connection: shown, but not judged
+        }
+        assert (judged.changes.new, judged.changes.resolved) == (1, 1)
+        rows = {(r.address, r.kind): r for r in inv.findings(open_only=False)}
+    assert rows[(address(1), "expired")].resolved_at == NOW - DAY
+    assert rows[(address(1), "certificate_changed")].resolved_at is None
+    assert rows[(address(2), "weak_key")].resolved_at is None
+    assert rows[(address(2), "weak_key")].last_seen == NOW - 2 * DAY
+
+
+def test_report_of_one_scan_uses_every_endpoint_for_key_reuse(pki: Pki, tmp_path: Path) -> None:
+    key = certgen.make_key("ec")
+    with Inventory(str(tmp_path / "inv.db")) as inv:
+        first = sweep(inv, [shake(pki, 1, pki.leaf(1, key=key), at=NOW - 2 * DAY)])
+        second = sweep(inv, [shake(pki, 2, pki.leaf(2, key=key), at=NOW - DAY)])
+        one = assess.read_views(inv, criteria=pki.criteria, now=NOW, scan_id=second)
+        every = assess.read_views(inv, criteria=pki.criteria, now=NOW)
+        assert assess.scan_info(inv, first).id == first
+        with pytest.raises(UsageError, match="no scan 99"):
+            assess.scan_info(inv, 99)
+    assert [(v.address, kinds(v)) for v in one] == [(address(2), {"key_reuse"})]
+    assert sorted((v.address, tuple(kinds(v))) for v in every) == [
+        (address(1), ("key_reuse",)),
+        (address(2), ("key_reuse",)),
+    ]
+
+
+def test_recording_1000_endpoints_is_cheap(pki: Pki, tmp_path: Path) -> None:
+    count = 1000
+    items = [shake(pki, n, pki.leaf(n, days_left=5 + n % 60), at=NOW - DAY) for n in range(count)]
+    with Inventory(str(tmp_path / "inv.db")) as inv:
+        scan = sweep(inv, items)
+        start = time.perf_counter()
+        judged = assess.record_scan(inv, scan, criteria=pki.criteria, now=NOW)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        again = assess.record_scan(inv, scan, criteria=pki.criteria, now=NOW + DAY)
+        second = time.perf_counter() - start
+    print(f"record_scan over {count} endpoints: {first:.3f} s, again {second:.3f} s")
+    assert len(judged.views) == count
+    expiring = sum(1 for v in judged.views if "expiring" in kinds(v))
+    assert judged.changes.new == expiring > 0
+    assert again.changes.still_open >= expiring
+    assert first < 10  # in practice well under a second
+    assert second < 10
