@@ -198,8 +198,8 @@ def inventory_table(records: Sequence[EndpointRecord]) -> Table:
     table.add_column("endpoint", no_wrap=True)
     if show_sni:
         table.add_column("sni", overflow="ellipsis", no_wrap=True, max_width=32)
-    table.add_column("status", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("subject CN", overflow="ellipsis", no_wrap=True, max_width=36)
+    table.add_column("status", overflow="ellipsis", no_wrap=True, max_width=30)
+    table.add_column("subject CN", overflow="ellipsis", no_wrap=True, max_width=34)
     table.add_column("issuer CN", overflow="ellipsis", no_wrap=True, max_width=32)
     table.add_column("not after", no_wrap=True)
     table.add_column("days", justify="right", no_wrap=True)
@@ -228,6 +228,6 @@ def inventory_table(records: Sequence[EndpointRecord]) -> Table:
 
 
 def stdout_console() -> Console:
-    """A console for tables on stdout: the terminal's width, or 160 columns when piped."""
+    """A console for tables on stdout: the terminal's width, or 180 columns when piped."""
     probe = Console(highlight=False)
-    return probe if probe.is_terminal else Console(highlight=False, width=160)
+    return probe if probe.is_terminal else Console(highlight=False, width=180)
