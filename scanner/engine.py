@@ -137,8 +137,12 @@ async def _attempt(
     result: tls.Negotiated | tls.Fault | None = None
     holding = False
     try:
+        # Outside any cancel scope: a refusal that is already in (loopback, a LAN) costs no
+        # scope and no trip through the event loop, which a sweep of a /16 notices.
+        sock, waiting = net.start_connect(target.address, target.port)
         with trio.move_on_at(min(start + limits.connect_timeout, deadline)) as scope:
-            sock = await net.connect(target.address, target.port, on_wait)
+            if waiting:
+                await net.finish_connect(sock, on_wait)
             connected = trio.current_time()
             if slots is not None:
                 with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):

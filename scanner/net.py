@@ -38,14 +38,14 @@ def address_family(address: str) -> socket.AddressFamily:
     raise ValueError(f"not an IP address literal: {address!r}")
 
 
-async def connect(
-    address: str, port: int, on_wait: Callable[[int], None] | None = None
-) -> socket.socket:
-    """A connected non-blocking TCP socket to ``address:port``; the caller closes it.
+def start_connect(address: str, port: int) -> tuple[socket.socket, bool]:
+    """Begin a TCP connect to ``address:port`` without waiting.
 
-    Raises ``OSError`` with the kernel's errno when the connect fails. On any failure or
-    cancellation the socket is closed before the exception leaves. ``on_wait(+1)`` is called
-    when the connect has to wait for the network and ``on_wait(-1)`` when that wait ends.
+    Returns the socket and whether the connect is still under way (finish it with
+    :func:`finish_connect`); the caller closes the socket. A connect that failed at once (a
+    nearby host refusing, a route missing) raises ``OSError`` with the kernel's errno, the
+    socket already closed. Loopback and LAN hosts have often answered by the time
+    ``connect()`` returns: two cheap syscalls then spare a trip through the event loop.
     """
     sock = socket.socket(address_family(address), socket.SOCK_STREAM)
     try:
@@ -53,26 +53,47 @@ async def connect(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         code = sock.connect_ex((address, port))
         if code in (errno.EINPROGRESS, errno.EINTR):  # under way; EINTR: a signal came first
-            # A nearby host (loopback above all) has often answered by the time the call
-            # returns: two cheap syscalls spare a trip through the event loop per target.
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code or _connected(sock):
-                if code:
-                    raise OSError(code, os.strerror(code))
-                return sock
-            if on_wait is not None:
-                on_wait(+1)
-            try:
-                await trio.lowlevel.wait_writable(sock)
-            finally:
-                if on_wait is not None:
-                    on_wait(-1)
-            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not code:
+                return sock, not _connected(sock)
         if code:
             raise OSError(code, os.strerror(code))
     except BaseException:
         sock.close()
         raise
+    return sock, False
+
+
+async def finish_connect(sock: socket.socket, on_wait: Callable[[int], None] | None = None) -> None:
+    """Wait for a connect begun by :func:`start_connect`; ``OSError`` with the errno when it
+    fails. ``on_wait(+1)`` is called as the wait begins and ``on_wait(-1)`` when it ends."""
+    if on_wait is not None:
+        on_wait(+1)
+    try:
+        await trio.lowlevel.wait_writable(sock)
+    finally:
+        if on_wait is not None:
+            on_wait(-1)
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
+async def connect(
+    address: str, port: int, on_wait: Callable[[int], None] | None = None
+) -> socket.socket:
+    """A connected non-blocking TCP socket to ``address:port``; the caller closes it.
+
+    Raises ``OSError`` with the kernel's errno when the connect fails. On any failure or
+    cancellation the socket is closed before the exception leaves.
+    """
+    sock, waiting = start_connect(address, port)
+    if waiting:
+        try:
+            await finish_connect(sock, on_wait)
+        except BaseException:
+            sock.close()
+            raise
     return sock
 
 
