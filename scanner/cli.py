@@ -24,7 +24,7 @@ from scanner.commands_report import CaBundleOption, ConfigOption
 from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
-from scanner.serialize import endpoint_dict, json_line
+from scanner.serialize import json_line, observed_dict
 from scanner.store import Inventory, db_url
 from scanner.sweep_command import (
     EXIT_INTERRUPTED,
@@ -316,15 +316,7 @@ def inventory(
         inv.close()
     if json_out:
         for rec in records:
-            obj = endpoint_dict(
-                rec,
-                status=rec.status,
-                error=rec.error,
-                tls_version=rec.tls_version,
-                cipher=rec.cipher,
-                chain=rec.chain,
-            )
-            sys.stdout.write(json_line(obj) + "\n")
+            sys.stdout.write(json_line(observed_dict(rec)) + "\n")
         return 0
     out = stdout_console()
     out.print(inventory_table(records))

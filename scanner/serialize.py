@@ -71,6 +71,33 @@ def endpoint_dict(
     }
 
 
+class Observed(Endpoint, Protocol):
+    """A stored observation of an endpoint (an inventory record or a report's view)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def tls_version(self) -> str | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def chain(self) -> Sequence[CertInfo]: ...
+
+
+def observed_dict(observed: Observed) -> dict[str, Any]:
+    """The endpoint object for a stored observation (``inventory --json``, reports)."""
+    return endpoint_dict(
+        observed,
+        status=observed.status,
+        error=observed.error,
+        tls_version=observed.tls_version,
+        cipher=observed.cipher,
+        chain=observed.chain,
+    )
+
+
 def outcome_to_dict(outcome: Outcome, chain: Sequence[CertInfo]) -> dict[str, Any]:
     """One line of ``sweep --json``: the outcome of one target with its parsed chain."""
     match outcome:

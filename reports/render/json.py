@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from reports.model import EndpointView, Finding
 from reports.render.base import Renderer
 from reports.report import CertificateUse, Report, ScanInfo, Summary
-from scanner.serialize import cert_to_dict, endpoint_dict, iso
+from scanner.serialize import cert_to_dict, iso, observed_dict
 
 __all__ = ["JsonRenderer", "load_schema", "report_to_dict"]
 
@@ -79,14 +79,7 @@ def _scan(scan: ScanInfo | None) -> dict[str, Any] | None:
 
 
 def _endpoint(view: EndpointView) -> dict[str, Any]:
-    data = endpoint_dict(
-        view,
-        status=view.status,
-        error=view.error,
-        tls_version=view.tls_version,
-        cipher=view.cipher,
-        chain=view.chain,
-    )
+    data = observed_dict(view)
     data["observed_at"] = iso(view.observed_at)
     data["scan_id"] = view.scan_id
     data["findings"] = [_finding(f) for f in view.findings]
