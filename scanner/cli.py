@@ -396,19 +396,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = getattr(ctx, "command_path", "certscan") or "certscan"
         err.print(f"certscan: error: {safe(message, 300)} (see '{where} --help')", markup=False)
         return 2
-    except CertscanError as exc:
-        err.print(f"certscan: error: {_one_line(exc)}", markup=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("certscan: interrupted", markup=False)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as raised:
+        # A user error raised inside a trio nursery arrives wrapped in an exception group.
+        found = _sole(raised)
+        if isinstance(found, CertscanError):
+            err.print(f"certscan: error: {_one_line(found)}", markup=False)
+            return found.exit_code
+        if isinstance(found, KeyboardInterrupt):
+            err.print("certscan: interrupted", markup=False)
+            return EXIT_INTERRUPTED
         if os.environ.get("CERTSCAN_DEBUG"):
             raise
         err.print(
-            f"certscan: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"certscan: internal error: {type(found).__name__}: {_one_line(found)} "
             "(set CERTSCAN_DEBUG=1 for a traceback)",
             markup=False,
         )
         return 3
     return int(result) if isinstance(result, int) else 0
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

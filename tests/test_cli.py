@@ -84,11 +84,11 @@ def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_too_many_targets_needs_max_targets(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(["sweep", "10.0.0.0/8", "-p", "443,8443", "--dry-run"], capsys)
+    code, _, err = run_main(["sweep", "127.0.0.0/8", "-p", "443,8443", "--dry-run"], capsys)
     assert code == 2
     assert "--max-targets" in err
     code, out, _ = run_main(
-        ["sweep", "10.0.0.0/8", "-p", "443,8443", "--dry-run", "--max-targets", "40000000"],
+        ["sweep", "127.0.0.0/8", "-p", "443,8443", "--dry-run", "--max-targets", "40000000"],
         capsys,
     )
     assert code == 0
@@ -294,3 +294,22 @@ async def test_interrupt_then_resume_completes_exactly(tmp_path: Path, sig: int)
     assert (status, total, done) == ("finished", 2048, 2048)
     # Nothing answered on those ports, so nothing was observed: counted, not stored.
     assert _observation_count(db) == 0
+
+
+def test_lab_on_a_busy_port_is_one_line_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.77.9.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        code, _, err = run_main(["lab", "up", "--base", "127.77.9.1", "--port", str(port)], capsys)
+    assert code == 3, err
+    one_line_error(err)
+    assert "already in use" in err
+
+
+def test_lab_refuses_non_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["lab", "up", "--base", "192.0.2.1"], capsys)
+    assert code == 2
+    one_line_error(err)
