@@ -1,0 +1,257 @@
+"""Prometheus metrics for the certscan inventory: a custom collector that reads the inventory
+on every scrape (no scanning on scrape, no gauges updated on a timer).
+
+Theory of operation
+-------------------
+:class:`CertscanCollector` ``collect()`` reads one :class:`~scanner.store_metrics.MetricsSnapshot`
+(a few set-based queries in one read transaction, see ``scanner.store_metrics``) and turns it into
+metric families with :func:`build_metrics`, a pure function. ``describe()`` returns nothing, so
+registering the collector never touches the database. A database failure raises
+:class:`~scanner.errors.StoreError` out of ``collect()``: the scrape fails as a whole (HTTP 5xx in
+the daemon, exit 3 in ``certscan export``) rather than returning a partial inventory whose
+missing series would look like resolved alerts.
+
+The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when none is sent):
+
+``certscan_endpoint_up{address,port,sni}``
+    1 when the endpoint's latest observation presented a certificate chain, else 0.
+``certscan_endpoint_error{address,port,sni,status}``
+    1, only while ``up`` is 0: ``status`` says why (``refused``, ``timeout``, ``tls_alert``...).
+``certscan_endpoint_last_seen_timestamp_seconds{address,port,sni}``
+    When the endpoint last presented a chain; absent for one that never did.
+``certscan_certificate_not_after_timestamp_seconds{address,port,sni,sha256}`` and
+``certscan_certificate_not_before_timestamp_seconds{...}``
+    The validity of the leaf of the endpoint's latest observation *that has a chain*: the series
+    survive a failed scan of the endpoint (``up`` says it failed), and a certificate is never
+    dropped for failing verification. Absent only when the leaf has no such date (unparsable).
+``certscan_certificate_info{sha256,subject_cn,issuer_cn,serial,key_type,key_bits,signature_hash}``
+    1 per distinct leaf in the not_after series (or unparsable leaf: labels other than sha256 '').
+``certscan_certificate_error{address,port,sni,sha256,reason}``
+    1 per reason a certificate of the endpoint fails verification or parsing: the open findings
+    of the kinds in :data:`scanner.store_metrics.PROBLEM_KINDS` (``untrusted_root``,
+    ``hostname_mismatch``, ``expired``...), plus ``unparsable_certificate`` whenever the leaf
+    could not be loaded. ``sha256`` is '' for a finding about the endpoint as a whole.
+``certscan_findings{kind,severity}``
+    Open findings, counted.
+``certscan_scan_duration_seconds{job}``, ``certscan_last_scan_success_timestamp_seconds{job}``,
+``certscan_scan_endpoints{job,status}``
+    The latest finished scan: how long it ran, when it finished, and its targets by outcome
+    (``status`` ``ok``: presented a chain; ``failed``: did not). Absent until a scan finishes.
+    Until named scan jobs exist every scan is ``job="sweep"``. Prometheus renames a scraped
+    ``job`` label to ``exported_job`` unless the scrape config sets ``honor_labels: true``.
+
+Timestamps are Unix seconds computed by the database (whole seconds on SQLite).
+
+Label values from certificates are hostile. Every value has control, format, surrogate and
+line-separator characters replaced by U+FFFD and is cut to :data:`LABEL_LIMIT` characters (to
+:data:`HOST_LIMIT` for ``address``/``sni``, which come from validated targets, so that two real
+host names are never cut to one) with a trailing ellipsis; quotes and backslashes are escaped by
+the exposition writer. Subject alternative names are never labels, so a certificate with 10,000
+SANs costs one ``certscan_certificate_info`` series. Each endpoint yields at most five series plus
+one per problem reason; two endpoints whose labels become equal after cutting yield one.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from scanner import store_metrics
+from scanner.models import STATUS_CLIENT_CERT_REQUIRED, STATUS_OK
+from scanner.store import Inventory
+from scanner.store_metrics import MetricsSnapshot
+
+__all__ = [
+    "DEFAULT_JOB",
+    "HOST_LIMIT",
+    "LABEL_LIMIT",
+    "CertscanCollector",
+    "build_metrics",
+    "label_value",
+]
+
+#: The ``job`` label of every scan until the daemon's named jobs exist.
+DEFAULT_JOB = "sweep"
+#: Longest label value (characters) for certificate text and other free text.
+LABEL_LIMIT = 128
+#: Longest ``address``/``sni`` label value: a DNS name has at most 253 characters.
+HOST_LIMIT = 256
+
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+_CHAIN = frozenset({STATUS_OK, STATUS_CLIENT_CERT_REQUIRED})
+
+
+def label_value(value: object, limit: int = LABEL_LIMIT) -> str:
+    """``value`` as a safe label value: None is '', unsafe characters become U+FFFD, and text
+    longer than ``limit`` characters is cut to ``limit`` ending in an ellipsis."""
+    text = "" if value is None else str(value)
+    if not text.isprintable():  # the common case (plain text) skips the per-character scan
+        text = "".join("\ufffd" if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class _Gauge:
+    """A gauge family filled with ready label dicts: one dict is shared by the series of an
+    endpoint (``GaugeMetricFamily.add_metric`` would build one per sample, a third of the cost
+    of a large scrape)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.metric = Metric(name, documentation, "gauge")
+        self._name = name
+        self._append = self.metric.samples.append
+
+    def add(self, labels: dict[str, str], value: float) -> None:
+        self._append(Sample(self._name, labels, value))
+
+
+def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[Metric]:
+    """The metric families for ``snapshot`` (module docstring). Pure."""
+    up = _Gauge(
+        "certscan_endpoint_up",
+        "1 when the endpoint's latest observation presented a certificate chain, else 0.",
+    )
+    down = _Gauge(
+        "certscan_endpoint_error",
+        "1 while an endpoint is not up: status is why its latest observation found no chain.",
+    )
+    seen = _Gauge(
+        "certscan_endpoint_last_seen_timestamp_seconds",
+        "When the endpoint last presented a certificate chain (Unix time).",
+    )
+    not_after = _Gauge(
+        "certscan_certificate_not_after_timestamp_seconds",
+        "When the leaf certificate the endpoint last presented expires (Unix time).",
+    )
+    not_before = _Gauge(
+        "certscan_certificate_not_before_timestamp_seconds",
+        "When the leaf certificate the endpoint last presented becomes valid (Unix time).",
+    )
+    info = _Gauge(
+        "certscan_certificate_info",
+        "Facts about a leaf certificate an endpoint presents (value 1); text cut to "
+        f"{LABEL_LIMIT} characters.",
+    )
+    errors = _Gauge(
+        "certscan_certificate_error",
+        "1 per reason a certificate of the endpoint fails verification or parsing "
+        "(an open finding of that kind); its other series stay.",
+    )
+    endpoints: dict[tuple[str, int, str], dict[str, str]] = {}  # stored key -> labels
+    emitted: set[tuple[str, str, str]] = set()
+    described: set[str] = set()
+    problems: set[tuple[str, str, str, str, str]] = set()
+    for row in snapshot.endpoints:
+        address, port, sni = label_value(row.address, HOST_LIMIT), str(row.port), ""
+        if row.sni:
+            sni = label_value(row.sni, HOST_LIMIT)
+        if (address, port, sni) in emitted:
+            continue
+        emitted.add((address, port, sni))
+        labels = endpoints[(row.address, row.port, row.sni)] = {
+            "address": address,
+            "port": port,
+            "sni": sni,
+        }
+        is_up = row.status in _CHAIN
+        up.add(labels, 1.0 if is_up else 0.0)
+        if not is_up:
+            down.add({**labels, "status": label_value(row.status)}, 1.0)
+        if row.last_seen is not None:
+            seen.add(labels, row.last_seen)
+        if row.sha256 is None:
+            continue
+        sha256 = label_value(row.sha256)
+        cert = {**labels, "sha256": sha256}
+        if row.not_after is not None:
+            not_after.add(cert, row.not_after)
+        if row.not_before is not None:
+            not_before.add(cert, row.not_before)
+        if row.parse_error:
+            problems.add((address, port, sni, sha256, "unparsable_certificate"))
+        if sha256 not in described:
+            described.add(sha256)
+            info.add(
+                {
+                    "sha256": sha256,
+                    "subject_cn": label_value(row.subject_cn),
+                    "issuer_cn": label_value(row.issuer_cn),
+                    "serial": label_value(row.serial),
+                    "key_type": label_value(row.key_type),
+                    "key_bits": "" if row.key_bits is None else str(row.key_bits),
+                    "signature_hash": label_value(row.signature_hash),
+                },
+                1.0,
+            )
+    for p in snapshot.problems:
+        where = endpoints.get((p.address, p.port, p.sni))
+        if where is not None:  # an endpoint with no observation has no series to explain
+            problems.add(
+                (
+                    where["address"],
+                    where["port"],
+                    where["sni"],
+                    label_value(p.sha256),
+                    label_value(p.kind),
+                )
+            )
+    for a, port, sni, sha256, reason in sorted(problems):
+        errors.add({"address": a, "port": port, "sni": sni, "sha256": sha256, "reason": reason}, 1)
+    families = [g.metric for g in (up, down, seen, not_after, not_before, info, errors)]
+    families.append(_findings(snapshot))
+    families.extend(_scan(snapshot, job))
+    return families
+
+
+def _findings(snapshot: MetricsSnapshot) -> Metric:
+    family = _Gauge("certscan_findings", "Open findings in the inventory, by kind and severity.")
+    counts: dict[tuple[str, str], int] = {}
+    for f in snapshot.findings:
+        key = (label_value(f.kind), label_value(f.severity))
+        counts[key] = counts.get(key, 0) + f.total
+    for (kind, severity), count in sorted(counts.items()):
+        family.add({"kind": kind, "severity": severity}, float(count))
+    return family.metric
+
+
+def _scan(snapshot: MetricsSnapshot, job: str) -> list[Metric]:
+    duration = _Gauge("certscan_scan_duration_seconds", "How long the latest finished scan ran.")
+    success = _Gauge(
+        "certscan_last_scan_success_timestamp_seconds",
+        "When the latest finished scan finished (Unix time).",
+    )
+    targets = _Gauge(
+        "certscan_scan_endpoints",
+        "Targets of the latest finished scan by outcome: ok presented a chain, failed did not.",
+    )
+    scan = snapshot.scan
+    if scan is not None and scan.finished_at is not None:
+        name = label_value(job)
+        duration.add({"job": name}, (scan.finished_at - scan.started_at).total_seconds())
+        success.add({"job": name}, scan.finished_at.timestamp())
+        targets.add({"job": name, "status": "ok"}, float(scan.ok))
+        targets.add({"job": name, "status": "failed"}, float(scan.failed))
+    return [duration.metric, success.metric, targets.metric]
+
+
+class CertscanCollector(Collector):
+    """Reads ``inventory`` on every ``collect()``; register one per registry.
+
+    ``collect()`` runs blocking database queries: an async server calls it (through
+    ``generate_latest``) in a worker thread. It raises StoreError when the database fails.
+    """
+
+    def __init__(self, inventory: Inventory, *, job: str = DEFAULT_JOB) -> None:
+        self._inventory = inventory
+        self._job = job
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> list[Metric]:
+        snapshot = store_metrics.read_snapshot(self._inventory.engine, label=self._inventory.label)
+        return build_metrics(snapshot, job=self._job)

@@ -1,0 +1,54 @@
+"""The shipped alerting rules: promtool accepts them, their unit tests pass (and fail when a rule
+changes), and every metric they use is one certscan exports."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from exporters.prometheus import build_metrics
+from scanner.store_metrics import MetricsSnapshot
+from tests.conftest import require_tool
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "exporters" / "rules"
+RULES = RULES_DIR / "certscan.rules.yml"
+RULES_TEST = RULES_DIR / "certscan.rules.test.yml"
+
+
+def promtool(*args: str | Path, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
+    binary = require_tool("promtool")
+    return subprocess.run(
+        [binary, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_promtool_checks_the_rules() -> None:
+    result = promtool("check", "rules", RULES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 5 rules found" in result.stdout
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    result = promtool("test", "rules", RULES_TEST)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path) -> None:
+    shutil.copy(RULES_TEST, tmp_path)
+    text = RULES.read_text(encoding="utf-8")
+    assert text.count("< 30 * 86400") == 1
+    (tmp_path / RULES.name).write_text(text.replace("< 30 * 86400", "< 10 * 86400"), "utf-8")
+    result = promtool("test", "rules", RULES_TEST.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "CertscanCertificateExpiringSoon" in result.stdout + result.stderr
+
+
+def test_rules_use_only_exported_metrics() -> None:
+    used = set(re.findall(r"\bcertscan_[a-z_]+\b", RULES.read_text(encoding="utf-8")))
+    empty = MetricsSnapshot(endpoints=[], problems=[], findings=[], scan=None)
+    exported = {family.name for family in build_metrics(empty)}
+    assert used, "no certscan metric in the rules"
+    assert used <= exported, used - exported
