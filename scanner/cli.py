@@ -19,12 +19,13 @@ from rich.console import Console
 from typer.main import get_command
 
 from reports import assess
-from scanner import __version__, commands_lab, commands_report, targets
+from scanner import __version__, commands_export, commands_lab, commands_report, targets
 from scanner.commands_report import CaBundleOption, ConfigOption
 from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
-from scanner.models import EngineLimits
+from scanner.models import PROTOCOLS, EngineLimits
 from scanner.serialize import json_line, observed_dict
+from scanner.starttls import STARTTLS_PORTS
 from scanner.store import Inventory, db_url
 from scanner.sweep_command import (
     EXIT_INTERRUPTED,
@@ -32,6 +33,7 @@ from scanner.sweep_command import (
     join_specs,
     read_list_file,
     run,
+    starttls_default,
 )
 
 app = typer.Typer(
@@ -44,11 +46,21 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(commands_lab.lab_app, name="lab")
+app.add_typer(commands_export.export_app, name="export")
 
 PORTS_HELP = (
-    "Ports: list and ranges, e.g. 443,8443,9000-9010. Default: "
+    "Ports: list and ranges, each with an optional /PROTOCOL (tls, or a STARTTLS protocol: "
+    + ", ".join(p for p in PROTOCOLS if p != "tls")
+    + "), e.g. 443,8443,9000-9010,2525/smtp,10443/tls. Default: "
     + ",".join(str(p) for p in targets.DEFAULT_PORTS)
-    + " (HTTPS 443, SMTPS 465, LDAPS 636, IMAPS 993, POP3S 995, HTTPS-alt 8443)."
+    + ": implicit TLS on 443 HTTPS, 465 SMTPS, 636 LDAPS, 993 IMAPS, 995 POP3S, 8443 HTTPS-alt;"
+    " STARTTLS on 25 and 587 SMTP, 110 POP3, 143 IMAP, 389 LDAP, 3389 RDP, 5432 PostgreSQL."
+)
+STARTTLS_HELP = (
+    "How TLS starts on ports given without /PROTOCOL. 'auto': STARTTLS on the well-known ports ("
+    + ", ".join(f"{port} {name}" for port, name in STARTTLS_PORTS.items())
+    + "), implicit TLS elsewhere, retried once as STARTTLS when the server greets in plaintext "
+    "(220, * OK, +OK, MySQL); 'off': implicit TLS everywhere; or one protocol for every port."
 )
 DB_HELP = (
     "Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db). "
@@ -117,6 +129,10 @@ def sweep(
     ports: Annotated[
         str | None, typer.Option("-p", "--ports", metavar="PORTS", help=PORTS_HELP)
     ] = None,
+    starttls: Annotated[
+        str,
+        typer.Option("--starttls", metavar="auto|off|PROTOCOL", help=STARTTLS_HELP),
+    ] = "auto",
     exclude: Annotated[
         list[str] | None,
         typer.Option("--exclude", metavar="CIDR", help="Address, CIDR or range to skip."),
@@ -250,6 +266,7 @@ def sweep(
         raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
     if resolve not in ("all", "first"):
         raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")
+    starttls_default(starttls)  # a bad --starttls is a usage error before any work
     if min(concurrency, per_address, handshakes) < 1:
         raise UsageError("--concurrency, --handshakes and --per-address must be at least 1")
     limits = EngineLimits(
@@ -270,9 +287,16 @@ def sweep(
     threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
     criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
     url = db_url(db)
+    port_specs = (
+        targets.parse_port_specs(ports)
+        if ports is not None
+        else tuple((port, None) for port in targets.DEFAULT_PORTS)
+    )
     options = SweepOptions(
         specs=join_specs(specs),
-        ports=targets.parse_ports(ports) if ports is not None else targets.DEFAULT_PORTS,
+        ports=tuple(port for port, _ in port_specs),
+        protocols=tuple((port, name) for port, name in port_specs if name is not None),
+        starttls=starttls,
         excludes=tuple(excludes),
         blocklist=tuple(read_list_file(blocklist)) if blocklist else (),
         sni=sni,

@@ -18,10 +18,21 @@ seen), runs :func:`probe`, and sends ``(index, outcome)`` to ``results``. TLS ha
 flight are bounded separately (``limits.handshakes``): a connected socket waits for a slot
 before any OpenSSL state is allocated, which bounds memory however many connects are pending.
 
-:func:`probe` is one target end to end: connect (``limits.connect_timeout``), handshake
-(``limits.handshake_timeout``), all inside ``limits.target_deadline`` so a peer dripping bytes
-cannot hold a connection longer. Every timeout is a cancel scope; the socket is closed in
-``finally``, so cancelling the sweep (Ctrl-C, an outer scope) leaves nothing open.
+:func:`probe` is one target end to end: connect (``limits.connect_timeout``), the STARTTLS
+preamble when the target has one, handshake (``limits.handshake_timeout`` each), all inside
+``limits.target_deadline`` so a peer dripping bytes cannot hold a connection longer. Every
+timeout is a cancel scope; the socket is closed in ``finally``, so cancelling the sweep
+(Ctrl-C, an outer scope) leaves nothing open.
+
+How TLS starts is ``target.protocol``: ``"tls"`` (implicit) or a STARTTLS protocol whose
+preamble (``scanner.starttls``) runs on the connected socket before the handshake. When it is
+``None`` (``--starttls auto``), a well-known STARTTLS port (25, 587, 110, 143, 21, 389, 3306,
+3389, 5222, 5269, 5432) speaks its protocol and every other port implicit TLS, a dict lookup
+and nothing more on the HTTPS path. An implicit-TLS attempt on such a port that fails
+``not_tls`` because the server greeted in plaintext (``220 ``, ``* OK``, ``+OK``, a MySQL
+handshake) is tried once more, on a new connection, with the protocol the greeting announced,
+under the first attempt's deadline: at most one extra connection per target, and only for
+servers that answered a ClientHello with a greeting.
 
 Network and TLS faults are values. Any other exception from :func:`probe` is a bug: the one
 guard in :func:`_probe_guarded` re-raises it when ``internal_errors="raise"`` (tests) and
@@ -42,7 +53,7 @@ from typing import Final, Literal
 import trio
 from OpenSSL import SSL
 
-from scanner import net, tls
+from scanner import net, starttls, tls
 from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
 
 log = logging.getLogger("certscan.engine")
@@ -82,6 +93,9 @@ def effective_concurrency(requested: int, nofile: int) -> int:
 
 # --- one target -----------------------------------------------------------------------------
 
+_STARTTLS_PORTS: Final = starttls.STARTTLS_PORTS  # the same dict: looked up per target
+_NOT_TLS: Final = FailureKind.NOT_TLS
+
 
 async def probe(
     target: Target,
@@ -96,15 +110,32 @@ async def probe(
     connected socket waits for a slot before OpenSSL state is allocated, and the wait does not
     count against the target's timeouts. With ``limits.probe_protocols``, a target that
     handshook is tried again offering at most TLS 1.1, then TLS 1.0, to fill
-    ``Handshake.legacy_versions``.
+    ``Handshake.legacy_versions`` (through the same STARTTLS preamble, if any).
+
+    ``target.protocol`` says how TLS starts (see the module docstring); with ``None``, an
+    implicit-TLS attempt answered by a plaintext greeting is retried once in the protocol the
+    greeting announced, and the outcome is that second connection's.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     started_at = datetime.now(UTC)
     context = tls.client_context(limits.tls_min_version)
-    attempt = await _attempt(target, limits, context, slots, on_wait)
+    protocol = target.protocol
+    if protocol is None:  # --starttls auto: by well-known port, else implicit TLS
+        protocol = _STARTTLS_PORTS.get(target.port)
+        attempt = await _attempt(target, limits, context, slots, on_wait, protocol)
+        result = attempt.result
+        if protocol is None and isinstance(result, tls.Fault) and result.kind is _NOT_TLS:
+            protocol = starttls.greeting_protocol(result.opening)
+            if protocol is not None:  # it greeted in plaintext: once more, speaking first
+                attempt = await _attempt(
+                    target, limits, context, slots, on_wait, protocol, attempt.deadline
+                )
+    else:
+        protocol = None if protocol == "tls" else protocol
+        attempt = await _attempt(target, limits, context, slots, on_wait, protocol)
     outcome = _outcome(target, started_at, attempt)
     if limits.probe_protocols and isinstance(outcome, Handshake):
-        legacy = await _legacy_versions(target, limits, outcome.tls_version, slots)
+        legacy = await _legacy_versions(target, limits, outcome.tls_version, slots, protocol)
         outcome = dataclasses.replace(outcome, legacy_versions=legacy)
     return outcome
 
@@ -114,6 +145,7 @@ class _Attempt:
     start: float  # trio clock when the connect began
     connected: float | None  # trio clock when TCP connected, None when it never did
     result: tls.Negotiated | tls.Fault
+    deadline: float  # the per-target deadline it ran under (moved by local queueing)
 
 
 async def _attempt(
@@ -122,16 +154,23 @@ async def _attempt(
     context: SSL.Context,
     slots: trio.Semaphore | None,
     on_wait: Callable[[int], None] | None = None,
+    protocol: str | None = None,
+    deadline: float | None = None,
 ) -> _Attempt:
-    """One connection: connect, wait for a handshake slot, handshake.
+    """One connection: connect, the ``protocol``'s STARTTLS preamble (``None``: implicit
+    TLS), wait for a handshake slot, handshake.
 
-    One cancel scope covers both phases: it ends at the connect timeout (or the per-target
+    One cancel scope covers every phase: it ends at the connect timeout (or the per-target
     deadline, if sooner), and once connected its deadline moves to the handshake timeout (or
-    the per-target deadline). Same limits as a scope per phase inside a deadline scope, at a
-    third of the cost, which a sweep of a /16 notices.
+    the per-target deadline), once for the preamble and once for the handshake. Same limits as
+    a scope per phase inside a deadline scope, at a third of the cost, which a sweep of a /16
+    notices. ``deadline`` (trio clock) replaces the per-target deadline counted from now: a
+    second attempt at the same target shares the first one's.
     """
     start = trio.current_time()
-    deadline = start + limits.target_deadline
+    if deadline is None:
+        deadline = start + limits.target_deadline
+    phase, ends = "connect", start + limits.connect_timeout  # the phase and its own timeout
     sock: socket.socket | None = None
     connected: float | None = None
     result: tls.Negotiated | tls.Fault | None = None
@@ -140,20 +179,30 @@ async def _attempt(
         # Outside any cancel scope: a refusal that is already in (loopback, a LAN) costs no
         # scope and no trip through the event loop, which a sweep of a /16 notices.
         sock, waiting = net.start_connect(target.address, target.port)
-        with trio.move_on_at(min(start + limits.connect_timeout, deadline)) as scope:
+        with trio.move_on_at(min(ends, deadline)) as scope:
             if waiting:
                 await net.finish_connect(sock, on_wait)
             connected = trio.current_time()
+            ready = connected  # when the socket was ready for a handshake slot
+            phase, ends = "handshake", connected + limits.handshake_timeout
+            if protocol is not None:
+                phase = f"{protocol} preamble"
+                scope.deadline = min(ends, deadline)
+                result = await starttls.negotiate(protocol, sock, target)
+                if result is not None:
+                    return _Attempt(start, connected, result, deadline)
+                phase, ready = "handshake", trio.current_time()
             if slots is not None:
                 with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):
                     await _acquire(slots)
                     holding = True
                 if not holding:
                     result = tls.fault(tls.TIMED_OUT, "no free handshake slot in time")
-                    return _Attempt(start, connected, result)
-                waited = trio.current_time() - connected
+                    return _Attempt(start, connected, result, deadline)
+                waited = trio.current_time() - ready
                 deadline += waited  # local queueing is not the server's fault
-            scope.deadline = min(trio.current_time() + limits.handshake_timeout, deadline)
+            ends = trio.current_time() + limits.handshake_timeout
+            scope.deadline = min(ends, deadline)
             result = await tls.handshake(
                 sock, context, tls.sni_bytes(target.sni), limits.max_chain_bytes
             )
@@ -167,11 +216,9 @@ async def _attempt(
         if sock is not None:
             sock.close()
     if result is None:
-        if connected is None:
-            result = _timed_out("connect", limits.connect_timeout, 0.0, limits)
-        else:
-            result = _timed_out("handshake", limits.handshake_timeout, connected - start, limits)
-    return _Attempt(start, connected, result)
+        allowed = limits.connect_timeout if connected is None else limits.handshake_timeout
+        result = _timed_out(phase, allowed, ends > deadline, limits)
+    return _Attempt(start, connected, result, deadline)
 
 
 async def _acquire(semaphore: trio.Semaphore) -> None:
@@ -187,7 +234,11 @@ _LEGACY: Final = ("TLSv1.1", "TLSv1")
 
 
 async def _legacy_versions(
-    target: Target, limits: EngineLimits, negotiated: str, slots: trio.Semaphore | None
+    target: Target,
+    limits: EngineLimits,
+    negotiated: str,
+    slots: trio.Semaphore | None,
+    protocol: str | None = None,
 ) -> tuple[str, ...]:
     """Which of TLS 1.1 and 1.0 the endpoint also accepts (never more than two connections).
 
@@ -202,7 +253,8 @@ async def _legacy_versions(
             accepted.append(version)
             continue
         # Offer TLS 1.0 up to `version`: a refusal means none of them is accepted.
-        attempt = await _attempt(target, limits, tls.client_context("TLSv1", version), slots)
+        legacy = tls.client_context("TLSv1", version)
+        attempt = await _attempt(target, limits, legacy, slots, None, protocol)
         if not isinstance(attempt.result, tls.Negotiated):
             break
         got = attempt.result.tls_version
@@ -216,12 +268,13 @@ async def _legacy_versions(
 _VERSION_ORDER: Final = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
 
 
-def _timed_out(phase: str, allowed: float, offset: float, limits: EngineLimits) -> tls.Fault:
-    """Which bound cut ``phase`` (begun ``offset`` s into the target) short."""
-    if offset + allowed <= limits.target_deadline:
-        return tls.fault(
-            tls.TIMED_OUT, f"{phase} unfinished after the {allowed:g}s {phase} timeout"
-        )
+def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimits) -> tls.Fault:
+    """Which bound cut ``phase`` short: its own ``allowed`` timeout, or (``at_deadline``) the
+    per-target deadline, which would have come first."""
+    if not at_deadline:
+        timeout = "connect" if phase == "connect" else "handshake"
+        detail = f"{phase} unfinished after the {allowed:g}s {timeout} timeout"
+        return tls.fault(tls.TIMED_OUT, detail)
     detail = f"{phase} unfinished at the {limits.target_deadline:g}s per-target deadline"
     return tls.fault(tls.TIMED_OUT, detail)
 

@@ -18,16 +18,39 @@ class Target:
 
     ``address`` is a canonical IP literal (``ipaddress`` string form, no brackets).
     ``sni`` is the server name to send, or ``None`` to send none (bare IP targets).
+    ``protocol`` is how TLS starts: ``"tls"`` for implicit TLS, a STARTTLS protocol name (one
+    of :data:`PROTOCOLS`), or ``None`` to choose by port (``scanner.starttls``).
     """
 
     address: str
     port: int
     sni: str | None = None
+    protocol: str | None = None
 
     def label(self) -> str:
-        """``address:port`` (``[v6]:port``), with ``(sni)`` appended when one is sent."""
+        """``address:port`` (``[v6]:port``), then ``/protocol`` when one was given and
+        ``(sni)`` when one is sent: ``10.0.0.1:2525/smtp (mail.example)``."""
         host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}" + (f" ({self.sni})" if self.sni else "")
+        proto = f"/{self.protocol}" if self.protocol else ""
+        return f"{host}:{self.port}{proto}" + (f" ({self.sni})" if self.sni else "")
+
+
+#: How TLS may start on a port: implicit ``tls``, or the STARTTLS preamble of a protocol
+#: (``scanner.starttls`` speaks each). ``xmpp`` is client-to-server, ``xmpp-server`` is
+#: server-to-server.
+PROTOCOLS: tuple[str, ...] = (
+    "tls",
+    "smtp",
+    "imap",
+    "pop3",
+    "ftp",
+    "ldap",
+    "xmpp",
+    "xmpp-server",
+    "postgres",
+    "mysql",
+    "rdp",
+)
 
 
 class FailureKind(enum.StrEnum):
@@ -39,8 +62,9 @@ class FailureKind(enum.StrEnum):
     RESET = "reset"  # the peer reset or closed the connection during the handshake
     NOT_TLS = "not_tls"  # the peer answered with bytes that are not a TLS record
     TLS_ALERT = "tls_alert"  # the peer sent a TLS alert (detail names it)
-    PROTOCOL_ERROR = "protocol_error"  # TLS records that OpenSSL rejected
+    PROTOCOL_ERROR = "protocol_error"  # TLS records OpenSSL rejected; a STARTTLS preamble too long
     CHAIN_TOO_LARGE = "chain_too_large"  # the server sent more than the read bound allows
+    STARTTLS_REFUSED = "starttls_refused"  # the plaintext preamble did not lead to TLS (detail)
     INTERNAL_ERROR = "internal_error"  # a bug in certscan, kept apart from server faults
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from reports import assess
 from reports.model import EndpointView, Severity
 from reports.report import build_report
-from scanner import engine, resolve, targets
+from scanner import engine, models, resolve, targets
 from scanner.commands_report import ReportOutput, findings_line, write_report
 from scanner.console import ProgressDisplay, SweepCounters, safe, summary_table
 from scanner.errors import TargetError, UsageError
@@ -43,6 +43,10 @@ class SweepOptions:
 
     specs: tuple[str, ...]
     ports: tuple[int, ...]
+    #: ``-p 2525/smtp``: the protocol of those ports (``Target.protocol``).
+    protocols: tuple[tuple[int, str], ...] = ()
+    #: ``--starttls``: ``auto`` (by port), ``off`` (implicit TLS) or a protocol for every port.
+    starttls: str = "auto"
     excludes: tuple[str, ...] = ()
     blocklist: tuple[str, ...] = ()
     sni: str | None = None
@@ -111,12 +115,34 @@ async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
         max_targets=options.max_targets,
         sni=options.sni,
         resolve_errors=failures,
+        protocols=dict(options.protocols),
+        default_protocol=starttls_default(options.starttls),
     )
+
+
+def starttls_default(mode: str) -> str | None:
+    """The ``Target.protocol`` of ports given without one: ``auto`` -> ``None`` (chosen by
+    port), ``off`` -> ``"tls"``, a protocol name -> itself. UsageError for anything else."""
+    if mode == "auto":
+        return None
+    if mode == "off":
+        return "tls"
+    try:
+        return targets.check_protocol(mode)
+    except ValueError:
+        choices = ", ".join(("auto", "off", *models.PROTOCOLS))
+        raise UsageError(f"--starttls must be one of {choices} (got {mode!r})") from None
 
 
 def _spec(options: SweepOptions) -> dict[str, object]:
     lim = options.limits
+    starttls: dict[str, object] = {}  # only when set: older scans stay resumable
+    if options.protocols:
+        starttls["protocols"] = [list(pair) for pair in options.protocols]
+    if options.starttls != "auto":
+        starttls["starttls"] = options.starttls
     return scan_spec(
+        **starttls,
         specs=list(options.specs),
         ports=list(options.ports),
         excludes=list(options.excludes),

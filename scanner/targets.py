@@ -40,16 +40,17 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 
 import idna
 
 from scanner.errors import TargetError
-from scanner.models import Target
+from scanner.models import PROTOCOLS, Target
 
-#: https, smtps, ldaps, imaps, pop3s, https-alt.
-DEFAULT_PORTS: tuple[int, ...] = (443, 465, 636, 993, 995, 8443)
+#: Implicit TLS: https, smtps, ldaps, imaps, pop3s, https-alt. STARTTLS (``scanner.starttls``):
+#: smtp, submission, pop3, imap, ldap, rdp, postgres.
+DEFAULT_PORTS: tuple[int, ...] = (25, 110, 143, 389, 443, 465, 587, 636, 993, 995, 3389, 5432, 8443)
 
 Intervals = tuple[tuple[int, int], ...]
 
@@ -134,25 +135,34 @@ _LOCAL = _union(
 # ---------------------------------------------------------------- parsing
 
 
-def _parse_ports(text: str) -> tuple[int, ...]:
-    """Sorted unique ports of ``443,8443,9000-9010``; ValueError(reason) naming the bad part."""
+def _port_range(part: str) -> range:
+    """The ports of one ``443`` or ``9000-9010``; ValueError(reason) naming the bad part."""
+    m = _PORT.fullmatch(part)
+    if m is None:
+        hint = " (a /PROTOCOL goes in the port list, -p)" if "/" in part else ""
+        raise ValueError(f"{part!r} is not a port or a range like 9000-9010{hint}")
+    lo = int(m[1])
+    hi = int(m[2]) if m[2] is not None else lo
+    for p in (lo, hi):
+        if not 1 <= p <= 65535:
+            where = f" in {part!r}" if m[2] is not None else ""
+            raise ValueError(f"port {p}{where} is out of range (1-65535)")
+    if hi < lo:
+        raise ValueError(f"range {part!r} is reversed")
+    return range(lo, hi + 1)
+
+
+def _parts(text: str) -> list[str]:
     if not text.strip():
         raise ValueError("no ports given")
+    return [raw.strip() for raw in text.split(",")]
+
+
+def _parse_ports(text: str) -> tuple[int, ...]:
+    """Sorted unique ports of ``443,8443,9000-9010``; ValueError(reason) naming the bad part."""
     ports: set[int] = set()
-    for raw in text.split(","):
-        part = raw.strip()
-        m = _PORT.fullmatch(part)
-        if m is None:
-            raise ValueError(f"{part!r} is not a port or a range like 9000-9010")
-        lo = int(m[1])
-        hi = int(m[2]) if m[2] is not None else lo
-        for p in (lo, hi):
-            if not 1 <= p <= 65535:
-                where = f" in {part!r}" if m[2] is not None else ""
-                raise ValueError(f"port {p}{where} is out of range (1-65535)")
-        if hi < lo:
-            raise ValueError(f"range {part!r} is reversed")
-        ports.update(range(lo, hi + 1))
+    for part in _parts(text):
+        ports.update(_port_range(part))
     return tuple(sorted(ports))
 
 
@@ -160,6 +170,41 @@ def parse_ports(text: str) -> tuple[int, ...]:
     """``"443,8443,9000-9010"`` -> sorted unique ports. Bad input is a one-line TargetError."""
     try:
         return _parse_ports(text)
+    except ValueError as exc:
+        raise TargetError(f"bad port list {text!r}: {exc}") from None
+
+
+def check_protocol(name: str) -> str:
+    """``name`` lowercased when it is one of ``models.PROTOCOLS``; ValueError otherwise."""
+    protocol = name.strip().lower()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r} (one of {', '.join(PROTOCOLS)})")
+    return protocol
+
+
+def _parse_port_specs(text: str) -> tuple[tuple[int, str | None], ...]:
+    found: dict[int, str | None] = {}
+    for part in _parts(text):
+        ports, slash, name = part.partition("/")
+        protocol = check_protocol(name) if slash else None
+        for port in _port_range(ports.strip()):
+            before = found.get(port)
+            if before is not None and protocol is not None and before != protocol:
+                raise ValueError(f"port {port} is given as both {before} and {protocol}")
+            found[port] = before or protocol
+    return tuple(sorted(found.items()))
+
+
+def parse_port_specs(text: str) -> tuple[tuple[int, str | None], ...]:
+    """``"443,2525/smtp,10443/tls"`` -> sorted unique ``(port, protocol or None)`` pairs.
+
+    A ``/PROTOCOL`` (``tls`` for implicit TLS or a STARTTLS protocol, ``models.PROTOCOLS``)
+    applies to every port of its part (``9000-9010/imap``); ``None`` leaves the choice to the
+    port. A port given with a protocol and without keeps the protocol; with two different
+    protocols it is an error. Bad input is a one-line TargetError.
+    """
+    try:
+        return _parse_port_specs(text)
     except ValueError as exc:
         raise TargetError(f"bad port list {text!r}: {exc}") from None
 
@@ -358,6 +403,9 @@ class TargetPlan:
     notes: tuple[str, ...] = ()
     runs: tuple[_Run, ...] = field(default=(), repr=False)
     run_starts: tuple[int, ...] = field(default=(), repr=False)
+    #: ``Target.protocol`` by port, and for every other port.
+    protocols: tuple[tuple[int, str], ...] = field(default=(), repr=False)
+    default_protocol: str | None = field(default=None, repr=False)
 
     def iter_from(self, start: int = 0) -> Iterator[tuple[int, Target]]:
         """``(index, target)`` from position ``start``; costs O(intervals) to get there."""
@@ -369,17 +417,24 @@ class TargetPlan:
         ri = bisect_right(self.run_starts, start) - 1
         rem = start - self.run_starts[ri]
         index = start
+        protocols, default = dict(self.protocols), self.default_protocol
         for run in self.runs[ri:]:
             pi, rem = divmod(rem, run.width)
             si = bisect_right(run.seg_starts, rem) - 1
             rem -= run.seg_starts[si]
             for port in run.ports[pi:]:
+                protocol = protocols.get(port, default)
                 for seg in run.segments[si:]:
                     ii = bisect_right(seg.starts, rem) - 1
                     rem -= seg.starts[ii]
+                    sni = seg.sni
                     for lo, hi in seg.intervals[ii:]:
                         for key in range(lo + rem, hi):
-                            yield index, Target(address=_address(key), port=port, sni=seg.sni)
+                            address = _address(key)
+                            yield (
+                                index,
+                                Target(address=address, port=port, sni=sni, protocol=protocol),
+                            )
                             index += 1
                         rem = 0
                 si = 0
@@ -416,14 +471,24 @@ def build_plan(
     max_targets: int = 2**24,
     sni: str | None = None,
     resolve_errors: Mapping[str, str] | None = None,
+    protocols: Mapping[int, str] | None = None,
+    default_protocol: str | None = None,
 ) -> TargetPlan:
     """Expand ``specs`` into a lazy plan (see the module docstring for syntax and safety).
 
     ``resolved`` maps names from ``hostnames_in`` to their addresses; ``resolve_errors`` (the
     second result of ``scanner.resolve.resolve_names``) only enriches the unresolved-name notes.
-    ``sni`` is sent to every target that is not a hostname. Raises TargetError naming the entry.
+    ``sni`` is sent to every target that is not a hostname. Each target's ``protocol`` is
+    ``protocols[port]`` (``-p 2525/smtp``), else ``default_protocol`` (``None``: chosen by
+    port at scan time). Raises TargetError naming the entry.
     """
     default_ports = _checked_ports(ports)
+    try:
+        by_port = tuple(sorted((p, check_protocol(n)) for p, n in (protocols or {}).items()))
+        if default_protocol is not None:
+            default_protocol = check_protocol(default_protocol)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
     sni_name = None
     if sni is not None and (sni_name := _hostname(sni)) is None:
         raise TargetError(f"--sni {sni!r} is not a valid hostname")
@@ -472,7 +537,10 @@ def build_plan(
             raise _fail(spec, "target", "no ports: give a port list or ADDRESS:PORT")
         if intervals:
             units.setdefault(unit_sni, {}).setdefault(unit_ports, []).extend(intervals)
-    return _layout(units, notes, max_targets)
+    plan = _layout(units, notes, max_targets)
+    if not by_port and default_protocol is None:
+        return plan
+    return replace(plan, protocols=by_port, default_protocol=default_protocol)
 
 
 def _too_many(count: int, max_targets: int, prefix: str = "") -> TargetError:

@@ -58,6 +58,9 @@ NOT_A_RECORD: Final = "not-a-tls-record"
 READ_LIMIT: Final = "read-limit"
 TIMED_OUT: Final = "timed-out"
 ALERT_RECEIVED: Final = "alert-received"
+# Causes the STARTTLS preambles (scanner.starttls) observe.
+STARTTLS_DECLINED: Final = "starttls-declined"
+PREAMBLE_LIMIT: Final = "preamble-limit"
 
 _KINDS: Final[dict[str, FailureKind]] = {
     # TCP connect, by errno name.
@@ -101,6 +104,15 @@ _KINDS: Final[dict[str, FailureKind]] = {
     # The server sent an alert record (the detail names it): no shared version or cipher,
     # unknown SNI (unrecognized_name), client certificate missing, internal_error.
     ALERT_RECEIVED: FailureKind.TLS_ALERT,
+    # The server answered a STARTTLS preamble, and the answer does not lead to TLS (the detail
+    # quotes it): an EHLO reply without STARTTLS, IMAP "NO"/"BAD", POP3 "-ERR", FTP 5xx, LDAP
+    # resultCode protocolError (2), PostgreSQL 'N', MySQL without CLIENT_SSL, an RDP
+    # negotiation failure, or a service that does not speak the protocol at all (an SSH
+    # banner on port 25).
+    STARTTLS_DECLINED: FailureKind.STARTTLS_REFUSED,
+    # More bytes than a preamble may read before the server is ready for TLS: an endless
+    # greeting or capability list, a service streaming data at whoever connects.
+    PREAMBLE_LIMIT: FailureKind.PROTOCOL_ERROR,
     # OpenSSL reason strings: the first entry of the error queue, lowercased. Whatever else
     # OpenSSL rejects in the server's bytes is a protocol error too; these are the ones seen
     # from real peers (and reproduced by the tests' peers).
@@ -162,15 +174,20 @@ ALERT_NAMES: Final[dict[int, str]] = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Fault:
-    """A classified reason a target yielded no chain; ``detail`` keeps the original words."""
+    """A classified reason a target yielded no chain; ``detail`` keeps the original words.
+
+    ``opening`` is set for ``not_tls`` only: the server's first bytes (at most
+    :data:`OPENING_BYTES`), from which the engine recognises a plaintext greeting.
+    """
 
     kind: FailureKind
     detail: str
+    opening: bytes = b""
 
 
-def fault(cause: str, detail: str) -> Fault:
+def fault(cause: str, detail: str, opening: bytes = b"") -> Fault:
     """Classify one of the causes in the table (an OpenSSL reason not listed: protocol_error)."""
-    return Fault(kind=_KINDS.get(cause, FailureKind.PROTOCOL_ERROR), detail=detail)
+    return Fault(kind=_KINDS.get(cause, FailureKind.PROTOCOL_ERROR), detail=detail, opening=opening)
 
 
 def os_fault(exc: OSError) -> Fault | None:
@@ -302,6 +319,7 @@ def sni_bytes(name: str | None) -> bytes | None:
 
 _RECV_CHUNK: Final = 16384  # one full TLS record
 _OPENING: Final = 24  # how many of the server's first bytes a not_tls detail quotes
+OPENING_BYTES: Final = 512  # how many of them a not_tls fault keeps (Fault.opening)
 _BIO_CHUNK: Final = 65536
 
 
@@ -404,9 +422,11 @@ async def handshake(
             detail = f"connection closed by the peer after {received} bytes"
             return _failed(conn, seen, fault(PEER_EOF, detail))
         if len(head) < _OPENING:
-            head = (head + data)[:_OPENING]
+            opening = head + data
+            head = opening[:_OPENING]
             if not _plausible_record_start(head[:5]):
-                return fault(NOT_A_RECORD, f"first bytes from the server: {head!r}")
+                detail = f"first bytes from the server: {head!r}"
+                return fault(NOT_A_RECORD, detail, opening[:OPENING_BYTES])
         received += len(data)
         if received > max_bytes:
             return fault(READ_LIMIT, f"server sent more than {max_bytes} bytes in the handshake")

@@ -135,7 +135,9 @@ def test_unwritable_database_is_operational_error(capsys: pytest.CaptureFixture[
 def test_help_lists_default_ports(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(["sweep", "--help"], capsys)
     assert code == 0
-    assert "443,465,636,993,995,8443" in out.replace("\n", "").replace(" ", "")
+    text = out.replace("\n", "").replace(" ", "")
+    assert "25,110,143,389,443,465,587,636,993,995,3389,5432,8443" in text
+    assert "--starttlsauto|off|PROTOCOL" in text
 
 
 # --- sweeping the lab --------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_parse_ports_errors_name_the_bad_part(text: str, fragment: str) -> None:
 
 
 def test_default_ports_are_sorted_tls_ports() -> None:
-    assert DEFAULT_PORTS == (443, 465, 636, 993, 995, 8443)
+    assert DEFAULT_PORTS == (25, 110, 143, 389, 443, 465, 587, 636, 993, 995, 3389, 5432, 8443)
     assert parse_ports(",".join(map(str, DEFAULT_PORTS))) == DEFAULT_PORTS
 
 
