@@ -28,13 +28,15 @@ lab_app = typer.Typer(
 )
 
 #: Demo limits: short enough that the lab's hanging port costs two seconds, not ten; the
-#: protocol probe on, so the TLS 1.0 endpoint shows up as ``legacy_protocol``.
+#: protocol probe on, so the TLS 1.0 endpoint shows up as ``legacy_protocol``; ``--all-certs``
+#: on, so a server holding an RSA and an ECDSA certificate shows both.
 DEMO_LIMITS = EngineLimits(
     concurrency=50,
     connect_timeout=2.0,
     handshake_timeout=2.0,
     target_deadline=3.0,
     probe_protocols=True,
+    all_certs=True,
 )
 DEMO_REPORT = "demo-report.html"
 DEMO_CA = "demo-lab-ca.pem"

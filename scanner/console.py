@@ -192,7 +192,8 @@ def simple_table(title: str, headers: Iterable[str]) -> Table:
 
 
 def inventory_table(records: Sequence[EndpointRecord]) -> Table:
-    """Endpoints with their leaf certificate, soonest expiry first (the order given)."""
+    """Endpoints with their leaf certificate, soonest expiry first (the order given); an
+    endpoint with alternative chains (``--all-certs``) gets one more row per chain."""
     show_sni = any(rec.sni for rec in records)
     table = Table(title="inventory (soonest expiry first)", title_justify="left")
     table.add_column("endpoint", no_wrap=True)
@@ -206,24 +207,27 @@ def inventory_table(records: Sequence[EndpointRecord]) -> Table:
     table.add_column("key", no_wrap=True)
     table.add_column("sig", no_wrap=True)
     for rec in records:
-        leaf = rec.chain[0] if rec.chain else None
-        days = days_left(leaf.not_after if leaf else None)
         host = f"[{rec.address}]" if ":" in rec.address else rec.address
-        key = f"{leaf.key_type or '?'} {leaf.key_bits or ''}".strip() if leaf else ""
         status = rec.status if rec.error is None else f"{rec.status}: {rec.error}"
-        row = [cell(f"{host}:{rec.port}")]
-        if show_sni:
-            row.append(cell(rec.sni or ""))
-        row += [
-            cell(status, 60),
-            cell(leaf.subject_cn if leaf else ""),
-            cell(leaf.issuer_cn if leaf else ""),
-            cell(leaf.not_after.strftime("%Y-%m-%d") if leaf and leaf.not_after else ""),
-            cell("" if days is None else days, style=expiry_style(days)),
-            cell(key),
-            cell(leaf.signature_hash if leaf else ""),
-        ]
-        table.add_row(*row)
+        # One row per chain: the usual one, then each --all-certs alternative ("alt chain").
+        chains = [(status, rec.chain)] + [("alt chain", alt) for alt in rec.alt_chains]
+        for label, chain in chains:
+            leaf = chain[0] if chain else None
+            days = days_left(leaf.not_after if leaf else None)
+            key = f"{leaf.key_type or '?'} {leaf.key_bits or ''}".strip() if leaf else ""
+            row = [cell(f"{host}:{rec.port}")]
+            if show_sni:
+                row.append(cell(rec.sni or ""))
+            row += [
+                cell(label, 60),
+                cell(leaf.subject_cn if leaf else ""),
+                cell(leaf.issuer_cn if leaf else ""),
+                cell(leaf.not_after.strftime("%Y-%m-%d") if leaf and leaf.not_after else ""),
+                cell("" if days is None else days, style=expiry_style(days)),
+                cell(key),
+                cell(leaf.signature_hash if leaf else ""),
+            ]
+            table.add_row(*row)
     return table
 
 

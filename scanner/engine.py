@@ -34,6 +34,14 @@ handshake) is tried once more, on a new connection, with the protocol the greeti
 under the first attempt's deadline: at most one extra connection per target, and only for
 servers that answered a ClientHello with a greeting.
 
+Opt-in extras cost connections only when asked for. With ``limits.probe_protocols`` or
+``limits.all_certs`` a target that handshook is tried again (``scanner.rehandshake``: legacy
+versions; only the other server key type, so a server holding an RSA and an ECDSA certificate
+shows both). With a ``discover`` hook (SNI discovery,
+``scanner.discovery``) the worker that handshook with a target probes the follow-up targets the
+hook names (other SNIs on the same address and port) before reporting the target itself; see
+:func:`sweep` for the order this guarantees.
+
 Network and TLS faults are values. Any other exception from :func:`probe` is a bug: the one
 guard in :func:`_probe_guarded` re-raises it when ``internal_errors="raise"`` (tests) and
 records it as ``internal_error`` (with a logged traceback) when ``"record"`` (production).
@@ -46,19 +54,23 @@ import logging
 import resource
 import socket
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final, Literal
 
 import trio
 from OpenSSL import SSL
 
-from scanner import net, starttls, tls
+from scanner import net, rehandshake, starttls, tls
 from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
 
 log = logging.getLogger("certscan.engine")
 
 InternalErrors = Literal["raise", "record"]
+#: SNI discovery: more targets to probe after a target's handshake (see :func:`sweep`).
+Discover = Callable[[Handshake], Awaitable[Sequence[Target]]]
+#: The index a follow-up outcome of ``discover`` is sent with: it is no target of the plan.
+FOLLOW_UP: Final = -1
 
 #: After a stall, the feeder makes up at most this many seconds of missed rate slots at once.
 _CATCH_UP: Final = 0.05
@@ -114,7 +126,10 @@ async def probe(
 
     ``target.protocol`` says how TLS starts (see the module docstring); with ``None``, an
     implicit-TLS attempt answered by a plaintext greeting is retried once in the protocol the
-    greeting announced, and the outcome is that second connection's.
+    greeting announced, and the outcome is that second connection's. ``Handshake.protocol``
+    says which was spoken. With ``limits.all_certs``, a target that handshook is tried again
+    offering only the other server key types (``tls.KEY_TYPES``) to fill
+    ``Handshake.alt_chains``.
     """
     await trio.lowlevel.checkpoint_if_cancelled()
     started_at = datetime.now(UTC)
@@ -133,10 +148,28 @@ async def probe(
     else:
         protocol = None if protocol == "tls" else protocol
         attempt = await _attempt(target, limits, context, slots, on_wait, protocol)
-    outcome = _outcome(target, started_at, attempt)
-    if limits.probe_protocols and isinstance(outcome, Handshake):
-        legacy = await _legacy_versions(target, limits, outcome.tls_version, slots, protocol)
+    outcome = _outcome(target, started_at, attempt, protocol or "tls")
+    if isinstance(outcome, Handshake) and (limits.probe_protocols or limits.all_certs):
+        outcome = await _again(outcome, limits, slots, protocol)
+    return outcome
+
+
+async def _again(
+    outcome: Handshake, limits: EngineLimits, slots: trio.Semaphore | None, protocol: str | None
+) -> Handshake:
+    """The extra handshakes ``limits`` asks for after ``outcome`` (``scanner.rehandshake``),
+    each a new connection through the same STARTTLS preamble."""
+    target = outcome.target
+
+    async def connect(context: SSL.Context) -> tls.Negotiated | tls.Fault:
+        return (await _attempt(target, limits, context, slots, None, protocol)).result
+
+    if limits.probe_protocols:
+        legacy = await rehandshake.legacy_versions(outcome.tls_version, connect)
         outcome = dataclasses.replace(outcome, legacy_versions=legacy)
+    if limits.all_certs:
+        alt = await rehandshake.alt_chains(outcome.chain, limits.tls_min_version, connect)
+        outcome = dataclasses.replace(outcome, alt_chains=alt)
     return outcome
 
 
@@ -228,46 +261,6 @@ async def _acquire(semaphore: trio.Semaphore) -> None:
         await semaphore.acquire()
 
 
-#: Versions to try in the protocol probe, highest first, with the version each probe offers
-#: at most. A server answering a probe with a lower version than offered also accepts that one.
-_LEGACY: Final = ("TLSv1.1", "TLSv1")
-
-
-async def _legacy_versions(
-    target: Target,
-    limits: EngineLimits,
-    negotiated: str,
-    slots: trio.Semaphore | None,
-    protocol: str | None = None,
-) -> tuple[str, ...]:
-    """Which of TLS 1.1 and 1.0 the endpoint also accepts (never more than two connections).
-
-    A server picks the highest version both sides offer, so the main handshake's version tells
-    the ceiling: a TLS 1.1 server is known to accept 1.1, a TLS 1.0 server only 1.0.
-    """
-    accepted: list[str] = []
-    for version in _LEGACY:
-        if _VERSION_ORDER.get(negotiated, 99) < _VERSION_ORDER[version]:
-            continue  # above the server's ceiling: it would have negotiated it
-        if negotiated == version:
-            accepted.append(version)
-            continue
-        # Offer TLS 1.0 up to `version`: a refusal means none of them is accepted.
-        legacy = tls.client_context("TLSv1", version)
-        attempt = await _attempt(target, limits, legacy, slots, None, protocol)
-        if not isinstance(attempt.result, tls.Negotiated):
-            break
-        got = attempt.result.tls_version
-        if got in _LEGACY and got not in accepted:
-            accepted.append(got)
-        if got != version:
-            break  # it answered below what was offered: nothing between is accepted
-    return tuple(v for v in _LEGACY if v in accepted)
-
-
-_VERSION_ORDER: Final = {"TLSv1": 0, "TLSv1.1": 1, "TLSv1.2": 2, "TLSv1.3": 3}
-
-
 def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimits) -> tls.Fault:
     """Which bound cut ``phase`` short: its own ``allowed`` timeout, or (``at_deadline``) the
     per-target deadline, which would have come first."""
@@ -279,8 +272,10 @@ def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimi
     return tls.fault(tls.TIMED_OUT, detail)
 
 
-def _outcome(target: Target, started_at: datetime, attempt: _Attempt) -> Outcome:
-    """The outcome record of one attempt."""
+def _outcome(
+    target: Target, started_at: datetime, attempt: _Attempt, protocol: str | None = None
+) -> Outcome:
+    """The outcome record of one attempt (``protocol``: how TLS started, for a handshake)."""
     start, connected, result = attempt.start, attempt.connected, attempt.result
     now = trio.current_time()
     mark = start if connected is None else connected
@@ -297,6 +292,7 @@ def _outcome(target: Target, started_at: datetime, attempt: _Attempt) -> Outcome
                 client_cert_requested=result.client_cert_requested,
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
+                protocol=protocol,
             )
         case tls.Fault():
             return ScanFailure(
@@ -394,6 +390,7 @@ class _Crew:
         self.workers = 0
         self.waiting = 0
         self.exhausted = False
+        self.discover: Discover | None = None
 
     def grow(self, count: int = 1) -> None:
         for _ in range(min(count, max(1, self.limits.concurrency) - self.workers)):
@@ -421,37 +418,59 @@ _FIRST_WORKERS: Final = 64
 
 async def _work(crew: _Crew, results: trio.MemorySendChannel[tuple[int, Outcome]]) -> None:
     """Take targets from the shared source until it runs dry; one connection at a time."""
-    limits, gates = crew.limits, crew.gates
-    per_address = max(1, limits.per_address)
     async with results:
         while True:
             item = crew.next_target()
             if item is None:
                 return
             index, target = item
-            if crew.pacer is not None:
-                await crew.pacer.turn()
-            gate = gates.get(target.address)
-            if gate is None:
-                gate = gates[target.address] = _Gate(per_address)
-            gate.users += 1
-            try:
-                # Checkpoint-free when uncontended: the results send below yields once a round.
-                try:
-                    gate.semaphore.acquire_nowait()
-                except trio.WouldBlock:
-                    await gate.semaphore.acquire()
-                try:
-                    outcome = await _probe_guarded(
-                        target, limits, crew.policy, crew.slots, crew.connect_waits
-                    )
-                finally:
-                    gate.semaphore.release()
-            finally:
-                gate.users -= 1
-                if not gate.users:
-                    del gates[target.address]
+            outcome = await _probe_paced(crew, target)
+            if crew.discover is not None and isinstance(outcome, Handshake):
+                # Follow-ups go out before the target's own outcome (see `sweep`).
+                for extra in await _discover_guarded(crew.discover, outcome, crew.policy):
+                    await results.send((FOLLOW_UP, await _probe_paced(crew, extra)))
             await results.send((index, outcome))
+
+
+async def _discover_guarded(
+    discover: Discover, outcome: Handshake, policy: InternalErrors
+) -> Sequence[Target]:
+    """The follow-ups of ``outcome``; a bug in the hook is re-raised or logged (no follow-ups),
+    as :func:`_probe_guarded` does for a probe."""
+    try:
+        return await discover(outcome)
+    except Exception as exc:
+        if policy == "raise":
+            raise
+        log.error("internal error in SNI discovery for %s", outcome.target.label(), exc_info=exc)
+        return ()
+
+
+async def _probe_paced(crew: _Crew, target: Target) -> Outcome:
+    """One target under the sweep's pacing and its address's connection limit."""
+    if crew.pacer is not None:
+        await crew.pacer.turn()
+    gates = crew.gates
+    gate = gates.get(target.address)
+    if gate is None:
+        gate = gates[target.address] = _Gate(max(1, crew.limits.per_address))
+    gate.users += 1
+    try:
+        # Checkpoint-free when uncontended: the results send yields once a round.
+        try:
+            gate.semaphore.acquire_nowait()
+        except trio.WouldBlock:
+            await gate.semaphore.acquire()
+        try:
+            return await _probe_guarded(
+                target, crew.limits, crew.policy, crew.slots, crew.connect_waits
+            )
+        finally:
+            gate.semaphore.release()
+    finally:
+        gate.users -= 1
+        if not gate.users:
+            del gates[target.address]
 
 
 async def sweep(
@@ -460,15 +479,23 @@ async def sweep(
     results: trio.MemorySendChannel[tuple[int, Outcome]],
     *,
     internal_errors: InternalErrors = "record",
+    discover: Discover | None = None,
 ) -> None:
     """Probe every target under ``limits``, sending ``(index, outcome)`` to ``results``.
 
     ``results`` is closed when the sweep ends, however it ends. ``internal_errors`` decides
     what a bug inside a probe does: ``"record"`` turns it into an ``internal_error`` outcome,
     ``"raise"`` lets it out (tests).
+
+    ``discover`` (SNI discovery) is awaited with each handshake of a target from ``targets``
+    and returns more targets to probe at once, by the same worker, under the same pacing and
+    per-address limit: their outcomes are sent as ``(FOLLOW_UP, outcome)`` *before* the
+    target's own, so a consumer that has the target's outcome has its follow-ups too.
+    Follow-ups are not themselves passed to ``discover`` (no chains of discovery).
     """
     async with results:
         tls.client_context(limits.tls_min_version)  # a bad minimum version fails before any I/O
         async with trio.open_nursery() as nursery:
             crew = _Crew(nursery, iter(targets), limits, results, internal_errors)
+            crew.discover = discover
             crew.grow(_FIRST_WORKERS)

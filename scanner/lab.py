@@ -152,7 +152,14 @@ def _server_contexts(lab: Lab) -> dict[str, ssl.SSLContext]:
                 pem.write_bytes(
                     b"".join(c.cert_pem for c in endpoint.chain) + endpoint.chain[0].key_pem
                 )
-                contexts[endpoint.name] = _server_context(endpoint, pem, ca_pem)
+                contexts[endpoint.name] = context = _server_context(endpoint, pem, ca_pem)
+                if endpoint.alt_chain:  # a second certificate, of another key type
+                    alt = Path(directory) / f"{endpoint.name}-alt.pem"
+                    alt.write_bytes(
+                        b"".join(c.cert_pem for c in endpoint.alt_chain)
+                        + endpoint.alt_chain[0].key_pem
+                    )
+                    context.load_cert_chain(alt)
     return contexts
 
 

@@ -49,7 +49,9 @@ class LabEndpoint:
     :class:`~scanner.models.FailureKind` value. ``chain`` is what the server presents, leaf
     first, then intermediates; empty for the non-TLS endpoints. ``dns_name`` is the DNS SAN the
     leaf carries, ``None`` when there is no leaf. ``port`` is 0 in a catalogue built for
-    port 0 until the lab has bound its listeners.
+    port 0 until the lab has bound its listeners. ``alt_chain`` is a second chain (another key
+    type) the server also holds and presents to a client that offers only that key type
+    (``--all-certs``); empty for most endpoints.
     """
 
     name: str
@@ -60,6 +62,7 @@ class LabEndpoint:
     service: Service
     chain: tuple[certgen.Issued, ...] = ()
     dns_name: str | None = None
+    alt_chain: tuple[certgen.Issued, ...] = ()
 
     def __post_init__(self) -> None:
         if ipaddress.IPv4Address(self.address) not in LOOPBACK:
@@ -131,6 +134,12 @@ CATALOGUE: tuple[tuple[str, Service, str, str], ...] = (
     ),
     ("not-tls", Service.BANNER, FailureKind.NOT_TLS.value, "plaintext SSH banner, no TLS"),
     ("hang", Service.HANG, FailureKind.TIMEOUT.value, "accepts and never sends a byte"),
+    (
+        "dual-cert",
+        Service.TLS,
+        STATUS_OK,
+        "ECDSA and RSA leaves, chosen by the client's offer (--all-certs finds both)",
+    ),
 )
 
 
@@ -198,7 +207,7 @@ class _Maker:
         match name:
             case "healthy-rsa" | "legacy-tls10":
                 return dns, (leaf(rsa_ca, key=certgen.make_key("rsa", 2048)), rsa_ca)
-            case "healthy-ecdsa" | "client-cert":
+            case "healthy-ecdsa" | "client-cert" | "dual-cert":
                 return dns, (leaf(ec), ec)
             case "expiring":
                 end = self.now + EXPIRING_IN_DAYS * day
@@ -233,6 +242,23 @@ class _Maker:
             case _:
                 return None, ()
 
+    def alt_chain(self, name: str, address: str) -> tuple[certgen.Issued, ...]:
+        """The second chain of an endpoint holding two certificates, else ``()``."""
+        if name != "dual-cert":
+            return ()
+        dns = f"{name}.{DNS_SUFFIX}"
+        rsa_leaf = certgen.make_leaf(
+            self.rsa_ca,
+            cn=dns,
+            org="certscan lab",
+            dns_names=(dns,),
+            ip_addresses=(address,),
+            key=certgen.make_key("rsa", 2048),
+            not_before=self.now - timedelta(days=1),
+            not_after=self.now + timedelta(days=90),
+        )
+        return (rsa_leaf, self.rsa_ca)
+
 
 def build_lab(
     *, base_address: str = DEFAULT_BASE_ADDRESS, port: int = DEFAULT_PORT, now: datetime
@@ -262,6 +288,7 @@ def build_lab(
                 service=service,
                 chain=chain,
                 dns_name=dns_name,
+                alt_chain=maker.alt_chain(name, address),
             )
         )
     return Lab(endpoints=tuple(endpoints), ca=maker.root)

@@ -95,6 +95,12 @@ class Handshake:
     legacy_versions: tuple[str, ...] | None = None
     connect_seconds: float = 0.0
     handshake_seconds: float = 0.0
+    #: How TLS started: ``"tls"`` (implicit) or the STARTTLS protocol actually spoken (after
+    #: the ``--starttls auto`` fallback too); ``None`` when not known (built by hand).
+    protocol: str | None = None
+    #: With ``--all-certs``: the other chains the endpoint presented when offered only one
+    #: key type (RSA, ECDSA), DER, leaf first; each differs from ``chain`` in its leaf.
+    alt_chains: tuple[tuple[bytes, ...], ...] = ()
 
     @property
     def status(self) -> str:
@@ -192,3 +198,4 @@ class EngineLimits:
     max_chain_bytes: int = 256 * 1024  # bytes read from one server before chain_too_large
     tls_min_version: str = "TLSv1"  # lowest version offered; "SSLv3" is not supported
     probe_protocols: bool = False  # after a handshake, also try TLS 1.1 and 1.0 (legacy_versions)
+    all_certs: bool = False  # after a handshake, also offer only RSA, then only ECDSA (alt_chains)

@@ -17,6 +17,15 @@ watermark written with it is covered by what is already stored — the resume po
 it covers land in the same transaction. Targets above the watermark that were already stored are
 skipped on resume by identity.
 
+SNI discovery (``--sni-from``, ``--sni-file``; ``scanner.discovery``): the engine probes a
+target's follow-ups ``(address, port, other name)`` right after its handshake and sends their
+outcomes (index ``engine.FOLLOW_UP``) before the target's own. They join the batch as they come
+but complete no index, so a target's follow-ups are stored in the same transaction as the target
+or an earlier one. On resume, a stored target is skipped with its discovery (its follow-ups are
+stored); a target not stored is probed again and its discovery re-run, minus the follow-ups
+already stored (the store reports them, having no index, as done). Follow-ups add to the live
+total but not to the scan's stored target counts.
+
 Stopping: cancelling the sweep (Ctrl-C) stops the engine; the collector's partial batch is then
 flushed under a shielded scope, so nothing that completed is lost.
 """
@@ -32,6 +41,7 @@ import trio
 
 from scanner import engine
 from scanner.console import SweepCounters
+from scanner.discovery import DiscoveryOptions, SniDiscovery
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import CertCache
 from scanner.store import Inventory
@@ -42,6 +52,8 @@ BATCH_SECONDS = 0.5
 CACHE_ENTRIES = 10_000  # parsed certificates kept in memory (a few KB each)
 
 Item = tuple[Outcome, tuple[CertInfo, ...]]
+#: The parsed ``Handshake.alt_chains`` of an item (``--all-certs``); empty for most.
+Alts = tuple[tuple[CertInfo, ...], ...]
 OnResult = Callable[[Outcome, tuple[CertInfo, ...]], None]
 
 
@@ -52,6 +64,7 @@ class Batch:
     items: list[Item]
     indices: list[int]
     watermark: int
+    alts: list[Alts] | None = None  # parallel to items when any has alternative chains
 
 
 @dataclass(slots=True)
@@ -81,6 +94,8 @@ class SweepJob:
     scan_id: int
     start_index: int = 0
     already_done: frozenset[tuple[str, int, str | None]] = frozenset()
+    #: SNI discovery; None (or nothing enabled): none.
+    discovery: DiscoveryOptions | None = None
 
 
 def _key(target: Target) -> tuple[str, int, str | None]:
@@ -104,6 +119,7 @@ class _Collector:
         self._watermark = _Watermark.starting_at(job.start_index)
         self._batch: list[Item] = []
         self._indices: list[int] = []
+        self._alts: list[Alts] | None = None
         self._flush_lock = trio.Lock()
         self.batches_written = 0
 
@@ -117,26 +133,48 @@ class _Collector:
                 continue
             yield index, target
 
+    def discover(self) -> SniDiscovery | None:
+        """The engine's ``discover`` hook for this job, or None."""
+        options = self._job.discovery
+        if options is None or not options.enabled:
+            return None
+        return SniDiscovery(
+            options, lambda der: self._cache.get(der).san_dns, skip=self._job.already_done
+        )
+
     def accept(self, index: int, outcome: Outcome) -> None:
         chain: tuple[CertInfo, ...] = ()
+        alts: Alts = ()
         connected = True
         match outcome:
             case Handshake():
                 chain = tuple(self._cache.get(der) for der in outcome.chain)
+                if outcome.alt_chains:
+                    get = self._cache.get
+                    alts = tuple(tuple(get(der) for der in alt) for alt in outcome.alt_chains)
             case ScanFailure():
                 connected = outcome.connected
-        self._counters.count(outcome.status, connected=connected, chain=[c.sha256 for c in chain])
+        follow_up = index == engine.FOLLOW_UP
+        if follow_up:
+            self._counters.total += 1  # a discovered endpoint: one more than planned
+        every = [c.sha256 for c in chain] + [c.sha256 for alt in alts for c in alt]
+        self._counters.count(outcome.status, connected=connected, chain=every)
         if self._on_result is not None:
             self._on_result(outcome, chain)
+        if alts and self._alts is None:
+            self._alts = [() for _ in self._batch]
+        if self._alts is not None:
+            self._alts.append(alts)
         self._batch.append((outcome, chain))
         self._indices.append(index)
-        self._watermark.complete(index)
+        if not follow_up:
+            self._watermark.complete(index)
 
     def cut(self) -> Batch | None:
         if not self._batch:
             return None
-        batch = Batch(self._batch, self._indices, self._watermark.value)
-        self._batch, self._indices = [], []
+        batch = Batch(self._batch, self._indices, self._watermark.value, self._alts)
+        self._batch, self._indices, self._alts = [], [], None
         return batch
 
     async def flush(self, batches: trio.MemorySendChannel[Batch]) -> None:
@@ -158,7 +196,11 @@ class _Collector:
 async def _write(inventory: Inventory, scan_id: int, batch: Batch) -> None:
     await trio.to_thread.run_sync(
         lambda: inventory.record_batch(
-            scan_id, batch.items, watermark=batch.watermark, indices=batch.indices
+            scan_id,
+            batch.items,
+            watermark=batch.watermark,
+            indices=batch.indices,
+            alt_chains=batch.alts,
         )
     )
 
@@ -204,7 +246,10 @@ async def run_sweep(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(writer)
         nursery.start_soon(collect)
-        nursery.start_soon(engine.sweep, collector.targets(), job.limits, send)
+        discover = collector.discover()
+        nursery.start_soon(
+            lambda: engine.sweep(collector.targets(), job.limits, send, discover=discover)
+        )
 
 
 async def _tick(

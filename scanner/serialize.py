@@ -98,8 +98,40 @@ def observed_dict(observed: Observed) -> dict[str, Any]:
     )
 
 
-def outcome_to_dict(outcome: Outcome, chain: Sequence[CertInfo]) -> dict[str, Any]:
-    """One line of ``sweep --json``: the outcome of one target with its parsed chain."""
+class Recorded(Observed, Protocol):
+    """An inventory record: an observation with how TLS started and its other chains."""
+
+    @property
+    def protocol(self) -> str | None: ...
+    @property
+    def alt_chains(self) -> Sequence[Sequence[CertInfo]]: ...
+
+
+def discovery_fields(
+    protocol: str | None, alt_chains: Sequence[Sequence[CertInfo]]
+) -> dict[str, Any]:
+    """The keys ``sweep --json`` and ``inventory --json`` add to the endpoint object:
+    ``protocol`` ("tls" for implicit TLS, else the STARTTLS protocol spoken; null for a
+    failure) and ``alt_chains`` (``--all-certs``: the other chains, each a list like ``chain``).
+    """
+    return {
+        "protocol": protocol,
+        "alt_chains": [[cert_to_dict(c) for c in alt] for alt in alt_chains],
+    }
+
+
+def record_dict(record: Recorded) -> dict[str, Any]:
+    """One line of ``inventory --json``."""
+    return observed_dict(record) | discovery_fields(record.protocol, record.alt_chains)
+
+
+def outcome_to_dict(
+    outcome: Outcome,
+    chain: Sequence[CertInfo],
+    alt_chains: Sequence[Sequence[CertInfo]] = (),
+) -> dict[str, Any]:
+    """One line of ``sweep --json``: the outcome of one target with its parsed chain (and
+    its parsed ``alt_chains``, ``--all-certs``)."""
     match outcome:
         case Handshake():
             return endpoint_dict(
@@ -109,7 +141,7 @@ def outcome_to_dict(outcome: Outcome, chain: Sequence[CertInfo]) -> dict[str, An
                 tls_version=outcome.tls_version,
                 cipher=outcome.cipher,
                 chain=chain,
-            )
+            ) | discovery_fields(outcome.protocol, alt_chains)
         case ScanFailure():
             return endpoint_dict(
                 outcome.target,
@@ -118,7 +150,7 @@ def outcome_to_dict(outcome: Outcome, chain: Sequence[CertInfo]) -> dict[str, An
                 tls_version=None,
                 cipher=None,
                 chain=(),
-            )
+            ) | discovery_fields(None, ())
 
 
 def json_line(obj: dict[str, Any]) -> str:

@@ -12,7 +12,12 @@ One writer (the sweep's writer task, through ``trio.to_thread.run_sync``) hands
    and does not count it twice);
 4. find which certificates are already known with one ``IN`` query and insert only the new ones
    (deduplicated within the batch too; ``ON CONFLICT DO NOTHING`` covers a concurrent scanner);
-5. insert the observations (``RETURNING id``) and their chain links, in bulk.
+5. insert the observations (``RETURNING id``) and their chain links, in bulk, with the links
+   of any alternative chains (``--all-certs``) in ``observation_alt_certificate``.
+
+An item whose index is negative (``scanner.engine.FOLLOW_UP``: an endpoint found by SNI
+discovery, no target of the plan) is stored with a NULL ``target_index`` and left out of the
+scan's ``done``/``ok``/``failed`` counts, which count planned targets.
 
 Because the watermark is committed together with exactly the results it covers, a crash,
 Ctrl-C or ``kill -9`` loses at most the batch in flight, and ``--resume`` restarts at the
@@ -235,6 +240,7 @@ class Inventory:
         *,
         watermark: int,
         indices: Sequence[int] | None = None,
+        alt_chains: Sequence[Sequence[Sequence[CertInfo]]] | None = None,
     ) -> None:
         """Store ``items`` (each outcome with its parsed chain, in presented order, empty for a
         failure) and move the scan's watermark to ``watermark``, in ONE transaction.
@@ -242,17 +248,26 @@ class Inventory:
         ``indices`` (optional) are the items' positions in the scan's target stream; with them
         :meth:`resume_scan` returns only the stored targets above the watermark. For a
         certificate already stored only ``sha256`` is read, so a caller that skipped parsing a
-        known certificate may pass ``CertInfo(der=..., sha256=...)``.
+        known certificate may pass ``CertInfo(der=..., sha256=...)``. ``alt_chains`` (optional,
+        parallel to ``items``) are the parsed ``Handshake.alt_chains`` of each item. A negative
+        index marks a discovered endpoint (module docstring).
         """
         if indices is not None and len(indices) != len(items):
             raise ValueError("indices and items differ in length")
+        if alt_chains is not None and len(alt_chains) != len(items):
+            raise ValueError("alt_chains and items differ in length")
         batch: dict[tuple[str, int, str], tuple[Outcome, Sequence[CertInfo], int | None]] = {}
+        alts: dict[tuple[str, int, str], Sequence[Sequence[CertInfo]]] = {}
         for i, (outcome, chain) in enumerate(items):
             presented = outcome.chain if isinstance(outcome, Handshake) else ()
             if len(chain) != len(presented):
                 raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
             key = t.endpoint_key(outcome.target.address, outcome.target.port, outcome.target.sni)
-            batch.setdefault(key, (outcome, chain, None if indices is None else indices[i]))
+            if key not in batch:
+                batch[key] = (outcome, chain, None if indices is None else indices[i])
+                if alt_chains is not None and alt_chains[i]:
+                    _check_alts(outcome, alt_chains[i])
+                    alts[key] = alt_chains[i]
         # A target that never accepted a connection (refused, unreachable, connect timeout) is
         # only observed when the endpoint is already in the inventory, so that its going away
         # is on record; otherwise it is just counted. A /16 sweep thus stores the few hundred
@@ -268,10 +283,14 @@ class Inventory:
                 # A resumed scan re-doing a target keeps the first result (and counts it once).
                 stored = self._stored_endpoints(conn, scan_id, list(ids.values()))
                 fresh = [(ids[k], v) for k, v in batch.items() if k in ids and ids[k] not in stored]
-            unstored = [v[0] for k, v in quiet.items() if k not in ids]
-            self._advance(conn, scan_id, watermark, [o for _, (o, _, _) in fresh] + unstored)
-            self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh])
-            self._insert_observations(conn, scan_id, fresh)
+            unstored = [v[0] for k, v in quiet.items() if k not in ids and _planned(v[2])]
+            planned = [o for _, (o, _, index) in fresh if _planned(index)]
+            self._advance(conn, scan_id, watermark, planned + unstored)
+            fresh_ids = {eid for eid, _ in fresh}
+            fresh_alts = {eid: alts[k] for k, eid in ids.items() if k in alts and eid in fresh_ids}
+            extra = [(o, alt) for eid, (o, _, _) in fresh for alt in fresh_alts.get(eid, ())]
+            self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh] + extra)
+            self._insert_observations(conn, scan_id, fresh, fresh_alts)
 
     def _advance(
         self, conn: Connection, scan_id: int, watermark: int, outcomes: Sequence[Outcome]
@@ -368,12 +387,14 @@ class Inventory:
         conn: Connection,
         scan_id: int,
         fresh: Sequence[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]],
+        alts: Mapping[int, Sequence[Sequence[CertInfo]]],
     ) -> None:
         if not fresh:
             return
         o = t.OBSERVATION
         rows = [
-            t.observation_row(out, eid, scan_id) | {"target_index": index}
+            t.observation_row(out, eid, scan_id)
+            | {"target_index": index if _planned(index) else None}
             for eid, (out, _, index) in fresh
         ]
         stmt = sa.insert(o).returning(o.c.id, o.c.endpoint_id)
@@ -385,6 +406,19 @@ class Inventory:
         ]
         if links:
             conn.execute(sa.insert(t.OBSERVATION_CERTIFICATE), links)
+        alt_links = [
+            {
+                "observation_id": observation_ids[eid],
+                "variant": variant,
+                "position": pos,
+                "sha256": info.sha256,
+            }
+            for eid, chains in alts.items()
+            for variant, chain in enumerate(chains, start=1)
+            for pos, info in enumerate(chain)
+        ]
+        if alt_links:
+            conn.execute(sa.insert(t.OBSERVATION_ALT_CERTIFICATE), alt_links)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -464,6 +498,17 @@ class Inventory:
                 name: int(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one())
                 for name, tb in tables.items()
             }
+
+
+def _planned(index: int | None) -> bool:
+    """Is this item a target of the plan (not an endpoint found by SNI discovery)?"""
+    return index is None or index >= 0
+
+
+def _check_alts(outcome: Outcome, alts: Sequence[Sequence[CertInfo]]) -> None:
+    presented = outcome.alt_chains if isinstance(outcome, Handshake) else ()
+    if [len(c) for c in alts] != [len(c) for c in presented]:
+        raise ValueError(f"{outcome.target.label()}: parsed alt_chains != presented")
 
 
 def _answered(outcome: Outcome) -> bool:

@@ -63,6 +63,12 @@ class EndpointRecord:
     legacy_versions: tuple[str, ...] | None = None
     #: The TCP connection was accepted (always true with a chain); None before schema 2.
     connected: bool | None = None
+    #: How TLS started: "tls" (implicit) or the STARTTLS protocol spoken; None for failures
+    #: and observations stored before schema 3.
+    protocol: str | None = None
+    #: The other chains presented when only one key type was offered (``--all-certs``), each
+    #: in presented order; ``()`` when none was seen or the probe was not run.
+    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -80,6 +86,7 @@ _RECORD_COLUMNS = (
     "observed_at",
     "scan_id",
     "connected",
+    "protocol",
 )
 
 
@@ -126,20 +133,35 @@ def latest_endpoints(
         .join(picked_ids, picked_ids.c.id == oc.c.observation_id)
         .order_by(oc.c.observation_id, oc.c.position)
     )
+    ac = t.OBSERVATION_ALT_CERTIFICATE
+    alt_links = (
+        sa.select(ac.c.observation_id, ac.c.variant, c.c.sha256, c.c.der, c.c.info)
+        .join_from(ac, c, ac.c.sha256 == c.c.sha256)
+        .join(picked_ids, picked_ids.c.id == ac.c.observation_id)
+        .order_by(ac.c.observation_id, ac.c.variant, ac.c.position)
+    )
     rows = conn.execute(observations).all()
     chains: dict[int, list[CertInfo]] = {}
     parsed: dict[str, CertInfo] = {}
-    for obs_id, sha256, der, info in conn.execute(links):
+
+    def decoded(sha256: str, der: bytes, info: str) -> CertInfo:
         cert = parsed.get(sha256)
         if cert is None:
             cert = parsed[sha256] = t.decode_cert_info(der, sha256, info)
-        chains.setdefault(obs_id, []).append(cert)
+        return cert
+
+    for obs_id, sha256, der, info in conn.execute(links):
+        chains.setdefault(obs_id, []).append(decoded(sha256, der, info))
+    alts: dict[int, dict[int, list[CertInfo]]] = {}
+    for obs_id, variant, sha256, der, info in conn.execute(alt_links):
+        alts.setdefault(obs_id, {}).setdefault(variant, []).append(decoded(sha256, der, info))
     records = [
         EndpointRecord(
             address=m["address"],
             port=m["port"],
             sni=m["sni"] or None,
             chain=tuple(chains.get(m["id"], ())),
+            alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
             **{name: m[name] for name in _RECORD_COLUMNS},
         )

@@ -25,9 +25,11 @@ from reports.report import build_report
 from scanner import engine, models, resolve, targets
 from scanner.commands_report import ReportOutput, findings_line, write_report
 from scanner.console import ProgressDisplay, SweepCounters, safe, summary_table
+from scanner.discovery import DiscoveryOptions
 from scanner.errors import TargetError, UsageError
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
-from scanner.pipeline import OnResult, SweepJob, run_sweep, scan_spec
+from scanner.parse import CertCache
+from scanner.pipeline import CACHE_ENTRIES, OnResult, SweepJob, run_sweep, scan_spec
 from scanner.serialize import json_line, outcome_to_dict
 from scanner.store import FindingChanges, Inventory
 
@@ -50,6 +52,8 @@ class SweepOptions:
     excludes: tuple[str, ...] = ()
     blocklist: tuple[str, ...] = ()
     sni: str | None = None
+    #: ``--sni-from``/``--sni-file``: more names to try on each address that handshook.
+    discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
     allow_public: bool = False
     max_targets: int = 2**24
     resolve_mode: str = "all"
@@ -141,6 +145,12 @@ def _spec(options: SweepOptions) -> dict[str, object]:
         starttls["protocols"] = [list(pair) for pair in options.protocols]
     if options.starttls != "auto":
         starttls["starttls"] = options.starttls
+    if options.discovery.sources:
+        starttls["sni_from"] = sorted(options.discovery.sources)
+    if options.discovery.names:
+        starttls["sni_names"] = list(options.discovery.names)
+    if lim.all_certs:
+        starttls["all_certs"] = True
     return scan_spec(
         **starttls,
         specs=list(options.specs),
@@ -156,7 +166,7 @@ def _spec(options: SweepOptions) -> dict[str, object]:
     )
 
 
-def _json_writer(options: SweepOptions, out: TextIO) -> OnResult | None:
+def _json_writer(options: SweepOptions, out: TextIO, cache: CertCache) -> OnResult | None:
     if options.json_mode == "off":
         return None
 
@@ -167,7 +177,11 @@ def _json_writer(options: SweepOptions, out: TextIO) -> OnResult | None:
                     return
                 case Handshake() | ScanFailure():
                     pass
-        out.write(json_line(outcome_to_dict(outcome, chain)) + "\n")
+        alts: tuple[tuple[CertInfo, ...], ...] = ()
+        if isinstance(outcome, Handshake) and outcome.alt_chains:
+            # The pipeline parsed them a moment ago: these are cache hits.
+            alts = tuple(tuple(cache.get(der) for der in alt) for alt in outcome.alt_chains)
+        out.write(json_line(outcome_to_dict(outcome, chain, alts)) + "\n")
         out.flush()
 
     return emit
@@ -270,8 +284,16 @@ async def _sweep_into(
         )
     counters = SweepCounters(total=plan.count)
     counters.done = start
-    job = SweepJob(plan=plan, limits=limits, scan_id=scan_id, start_index=start, already_done=done)
-    emit = _json_writer(options, out)
+    job = SweepJob(
+        plan=plan,
+        limits=limits,
+        scan_id=scan_id,
+        start_index=start,
+        already_done=done,
+        discovery=options.discovery,
+    )
+    cache = CertCache(CACHE_ENTRIES)
+    emit = _json_writer(options, out, cache)
     interrupted = False
     display = ProgressDisplay(err, counters, enabled=options.progress)
     with display, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -291,6 +313,7 @@ async def _sweep_into(
                     counters,
                     on_result=emit,
                     on_tick=display.refresh,
+                    cache=cache,
                 )
                 nursery.cancel_scope.cancel()
 

@@ -50,7 +50,8 @@ from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 #: Bumped whenever a table changes; stored in ``certscan_meta`` (see ``scanner.store_schema``).
 #: 1: scans, endpoints, certificates, observations and their chains.
 #: 2: ``observation.legacy_versions`` and ``observation.connected``; the ``finding`` table.
-SCHEMA_VERSION = 2
+#: 3: ``observation.protocol``; the ``observation_alt_certificate`` table (``--all-certs``).
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -205,6 +206,8 @@ class Observation(SQLModel, table=True):
     # Added in schema 2 (NULL in older rows):
     legacy_versions: str | None = _text()  # comma-joined; '' probed, none accepted; NULL not probed
     connected: bool | None = Field(default=None, nullable=True)  # TCP connection accepted
+    # Added in schema 3 (NULL in older rows and for failures):
+    protocol: str | None = _text()  # "tls" (implicit) or the STARTTLS protocol spoken
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -220,6 +223,27 @@ class ObservationCertificate(SQLModel, table=True):
             autoincrement=False,
         )
     )
+    position: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    sha256: str = Field(
+        sa_column=Column(Text(), ForeignKey("certificate.sha256"), nullable=False, index=True)
+    )
+
+
+class ObservationAltCertificate(SQLModel, table=True):
+    """The other chains an observation saw (``--all-certs``: the server offered only one key
+    type at a time): chain ``variant`` (1, 2, ...), ``position`` 0 its first certificate."""
+
+    __tablename__ = "observation_alt_certificate"
+
+    observation_id: int = Field(
+        sa_column=Column(
+            BigInt,
+            ForeignKey("observation.id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        )
+    )
+    variant: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
     position: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
     sha256: str = Field(
         sa_column=Column(Text(), ForeignKey("certificate.sha256"), nullable=False, index=True)
@@ -258,9 +282,19 @@ ENDPOINT: Table = SQLModel.metadata.tables["endpoint"]
 CERTIFICATE: Table = SQLModel.metadata.tables["certificate"]
 OBSERVATION: Table = SQLModel.metadata.tables["observation"]
 OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certificate"]
+OBSERVATION_ALT_CERTIFICATE: Table = SQLModel.metadata.tables["observation_alt_certificate"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
 #: Every certscan table, parents before children.
-ALL_TABLES = (META, SCAN_RUN, ENDPOINT, CERTIFICATE, OBSERVATION, OBSERVATION_CERTIFICATE, FINDING)
+ALL_TABLES = (
+    META,
+    SCAN_RUN,
+    ENDPOINT,
+    CERTIFICATE,
+    OBSERVATION,
+    OBSERVATION_CERTIFICATE,
+    OBSERVATION_ALT_CERTIFICATE,
+    FINDING,
+)
 
 # Expression and partial indexes are declared on the Core table (both backends support them).
 Index(
@@ -402,6 +436,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "elapsed_seconds": outcome.connect_seconds + outcome.handshake_seconds,
                 "legacy_versions": encode_versions(outcome.legacy_versions),
                 "connected": True,
+                "protocol": clean_text(outcome.protocol),
             }
         case ScanFailure():
             return common | {
@@ -416,6 +451,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "elapsed_seconds": outcome.elapsed_seconds,
                 "legacy_versions": None,
                 "connected": outcome.connected,
+                "protocol": None,
             }
         case _:
             assert_never(outcome)

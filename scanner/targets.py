@@ -236,6 +236,12 @@ def _hostname(text: str) -> str | None:
     return None if labels[-1].isdigit() else name  # "10.0.0.256" is a typo, not a name
 
 
+def hostname(text: str) -> str | None:
+    """``text`` as a hostname to send as SNI (lowercase, A-label, no trailing dot), or None
+    when it is not one (an IP literal, a wildcard, bad labels)."""
+    return _hostname(text)
+
+
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     intervals: Intervals  # empty for a hostname
@@ -543,9 +549,15 @@ def build_plan(
     return replace(plan, protocols=by_port, default_protocol=default_protocol)
 
 
-def _too_many(count: int, max_targets: int, prefix: str = "") -> TargetError:
+def _too_many(count: int, max_targets: int, prefix: str = "", v6: bool = False) -> TargetError:
+    hint = (
+        " (an IPv6 /64 alone holds 2^64 addresses: sweep the few you know, such as a /120 or "
+        "a list of hosts)"
+        if v6
+        else ""
+    )
     return TargetError(
-        f"{prefix}{count:,} targets exceed the limit of {max_targets:,}; "
+        f"{prefix}{count:,} targets exceed the limit of {max_targets:,}{hint}; "
         f"pass --max-targets {count} (or more) to scan them all"
     )
 
@@ -564,8 +576,9 @@ def _layout(
     low = sum(
         max(len(p) * _size(ivs) for p, ivs in by_ports.items()) for by_ports in merged.values()
     )
+    v6 = any(hi > _V6 for by_ports in merged.values() for ivs in by_ports.values() for _, hi in ivs)
     if low > max_targets:
-        raise _too_many(low, max_targets, "at least ")
+        raise _too_many(low, max_targets, "at least ", v6)
     segments: list[tuple[_Segment, list[int]]] = []
     for s, by_ports in merged.items():
         keys = list(by_ports)
@@ -575,6 +588,6 @@ def _layout(
     runs = tuple(_run(p, [segments[i][0] for i in member]) for member, p in groups.items())
     count = sum(r.size for r in runs)
     if count > max_targets:
-        raise _too_many(count, max_targets)
+        raise _too_many(count, max_targets, v6=v6)
     starts = _offsets([r.size for r in runs])
     return TargetPlan(count=count, notes=tuple(dict.fromkeys(notes)), runs=runs, run_starts=starts)

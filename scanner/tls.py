@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from OpenSSL import SSL, crypto
+from OpenSSL._util import lib as _ssl_lib
 
 from scanner import net
 from scanner.errors import UsageError
@@ -259,12 +260,29 @@ def _on_ocsp(conn: SSL.Connection, staple: bytes, _data: object) -> bool:
     return True  # a staple is recorded, never judged here
 
 
+#: ``--all-certs``: per server key type, the TLS 1.2 cipher suites (by authentication) and the
+#: signature algorithms (TLS 1.2 and 1.3) that leave a server holding several certificates
+#: only the one of that type to present.
+KEY_TYPES: Final[dict[str, tuple[bytes, bytes]]] = {
+    "RSA": (
+        b"aRSA:@SECLEVEL=0",
+        b"rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:rsa_pss_pss_sha256:"
+        b"rsa_pss_pss_sha384:rsa_pss_pss_sha512:RSA+SHA256:RSA+SHA384:RSA+SHA512:RSA+SHA1",
+    ),
+    "EC": (b"aECDSA:@SECLEVEL=0", b"ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:ECDSA+SHA1"),
+}
+
+
 @functools.cache
-def client_context(min_version: str = "TLSv1", max_version: str = "TLSv1.3") -> SSL.Context:
+def client_context(
+    min_version: str = "TLSv1", max_version: str = "TLSv1.3", key_type: str | None = None
+) -> SSL.Context:
     """The shared client context offering ``min_version`` up to ``max_version``.
 
     The protocol probe uses ``max_version`` "TLSv1.1" / "TLSv1" to learn whether a server still
-    accepts legacy versions; sweeps use the full range.
+    accepts legacy versions; sweeps use the full range. ``key_type`` (a key of
+    :data:`KEY_TYPES`) offers only the cipher suites and signature algorithms of that server
+    key type (``--all-certs``).
     """
     for version in (min_version, max_version):
         if version not in _VERSIONS:
@@ -273,7 +291,14 @@ def client_context(min_version: str = "TLSv1", max_version: str = "TLSv1.3") -> 
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(_VERSIONS[min_version])
     ctx.set_max_proto_version(_VERSIONS[max_version])
-    ctx.set_cipher_list(_CIPHERS)
+    if key_type is None:
+        ctx.set_cipher_list(_CIPHERS)
+    else:
+        ciphers, sigalgs = KEY_TYPES[key_type]
+        ctx.set_cipher_list(ciphers)
+        # pyOpenSSL has no wrapper for SSL_CTX_set1_sigalgs_list; its binding library does.
+        if not _ssl_lib.SSL_CTX_set1_sigalgs_list(ctx._context, sigalgs):
+            raise RuntimeError(f"OpenSSL refused the {key_type} signature algorithms")
     ctx.set_options(SSL.OP_ALL | SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)

@@ -51,6 +51,7 @@ WITH_LAB_CA: dict[str, set[str]] = {
     "hostname-mismatch": {"hostname_mismatch"},
     "legacy-tls10": {"legacy_protocol", "weak_cipher"},
     "not-tls": set(),
+    "dual-cert": set(),
 }
 
 
@@ -342,6 +343,7 @@ async def test_demo_records_findings_and_writes_a_report(tmp_path: Path) -> None
     assert report.as_uri() in out
     for kind in ("expired", "expiring", "weak_key", "legacy_protocol", "self_signed"):
         assert kind in out, kind
+    assert "alt chain" in out  # --all-certs is on: the dual-cert endpoint shows both chains
     listed = await certscan("findings", "--db", str(db), "--json")
     assert listed.returncode == 0, listed.stderr.decode()
     assert {json.loads(line)["kind"] for line in listed.stdout.decode().splitlines()} >= {

@@ -152,7 +152,7 @@ async def test_run_lab_refuses_a_public_base_address() -> None:
 
 async def test_tls_endpoints_present_the_catalogue_chain(lab: Lab) -> None:
     tls = [e for e in lab.endpoints if e.service in TLS_SERVICES]
-    assert len(tls) == 11
+    assert len(tls) == 12
     for endpoint in tls:
         result = await probe(endpoint)
         assert [_der(c) for c in result.chain] == list(endpoint.chain_der), endpoint.name

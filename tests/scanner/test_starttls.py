@@ -247,6 +247,7 @@ async def test_the_chain_comes_through_each_protocol(
     assert isinstance(outcome, Handshake), outcome
     assert outcome.chain == (pki.leaf.der, pki.intermediate.der)
     assert outcome.tls_version == "TLSv1.3"
+    assert outcome.protocol == protocol  # recorded: the protocol actually spoken
     assert peer.tally.accepted == 1
 
 
@@ -259,6 +260,7 @@ async def test_a_well_known_port_speaks_its_protocol(
         outcome = await probe(peer.target("localhost"), FAST)
     assert isinstance(outcome, Handshake), outcome
     assert outcome.chain == (pki.leaf.der, pki.intermediate.der)
+    assert outcome.protocol == "imap"
     assert peer.tally.accepted == 1
 
 
@@ -483,6 +485,7 @@ async def test_auto_falls_back_to_smtp_when_an_odd_port_greets_220(
     outcome, peer = await outcome_of(smtp, ctx, None)
     assert isinstance(outcome, Handshake), outcome
     assert outcome.chain == (pki.leaf.der, pki.intermediate.der)
+    assert outcome.protocol == "smtp"  # what the fallback spoke, not what was tried first
     assert peer.tally.accepted == 2  # the implicit-TLS attempt, then SMTP
 
 
@@ -497,6 +500,7 @@ async def test_auto_falls_back_to_ftp_when_the_greeting_names_ftp(
 
     outcome, peer = await outcome_of(vsftpd, ctx, None)
     assert isinstance(outcome, Handshake), outcome
+    assert outcome.protocol == "ftp"
     assert peer.tally.accepted == 2
 
 

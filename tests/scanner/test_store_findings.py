@@ -536,10 +536,11 @@ def stored_version(inv: Inventory) -> str:
 def test_a_schema_1_database_is_migrated(url: str, pki: dict[str, certgen.Issued]) -> None:
     leaf = make_v1_database(url, pki["a"])
     with Inventory(url) as inv:
-        assert stored_version(inv) == str(tables.SCHEMA_VERSION) == "2"
+        assert stored_version(inv) == str(tables.SCHEMA_VERSION) == "3"
         with inv.engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("observation")}
-            assert {"legacy_versions", "connected"} <= columns
+            assert {"legacy_versions", "connected", "protocol"} <= columns
+            assert sa.inspect(conn).has_table("observation_alt_certificate")
         old = by_key(inv.latest_endpoints(include_failures=True))
         assert old[key(1)].chain[0].sha256 == leaf
         assert (old[key(1)].legacy_versions, old[key(1)].connected) == (None, True)
@@ -556,7 +557,7 @@ def test_a_schema_1_database_is_migrated(url: str, pki: dict[str, certgen.Issued
         with pytest.raises(sa_exc.IntegrityError), inv.engine.begin() as conn:
             conn.execute(sa.insert(tables.FINDING), {k: v for k, v in row.items() if k != "id"})
     with Inventory(url) as inv:  # opening again changes nothing
-        assert stored_version(inv) == "2"
+        assert stored_version(inv) == "3"
         assert [r.kind for r in inv.findings()] == ["legacy_protocol"]
         assert by_key(inv.latest_endpoints())[key(1)].legacy_versions == ("TLSv1",)
 
@@ -565,8 +566,8 @@ def test_a_newer_schema_is_refused_before_any_change(tmp_path: Path) -> None:
     url = db_url(str(tmp_path / "future.db"))
     with Inventory(url) as inv, inv.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE finding"))
-        conn.execute(sa.update(tables.META).values(value="3"))
-    with pytest.raises(StoreError, match="schema version 3, newer"):
+        conn.execute(sa.update(tables.META).values(value="4"))
+    with pytest.raises(StoreError, match="schema version 4, newer"):
         Inventory(url)
     engine = sa.create_engine(url)
     with engine.connect() as conn:
