@@ -19,12 +19,20 @@ from rich.console import Console
 from typer.main import get_command
 
 from reports import assess
-from scanner import __version__, commands_export, commands_lab, commands_report, targets
+from scanner import (
+    __version__,
+    commands_export,
+    commands_lab,
+    commands_report,
+    commands_serve,
+    discovery,
+    targets,
+)
 from scanner.commands_report import CaBundleOption, ConfigOption
 from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import PROTOCOLS, EngineLimits
-from scanner.serialize import json_line, observed_dict
+from scanner.serialize import json_line, record_dict
 from scanner.starttls import STARTTLS_PORTS
 from scanner.store import Inventory, db_url
 from scanner.sweep_command import (
@@ -151,6 +159,32 @@ def sweep(
         str | None,
         typer.Option("--sni", metavar="NAME", help="Server name to send to every IP target."),
     ] = None,
+    sni_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sni-from",
+            metavar="san|ptr",
+            help="After a handshake, try again with each DNS name in the leaf's SANs (san, at "
+            "most 16, no wildcards) or the address's reverse-DNS name (ptr); each name is its "
+            "own endpoint. Repeatable.",
+        ),
+    ] = None,
+    sni_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--sni-file",
+            metavar="FILE",
+            help="After a handshake, try again with every name in FILE (one or more a line).",
+        ),
+    ] = None,
+    all_certs: Annotated[
+        bool,
+        typer.Option(
+            "--all-certs",
+            help="After a handshake, also offer only RSA, then only ECDSA, to collect every "
+            "certificate of a dual-certificate server (up to 2 more connections).",
+        ),
+    ] = False,
     resolve: Annotated[
         str,
         typer.Option(
@@ -273,6 +307,7 @@ def sweep(
         concurrency=concurrency,
         handshakes=handshakes,
         probe_protocols=probe_protocols,
+        all_certs=all_certs,
         rate=_positive("--rate", rate) if rate is not None else None,
         per_address=per_address,
         connect_timeout=_positive("--connect-timeout", connect_timeout),
@@ -300,6 +335,9 @@ def sweep(
         excludes=tuple(excludes),
         blocklist=tuple(read_list_file(blocklist)) if blocklist else (),
         sni=sni,
+        discovery=discovery.parse_options(
+            sni_from or [], read_list_file(sni_file) if sni_file else []
+        ),
         allow_public=allow_public,
         max_targets=max_targets,
         resolve_mode=resolve,
@@ -340,7 +378,7 @@ def inventory(
         inv.close()
     if json_out:
         for rec in records:
-            sys.stdout.write(json_line(observed_dict(rec)) + "\n")
+            sys.stdout.write(json_line(record_dict(rec)) + "\n")
         return 0
     out = stdout_console()
     out.print(inventory_table(records))
@@ -375,6 +413,7 @@ def scans(
 
 app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
+app.command("serve")(commands_serve.serve)
 
 
 @app.command()
