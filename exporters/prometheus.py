@@ -35,9 +35,10 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     Open findings, counted.
 ``certscan_scan_duration_seconds{job}``, ``certscan_last_scan_success_timestamp_seconds{job}``,
 ``certscan_scan_endpoints{job,status}``
-    The latest finished scan: how long it ran, when it finished, and its targets by outcome
-    (``status`` ``ok``: presented a chain; ``failed``: did not). Absent until a scan finishes.
-    Until named scan jobs exist every scan is ``job="sweep"``. Prometheus renames a scraped
+    The latest finished scan of each job: how long it ran, when it finished, and its targets by
+    outcome (``status`` ``ok``: presented a chain; ``failed``: did not). Absent until a scan
+    finishes. ``job`` is the ``certscan serve`` job that ran the scan, ``sweep`` for a scan run
+    by ``certscan sweep``. Prometheus renames a scraped
     ``job`` label to ``exported_job`` unless the scrape config sets ``honor_labels: true``.
 
 Timestamps are Unix seconds computed by the database (whole seconds on SQLite).
@@ -73,7 +74,7 @@ __all__ = [
     "label_value",
 ]
 
-#: The ``job`` label of every scan until the daemon's named jobs exist.
+#: The ``job`` label of scans not run by a ``certscan serve`` job.
 DEFAULT_JOB = "sweep"
 #: Longest label value (characters) for certificate text and other free text.
 LABEL_LIMIT = 128
@@ -228,9 +229,10 @@ def _scan(snapshot: MetricsSnapshot, job: str) -> list[Metric]:
         "certscan_scan_endpoints",
         "Targets of the latest finished scan by outcome: ok presented a chain, failed did not.",
     )
-    scan = snapshot.scan
-    if scan is not None and scan.finished_at is not None:
-        name = label_value(job)
+    for scan_job, scan in snapshot.scans:
+        if scan.finished_at is None:
+            continue
+        name = label_value(scan_job or job)
         duration.add({"job": name}, (scan.finished_at - scan.started_at).total_seconds())
         success.add({"job": name}, scan.finished_at.timestamp())
         targets.add({"job": name, "status": "ok"}, float(scan.ok))

@@ -118,6 +118,7 @@ class Daemon:
             progress=False,
             summary=False,
             criteria=self.loaded.criteria,
+            job=name,
         )
         err = Console(
             file=cast(IO[str], LogStream(log, job=name)),

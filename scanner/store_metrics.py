@@ -16,7 +16,7 @@ the number of scans an endpoint has seen:
 * **problems** -- the open findings that say a certificate failed verification or parsing
   (:data:`PROBLEM_KINDS`), with their endpoint.
 * **findings** -- open findings counted by ``(kind, severity)`` in SQL.
-* **scan** -- the latest finished scan run.
+* **scans** -- the latest finished scan run of each job (the spec's ``job``).
 
 All four run in ONE read transaction, so a scrape never mixes two states of a sweep that is
 writing at the same time: ``REPEATABLE READ`` on PostgreSQL, an explicit deferred ``BEGIN`` on
@@ -27,6 +27,7 @@ SQLite (pysqlite would otherwise run each SELECT in its own implicit snapshot).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -111,7 +112,14 @@ class MetricsSnapshot:
     endpoints: list[EndpointRow]  # every endpoint with at least one observation
     problems: list[ProblemRow]
     findings: list[FindingCount]  # open findings only
-    scan: ScanRun | None  # the latest finished scan; None when none has finished
+    #: The latest finished scan of each job, newest first: ``(job, scan)``. The job is the
+    #: ``job`` entry of the scan's spec (``certscan serve`` jobs), ``None`` for a plain sweep.
+    scans: list[tuple[str | None, ScanRun]]
+
+    @property
+    def scan(self) -> ScanRun | None:
+        """The latest finished scan of any job."""
+        return self.scans[0][1] if self.scans else None
 
 
 def _epoch(column: Any) -> Any:
@@ -203,14 +211,33 @@ def read(conn: Connection) -> MetricsSnapshot:
             .group_by(f.c.kind, f.c.severity)
         )
     ]
-    row = conn.execute(
+    rows = conn.execute(
         sa.select(s)
         .where(s.c.status == "finished", s.c.finished_at.is_not(None))
         .order_by(s.c.finished_at.desc(), s.c.id.desc())
-        .limit(1)
-    ).first()
-    scan = None if row is None else store_read.scan_run(row)
-    return MetricsSnapshot(endpoints=endpoints, problems=problems, findings=findings, scan=scan)
+        .limit(RECENT_SCANS)
+    )
+    scans: dict[str | None, ScanRun] = {}
+    for row in rows:
+        run = store_read.scan_run(row)
+        scans.setdefault(_job_of(run.spec), run)
+    return MetricsSnapshot(
+        endpoints=endpoints, problems=problems, findings=findings, scans=list(scans.items())
+    )
+
+
+#: Finished scans looked at for the latest of each job (jobs that have not finished one of the
+#: last this many scans drop out of the scan metrics).
+RECENT_SCANS = 500
+
+
+def _job_of(spec: str) -> str | None:
+    try:
+        data = json.loads(spec)
+    except ValueError:
+        return None
+    job = data.get("job") if isinstance(data, dict) else None
+    return job if isinstance(job, str) else None
 
 
 @contextmanager

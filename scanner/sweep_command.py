@@ -70,6 +70,7 @@ class SweepOptions:
     criteria: assess.Criteria | None = None
     report: ReportOutput | None = None  # --report: written after the sweep unless interrupted
     fail_on: Severity | None = None  # --fail-on
+    job: str | None = None  # the `certscan serve` job running this sweep, None for a plain sweep
 
 
 @dataclass(slots=True)
@@ -151,6 +152,8 @@ def _spec(options: SweepOptions) -> dict[str, object]:
         starttls["sni_names"] = list(options.discovery.names)
     if lim.all_certs:
         starttls["all_certs"] = True
+    if options.job:
+        starttls["job"] = options.job  # the serve job that ran it: the scan metrics' job label
     return scan_spec(
         **starttls,
         specs=list(options.specs),

@@ -64,10 +64,13 @@ def failure(
     return outcome, ()
 
 
-def record_scan(inventory: Inventory, items: Sequence[Item], *, finish: bool = True) -> int:
-    scan = inventory.start_scan(
-        spec={"targets": [o.target.label() for o, _ in items]}, total=len(items)
-    )
+def record_scan(
+    inventory: Inventory, items: Sequence[Item], *, finish: bool = True, job: str | None = None
+) -> int:
+    spec: dict[str, object] = {"targets": [o.target.label() for o, _ in items]}
+    if job is not None:
+        spec["job"] = job
+    scan = inventory.start_scan(spec=spec, total=len(items))
     for start in range(0, len(items), 500):
         inventory.record_batch(scan, items[start : start + 500], watermark=0)
     if finish:
@@ -299,6 +302,26 @@ def test_unfinished_scan_is_not_the_last_success(
         "certscan_last_scan_success_timestamp_seconds", {"job": "sweep"}
     )
     assert success == finished.timestamp()
+
+
+def test_scan_metrics_per_serve_job(
+    sqlite_inventory: Inventory, pki: dict[str, certgen.Issued]
+) -> None:
+    record_scan(sqlite_inventory, [handshake("127.0.9.1", pki["a"])], job="dmz")
+    record_scan(sqlite_inventory, [handshake("127.0.9.2", pki["a"])], job="office")
+    record_scan(sqlite_inventory, [failure("127.0.9.3", connected=True)], job="dmz")
+    record_scan(sqlite_inventory, [handshake("127.0.9.4", pki["a"])])  # a plain sweep
+    registry = scrape(sqlite_inventory)
+
+    def ok(job: str) -> float | None:
+        return registry.get_sample_value("certscan_scan_endpoints", {"job": job, "status": "ok"})
+
+    assert (ok("dmz"), ok("office"), ok("sweep")) == (0.0, 1.0, 1.0)  # the latest of each job
+    assert (
+        registry.get_sample_value("certscan_scan_endpoints", {"job": "dmz", "status": "failed"})
+        == 1.0
+    )
+    promtool_accepts(generate_latest(registry))
 
 
 def test_findings_counts_and_problem_reasons(

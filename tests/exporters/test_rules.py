@@ -48,7 +48,7 @@ def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path) -> None:
 
 def test_rules_use_only_exported_metrics() -> None:
     used = set(re.findall(r"\bcertscan_[a-z_]+\b", RULES.read_text(encoding="utf-8")))
-    empty = MetricsSnapshot(endpoints=[], problems=[], findings=[], scan=None)
+    empty = MetricsSnapshot(endpoints=[], problems=[], findings=[], scans=[])
     exported = {family.name for family in build_metrics(empty)}
     assert used, "no certscan metric in the rules"
     assert used <= exported, used - exported

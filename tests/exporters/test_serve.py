@@ -175,12 +175,17 @@ async def test_serve_scraped_by_prometheus_then_sigterm_during_a_scan(
                     return list(got.json()["data"]["result"]) if got.status_code == 200 else []
 
                 found = await wait_until(result, 15, "Prometheus to scrape the daemon")
+                # the scan metrics carry the job that ran the sweep
+                query = 'certscan_scan_duration_seconds{job="lab"}'
+                durations = await wait_until(result, 15, "the lab job's scan duration")
         finally:
             prom.terminate()
             with trio.CancelScope(shield=True):
                 await prom.wait()
         assert len(found) == 1
         assert float(found[0]["value"][1]) == expiry
+        assert len(durations) == 1
+        assert 0 < float(durations[0]["value"][1]) < 60
         assert found[0]["metric"]["sha256"] == good.leaf.cert.fingerprint(hashes.SHA256()).hex()
 
         # scan now (token), then SIGTERM while that scan runs
