@@ -26,6 +26,10 @@ Which endpoints a sweep's lifecycle covers: those the sweep observed presenting 
 endpoint that did not answer this time keeps its findings open as they were (the store's rule for
 "not evaluated"): a host being down does not fix its certificate.
 
+Every chain an endpoint presented counts: the alternative chains of ``--all-certs``
+(``EndpointRecord.alt_chains``) are judged with the main one (:mod:`reports.findings`), take part
+in ``key_reuse``, are carried on the view, and count for ``--expiring-within``.
+
 Findings are computed when asked, from the stored observations and the current policy, so
 changing the policy changes the next report without rescanning; the stored lifecycle
 (``certscan findings``) reflects the policy in force at each sweep.
@@ -36,11 +40,18 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from reports.findings import Context, EndpointInput, EndpointKey, evaluate, shared_key_peers
+from reports.findings import (
+    Context,
+    EndpointInput,
+    EndpointKey,
+    evaluate,
+    key_context,
+    leaf_key_peers,
+)
 from reports.model import EndpointView, Finding, Severity
 from reports.policy import KINDS, Policy, load_config
 from reports.report import ScanInfo
@@ -186,6 +197,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         tls_version=record.tls_version,
         cipher=record.cipher,
         chain=record.chain,
+        alt_chains=record.alt_chains,
     )
 
 
@@ -210,14 +222,16 @@ def assess(
     shown = {_key(r) for r in records}
     inputs = [to_input(r) for r in records]
     context = [to_input(r) for r in others if r.chain and _key(r) not in shown]
-    peers = shared_key_peers([i for i in (*inputs, *context) if i.chain])
+    peers = leaf_key_peers([i for i in (*inputs, *context) if i.chain or i.alt_chains])
     views = []
     for record, endpoint in zip(records, inputs, strict=True):
         key = endpoint.key
         probe = record.legacy_versions
+        keys = key_context(endpoint, peers)
         ctx = Context(
             previous_leaf=previous.get(key),
-            key_shared_with=peers.get(key, frozenset()),
+            key_shared_with=keys.key_shared_with,
+            alt_key_shared_with=keys.alt_key_shared_with,
             accepted_versions=None if probe is None else frozenset(probe),
         )
         findings = evaluate(
@@ -235,6 +249,7 @@ def assess(
                 observed_at=record.observed_at,
                 scan_id=record.scan_id,
                 chain=record.chain,
+                alt_chains=record.alt_chains,
                 findings=findings,
             )
         )
@@ -249,7 +264,9 @@ def select(
     out: list[EndpointView] = []
     for view in views:
         if deadline is not None and not any(
-            c.not_after is not None and c.not_after <= deadline for c in view.chain
+            c.not_after is not None and c.not_after <= deadline
+            for chain in (view.chain, *view.alt_chains)
+            for c in chain
         ):
             continue
         if flt.narrows_findings:
@@ -263,19 +280,7 @@ def select(
 
 
 def _with_findings(view: EndpointView, findings: tuple[Finding, ...]) -> EndpointView:
-    return EndpointView(
-        address=view.address,
-        port=view.port,
-        sni=view.sni,
-        status=view.status,
-        error=view.error,
-        tls_version=view.tls_version,
-        cipher=view.cipher,
-        observed_at=view.observed_at,
-        scan_id=view.scan_id,
-        chain=view.chain,
-        findings=findings,
-    )
+    return replace(view, findings=findings)
 
 
 def all_findings(views: Iterable[EndpointView]) -> list[Finding]:

@@ -16,6 +16,14 @@ to every presented certificate (an extra certificate is still sent to every clie
 ``long_validity``, ``no_san``, ``hostname_mismatch``, ``key_reuse`` and ``certificate_changed`` to
 the leaf. Trust findings come from :func:`reports.trust.evaluate_chain`.
 
+Alternative chains (``--all-certs``: a server holding an RSA and an ECDSA certificate) are judged
+like the main chain by every certificate-level rule; their findings name the certificate concerned
+(a finding about the alternative chain as a whole, such as ``chain_order``, names its leaf) and
+their messages start with ``alternative chain N:``. A finding already raised for the same kind and
+certificate (an intermediate both chains share) is not repeated. The endpoint-level rules
+(``legacy_protocol``, ``weak_cipher``) and ``certificate_changed`` run once, on the observation and
+its main leaf. ``key_reuse`` looks at every leaf, main and alternative (:func:`leaf_key_peers`).
+
 The kinds, their default severities and the ``expiring`` rule for short-lived certificates are
 tabled in :mod:`reports.rules`, which holds the rules themselves.
 """
@@ -23,7 +31,7 @@ tabled in :mod:`reports.rules`, which holds the rules themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from reports.model import Finding, Severity
@@ -41,7 +49,9 @@ __all__ = [
     "evaluate",
     "evaluate_all",
     "expiry_severity",
+    "key_context",
     "key_reuse",
+    "leaf_key_peers",
     "shared_key_peers",
 ]
 
@@ -51,7 +61,8 @@ EndpointKey = tuple[str, int, str | None]  # (address, port, sni)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointInput:
     """One observation of an endpoint. ``chain`` is as presented (leaf first), possibly empty;
-    ``tls_version`` and ``cipher`` are ``None`` when no handshake completed."""
+    ``tls_version`` and ``cipher`` are ``None`` when no handshake completed. ``alt_chains`` are
+    the other chains the endpoint presented (``--all-certs``), each leaf first."""
 
     address: str
     port: int
@@ -60,6 +71,7 @@ class EndpointInput:
     tls_version: str | None = None
     cipher: str | None = None
     chain: tuple[CertInfo, ...] = ()
+    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
 
     @property
     def key(self) -> EndpointKey:
@@ -74,10 +86,13 @@ class Context:
     (``None``: none, or it had no chain). ``key_shared_with`` holds the other endpoints serving the
     same leaf key with a different certificate (see :func:`shared_key_peers`).
     ``accepted_versions`` is the protocol probe's result (``None``: not probed).
+    ``alt_key_shared_with`` maps the SHA-256 of an alternative chain's leaf to the same for that
+    leaf's key.
     """
 
     previous_leaf: str | None = None
     key_shared_with: frozenset[EndpointKey] = field(default_factory=frozenset)
+    alt_key_shared_with: Mapping[str, frozenset[EndpointKey]] = field(default_factory=dict)
     accepted_versions: frozenset[str] | None = None
 
 
@@ -110,43 +125,94 @@ def evaluate_all(
 
     ``previous`` maps an endpoint to its previous leaf SHA-256, ``probes`` to its probe result.
     """
-    peers = shared_key_peers(endpoints)
+    peers = leaf_key_peers(endpoints)
     out: dict[EndpointKey, tuple[Finding, ...]] = {}
     for endpoint in endpoints:
         key = endpoint.key
-        context = Context(
+        context = replace(
+            key_context(endpoint, peers),
             previous_leaf=(previous or {}).get(key),
-            key_shared_with=peers.get(key, frozenset()),
             accepted_versions=(probes or {}).get(key),
         )
         out[key] = evaluate(endpoint, policy=policy, trust=trust, now=now, context=context)
     return out
 
 
-def key_reuse(endpoints: Iterable[EndpointInput]) -> dict[str, frozenset[EndpointKey]]:
-    """Leaf SPKI SHA-256 -> the endpoints serving it, for keys behind two or more certificates."""
-    groups: dict[str, dict[EndpointKey, str]] = {}
+def _leaves(endpoint: EndpointInput) -> Iterable[CertInfo]:
+    """The parsed leaves of every chain the endpoint presented, main chain first."""
+    for chain in (endpoint.chain, *endpoint.alt_chains):
+        if chain and chain[0].error is None and chain[0].spki_sha256 is not None:
+            yield chain[0]
+
+
+def _key_groups(
+    endpoints: Iterable[EndpointInput],
+) -> dict[str, dict[tuple[EndpointKey, str], None]]:
+    """Leaf SPKI SHA-256 -> the (endpoint, leaf SHA-256) pairs serving it, for keys behind two or
+    more distinct certificates."""
+    groups: dict[str, dict[tuple[EndpointKey, str], None]] = {}
     for endpoint in endpoints:
-        leaf = endpoint.chain[0] if endpoint.chain else None
-        if leaf is not None and leaf.error is None and leaf.spki_sha256 is not None:
-            groups.setdefault(leaf.spki_sha256, {})[endpoint.key] = leaf.sha256
+        for leaf in _leaves(endpoint):
+            assert leaf.spki_sha256 is not None
+            groups.setdefault(leaf.spki_sha256, {})[(endpoint.key, leaf.sha256)] = None
     return {
-        spki: frozenset(members)
-        for spki, members in groups.items()
-        if len(set(members.values())) > 1
+        spki: members for spki, members in groups.items() if len({sha for _, sha in members}) > 1
     }
+
+
+def key_reuse(endpoints: Iterable[EndpointInput]) -> dict[str, frozenset[EndpointKey]]:
+    """Leaf SPKI SHA-256 -> the endpoints serving it, for keys behind two or more certificates.
+
+    Every leaf counts, those of alternative chains too."""
+    return {
+        spki: frozenset(key for key, _ in members)
+        for spki, members in _key_groups(endpoints).items()
+    }
+
+
+def leaf_key_peers(
+    endpoints: Iterable[EndpointInput],
+) -> dict[tuple[EndpointKey, str], frozenset[EndpointKey]]:
+    """(endpoint, leaf SHA-256) -> the *other* endpoints serving that leaf's key with a
+    different certificate, for every leaf (main and alternative) that has such peers."""
+    out: dict[tuple[EndpointKey, str], frozenset[EndpointKey]] = {}
+    for members in _key_groups(endpoints).values():
+        for key, sha in members:
+            peers = frozenset(k for k, s in members if s != sha and k != key)
+            if peers:
+                out[(key, sha)] = peers
+    return out
 
 
 def shared_key_peers(
     endpoints: Sequence[EndpointInput],
 ) -> dict[EndpointKey, frozenset[EndpointKey]]:
-    """Endpoint -> the other endpoints serving its leaf key with a *different* certificate."""
+    """Endpoint -> the other endpoints serving its (main) leaf key with a *different*
+    certificate."""
     leaves = {e.key: e.chain[0].sha256 for e in endpoints if e.chain}
-    out: dict[EndpointKey, frozenset[EndpointKey]] = {}
-    for members in key_reuse(endpoints).values():
-        for member in members:
-            out[member] = frozenset(m for m in members if leaves[m] != leaves[member])
-    return out
+    return {
+        key: peers
+        for (key, sha), peers in leaf_key_peers(endpoints).items()
+        if leaves.get(key) == sha
+    }
+
+
+def key_context(
+    endpoint: EndpointInput, peers: Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]]
+) -> Context:
+    """A :class:`Context` holding only the ``key_reuse`` peers of ``endpoint``'s leaves, from
+    :func:`leaf_key_peers`."""
+    key = endpoint.key
+    main = endpoint.chain[0].sha256 if endpoint.chain else None
+    alt = {
+        chain[0].sha256: peers[(key, chain[0].sha256)]
+        for chain in endpoint.alt_chains
+        if chain and (key, chain[0].sha256) in peers and chain[0].sha256 != main
+    }
+    return Context(
+        key_shared_with=peers.get((key, main), frozenset()) if main else frozenset(),
+        alt_key_shared_with=alt,
+    )
 
 
 def at_or_above(findings: Iterable[Finding], severity: Severity) -> bool:

@@ -51,7 +51,11 @@ class Finding:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointView:
-    """An endpoint as a report shows it: its latest observation, chain and findings."""
+    """An endpoint as a report shows it: its latest observation, chain and findings.
+
+    ``alt_chains`` are the other chains the endpoint presented (``--all-certs``: a server holding
+    an RSA and an ECDSA certificate), each leaf first; the findings cover them too.
+    """
 
     address: str
     port: int
@@ -64,3 +68,4 @@ class EndpointView:
     scan_id: int | None
     chain: tuple[CertInfo, ...]
     findings: tuple[Finding, ...]
+    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()

@@ -2,7 +2,9 @@
 
 :func:`build_report` is pure: it takes the endpoint views the store (or a test) produced, already
 filtered as the user asked, and computes what each output format shows — the certificates
-deduplicated by SHA-256 with every place each one is served, and the summary counts. Renderers
+deduplicated by SHA-256 with every place each one is served (in the main chain or in an
+alternative chain of ``--all-certs``, :attr:`Placement.chain`), and the summary counts, which
+therefore include the certificates only an alternative chain presents. Renderers
 (``reports.render``) only format a :class:`Report`; they compute nothing that would make the
 HTML, CSV and JSON disagree. ``generated_at`` is the one "now" of a report: days left and
 "expired" are measured from it, so a report rendered twice from the same data is identical.
@@ -45,13 +47,15 @@ class ScanInfo:
 class Placement:
     """One place a certificate is served: an endpoint and the position in its presented chain.
 
-    ``position`` 0 is the first certificate sent (the leaf, for a well-behaved server).
+    ``position`` 0 is the first certificate sent (the leaf, for a well-behaved server). ``chain``
+    is 0 for the endpoint's main chain and N for its N-th alternative chain (``alt_chains[N-1]``).
     """
 
     address: str
     port: int
     sni: str | None
     position: int
+    chain: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,11 +145,18 @@ def build_report(
     certs: dict[str, CertInfo] = {}
     places: dict[str, list[Placement]] = {}
     for view in views:
-        for position, cert in enumerate(view.chain):
-            certs.setdefault(cert.sha256, cert)
-            places.setdefault(cert.sha256, []).append(
-                Placement(address=view.address, port=view.port, sni=view.sni, position=position)
-            )
+        for index, chain in enumerate((view.chain, *view.alt_chains)):
+            for position, cert in enumerate(chain):
+                certs.setdefault(cert.sha256, cert)
+                places.setdefault(cert.sha256, []).append(
+                    Placement(
+                        address=view.address,
+                        port=view.port,
+                        sni=view.sni,
+                        position=position,
+                        chain=index,
+                    )
+                )
     uses = tuple(
         CertificateUse(cert=cert, served_at=tuple(places[sha])) for sha, cert in certs.items()
     )

@@ -31,7 +31,8 @@ hostname_mismatch       high (low by IP)     the SANs do not cover the SNI name;
                                              sent no name and the address is not an IP SAN, since
                                              clients of a discovered address normally use a name
 key_reuse               medium               the leaf key is served by other endpoints presenting
-                                             different certificates
+                                             different certificates (each leaf, alternative ones
+                                             too)
 legacy_protocol         medium / high        the probe found TLS 1.0/1.1 (or SSL) accepted; high
                                              when even certscan's modern offer got a legacy version
 weak_cipher             medium .. critical   as :mod:`reports.ciphers` grades the negotiated suite
@@ -45,6 +46,12 @@ certificate_changed     info                 the leaf differs from the previous 
 critical from 3.7 days before expiry, a 6-day certificate high from 2 days and critical from 11
 hours. There is no medium stage: for long-lived certificates "the last third" is months, which is
 not actionable, and for short-lived ones fixed day counts would keep them high all their life.
+
+Alternative chains (``EndpointInput.alt_chains``) go through :meth:`Rules.certificates` as the
+main chain does, with :attr:`Rules.alt` set to their number: :meth:`Rules.add` then prefixes the
+message with ``alternative chain N:``, names the alternative leaf when a finding names no
+certificate, and drops a finding whose (kind, certificate) was already raised, which is also the
+identity under which the inventory stores findings.
 
 Messages are one line and carry the evidence; certificate text in them passes through
 :func:`reports.names.quote` (control and bidi characters escaped, length bounded) but is still
@@ -113,9 +120,16 @@ class Rules:
         self.endpoint, self.policy, self.trust = endpoint, policy, trust
         self.now, self.ctx = now, ctx
         self.proposed: list[Finding] = []
+        self.alt = 0  # the alternative chain being judged, 0 for the main chain
+        self.alt_leaf: str | None = None  # its leaf's SHA-256
 
     def add(self, kind: str, severity: Severity, message: str, sha256: str | None) -> None:
         e = self.endpoint
+        if self.alt:
+            sha256 = sha256 or self.alt_leaf
+            if any(f.kind == kind and f.sha256 == sha256 for f in self.proposed):
+                return
+            message = f"alternative chain {self.alt}: {message}"
         self.proposed.append(
             Finding(
                 kind=kind,
@@ -129,19 +143,23 @@ class Rules:
         )
 
     def run(self) -> tuple[Finding, ...]:
-        chain = self.endpoint.chain
-        for position, cert in enumerate(chain):
-            if cert.error is not None:
-                self.add(
-                    "unparsable_certificate",
-                    Severity.HIGH,
-                    f"{_who(position, cert)} cannot be parsed: {quote(cert.error)}",
-                    cert.sha256,
-                )
-        if chain:
-            self.changed(chain[0])
+        for index, chain in enumerate((self.endpoint.chain, *self.endpoint.alt_chains)):
+            if not chain:
+                continue
+            self.alt, self.alt_leaf = index, chain[0].sha256 if index else None
+            for position, cert in enumerate(chain):
+                if cert.error is not None:
+                    self.add(
+                        "unparsable_certificate",
+                        Severity.HIGH,
+                        f"{_who(position, cert)} cannot be parsed: {quote(cert.error)}",
+                        cert.sha256,
+                    )
+            if index == 0:
+                self.changed(chain[0])
             if chain[0].error is None:
                 self.certificates(chain)
+        self.alt, self.alt_leaf = 0, None
         self.protocol()
         self.cipher()
         kept = [
@@ -174,8 +192,13 @@ class Rules:
         self.chain_trust(chain, verdict)
         leaf = chain[0]
         self.leaf(leaf)
-        if self.ctx.key_shared_with:
-            others = sorted(self.ctx.key_shared_with, key=lambda k: (k[0], k[1], k[2] or ""))
+        shared = (
+            self.ctx.alt_key_shared_with.get(leaf.sha256, frozenset())
+            if self.alt
+            else self.ctx.key_shared_with
+        )
+        if shared:
+            others = sorted(shared, key=lambda k: (k[0], k[1], k[2] or ""))
             shown = ", ".join(_endpoint(*k) for k in others[:_SHOWN_NAMES])
             more = f" (+{len(others) - _SHOWN_NAMES} more)" if len(others) > _SHOWN_NAMES else ""
             self.add(

@@ -351,3 +351,50 @@ async def test_demo_records_findings_and_writes_a_report(tmp_path: Path) -> None
         "legacy_protocol",
         "weak_signature",
     }
+
+
+# --- every certificate of an endpoint: the lab's dual-cert server, --all-certs --------------------
+
+
+async def test_all_certs_sweep_reports_both_chains(
+    lab: lab_mod.Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (dual,) = [e for e in lab.endpoints if e.name == "dual-cert"]
+    db, ca, config = tmp_path / "inv.db", tmp_path / "lab-ca.pem", tmp_path / "policy.toml"
+    ca.write_bytes(lab.ca.cert_pem)
+    # Both 90-day leaves count as expiring under this policy, so each chain yields a finding.
+    config.write_text("[policy]\nexpiring_high_days = 100\nshort_lived_fraction = 1.0\n")
+    spec = f"{dual.address}:{dual.port}"
+    proc = await certscan("sweep", spec, "--db", str(db), *FAST, "--all-certs")
+    assert proc.returncode == 0, proc.stderr.decode()
+
+    base = ["report", "--db", str(db), "--ca-bundle", str(ca), "--config", str(config)]
+    code, _, err = run_main([*base, "--format", "json", "-o", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    document = read_json(tmp_path / "r.json")
+    (endpoint,) = document["endpoints"]
+    (alt,) = endpoint["alt_chains"]
+    main_leaf, alt_leaf = endpoint["chain"][0], alt[0]
+    assert {main_leaf["key_type"], alt_leaf["key_type"]} == {"EC", "RSA"}
+    assert sorted((f["kind"], f["sha256"]) for f in endpoint["findings"]) == sorted(
+        [("expiring", main_leaf["sha256"]), ("expiring", alt_leaf["sha256"])]
+    )
+    served = {c["sha256"]: c["served_at"] for c in document["certificates"]}
+    assert [(p["position"], p["chain"]) for p in served[alt_leaf["sha256"]]] == [(0, 1)]
+    assert document["summary"]["certificates"] == len(served) == 4  # two leaves, two CAs
+
+    code, _, err = run_main(
+        [*base, "--format", "csv", "--csv-kind", "inventory", "-o", str(tmp_path / "inv.csv")],
+        capsys,
+    )
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "inv.csv").read_text("utf-8"))))
+    assert [(r["sha256"], r["chain"]) for r in rows] == [
+        (main_leaf["sha256"], "0"),
+        (alt_leaf["sha256"], "1"),
+    ]
+    code, _, err = run_main([*base, "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 0, err
+    html = (tmp_path / "r.html").read_text("utf-8")
+    assert "alternative chain 1: leaf" in html
+    assert alt_leaf["sha256"] in html

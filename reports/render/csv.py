@@ -7,14 +7,22 @@ CRLF line endings and RFC 4180 quoting (the ``csv`` module's ``excel`` dialect, 
 ``findings`` rows (:data:`FINDINGS_COLUMNS`):
     ``address``, ``port``, ``sni``, ``status`` name the endpoint; ``subject_cn``, ``not_after``
     and ``days_left`` describe its leaf (the first certificate it presented; empty without a
-    chain); ``severity``, ``kind``, ``message`` and ``sha256`` are the finding, ``sha256``
-    naming the certificate it concerns (empty for endpoint-wide findings such as
+    chain) -- for a finding about a certificate of an alternative chain (``--all-certs``), the
+    leaf of that chain; ``severity``, ``kind``, ``message`` and ``sha256`` are the finding,
+    ``sha256`` naming the certificate it concerns (empty for endpoint-wide findings such as
     ``weak_cipher``). An endpoint without findings still has one row, its finding cells empty.
 
 ``inventory`` rows (:data:`INVENTORY_COLUMNS`):
     the endpoint, its ``status`` and ``error``, and its leaf: ``subject_cn``, ``issuer_cn``,
     ``not_after``, ``days_left``, ``key`` (``RSA 2048``, ``EC 256``...), ``signature_hash``,
-    ``sha256``; ``findings`` is the number of findings on the endpoint.
+    ``sha256``; ``findings`` is the number of findings on the endpoint; ``chain`` is ``0``.
+
+    Alternative chains (``certscan sweep --all-certs``: a server holding an RSA and an ECDSA
+    certificate) get **one extra row each**, right after the endpoint's row, with the same
+    endpoint cells, the leaf cells of that chain, ``chain`` = N for the N-th alternative chain,
+    and ``findings`` left empty (the endpoint's count is on its ``chain`` 0 row, so a column sum
+    stays right). Extra rows rather than ``alt_*`` columns keep every leaf in the same, sortable
+    columns, and an endpoint may hold more than two certificates.
 
 Spreadsheet formula injection: every *text* cell whose first character is ``=``, ``+``, ``-``,
 ``@``, tab or carriage return gets a leading ``'`` so a spreadsheet shows it as text. Text comes
@@ -66,6 +74,7 @@ INVENTORY_COLUMNS: tuple[str, ...] = (
     "signature_hash",
     "sha256",
     "findings",
+    "chain",
 )
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -109,11 +118,18 @@ class CsvRenderer(Renderer):
         return out.getvalue().encode("utf-8")
 
 
-def _leaf_cells(view: EndpointView, report: Report) -> tuple[Cell, Cell, Cell]:
-    """subject_cn, not_after, days_left of the endpoint's first certificate."""
-    if not view.chain:
+def _leaf_cells(
+    view: EndpointView, report: Report, sha256: str | None = None
+) -> tuple[Cell, Cell, Cell]:
+    """subject_cn, not_after, days_left of the leaf of the endpoint's first chain holding
+    certificate ``sha256`` (the main chain when none does, or ``sha256`` is ``None``)."""
+    chain = view.chain
+    if sha256 is not None and not any(c.sha256 == sha256 for c in chain):
+        holding = [alt for alt in view.alt_chains if any(c.sha256 == sha256 for c in alt)]
+        chain = holding[0] if holding else chain
+    if not chain:
         return None, None, None
-    leaf = view.chain[0]
+    leaf = chain[0]
     end = leaf.not_after
     left = None if end is None else days_left(end, report.generated_at)
     return leaf.subject_cn, iso(end), left
@@ -128,7 +144,7 @@ def _finding_rows(report: Report) -> Iterator[Sequence[Cell]]:
         for finding in view.findings:
             yield (
                 *head,
-                *leaf,
+                *(_leaf_cells(view, report, finding.sha256) if view.alt_chains else leaf),
                 finding.severity.label,
                 finding.kind,
                 finding.message,
@@ -141,18 +157,22 @@ def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
         head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status, view.error)
         count = len(view.findings)
         if not view.chain:
-            yield (*head, None, None, None, None, None, None, None, count)
+            yield (*head, None, None, None, None, None, None, None, count, 0)
             continue
-        leaf = view.chain[0]
-        end = leaf.not_after
-        yield (
-            *head,
-            leaf.subject_cn,
-            leaf.issuer_cn,
-            iso(end),
-            None if end is None else days_left(end, report.generated_at),
-            key_label(leaf),
-            leaf.signature_hash,
-            leaf.sha256,
-            count,
-        )
+        for index, chain in enumerate((view.chain, *view.alt_chains)):
+            if not chain:
+                continue
+            leaf = chain[0]
+            end = leaf.not_after
+            yield (
+                *head,
+                leaf.subject_cn,
+                leaf.issuer_cn,
+                iso(end),
+                None if end is None else days_left(end, report.generated_at),
+                key_label(leaf),
+                leaf.signature_hash,
+                leaf.sha256,
+                None if index else count,
+                index,
+            )

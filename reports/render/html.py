@@ -23,6 +23,12 @@ Everything the page shows is computed here (the view model) and in ``build_repor
 template only lays it out, including the expiry timeline, whose SVG geometry comes from
 ``reports.render.timeline``.
 
+Alternative chains (``certscan sweep --all-certs``: a server holding an RSA and an ECDSA
+certificate) are shown where the main chain is: each inventory row lists the endpoint's
+alternative leaves under its leaf, a certificate's details show the chain it was served in and
+mark placements in an alternative chain, and the summary counts and the expiry timeline include
+their certificates (they come from ``build_report``'s distinct certificates).
+
 Size: rows are one line each and whitespace is trimmed; a certificate's "served at" list shows at
 most :data:`MAX_PLACEMENTS` endpoints, and details sections are written for at most
 :data:`MAX_DETAILS` certificates, the most urgent first (worst finding, then soonest expiry). The
@@ -169,6 +175,17 @@ class _FindingRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _AltLeaf:
+    """The leaf of an endpoint's alternative chain, as its inventory row lists it."""
+
+    number: int  # N for alt_chains[N-1]
+    cert_id: str | None
+    name: str
+    expiry: _Expiry | None
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _EndpointRow:
     view: EndpointView
     endpoint: str
@@ -178,6 +195,7 @@ class _EndpointRow:
     key: str | None
     worst: Finding | None  # the most severe finding, None without findings
     rank: int  # severity rank of ``worst``; -1 without findings
+    alts: tuple[_AltLeaf, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,8 +211,9 @@ class _CertView:
     name: str
     expiry: _Expiry | None
     key: str | None
-    served: tuple[tuple[str, int], ...]  # (endpoint label, position)
+    served: tuple[tuple[str, int, int], ...]  # (endpoint label, position, chain number)
     more: int  # placements not listed
+    endpoints: int  # distinct endpoints serving it (both chains of one endpoint count once)
     chains: tuple[tuple[_ChainLink, ...], ...]  # what was sent after it, when it was the leaf
     more_chains: int
 
@@ -263,6 +282,17 @@ def _view(report: Report, max_details: int | None) -> _View:
                 key=key_label(leaf) if leaf else None,
                 worst=worst,
                 rank=-1 if worst is None else int(worst.severity),
+                alts=tuple(
+                    _AltLeaf(
+                        number=number,
+                        cert_id=ids.get(alt[0].sha256),
+                        name=_name(alt[0]),
+                        expiry=_expiry(alt[0].not_after, now),
+                        key=key_label(alt[0]),
+                    )
+                    for number, alt in enumerate(view.alt_chains, 1)
+                    if alt
+                ),
             )
         )
     findings.sort(key=lambda row: -row.finding.severity)  # stable: report order within a rank
@@ -306,13 +336,17 @@ def _detailed(report: Report, limit: int | None) -> list[CertificateUse]:
 def _cert_views(
     report: Report, detailed: list[CertificateUse], ids: dict[str, str], names: dict[str, str]
 ) -> tuple[_CertView, ...]:
-    chains_of = {(v.address, v.port, v.sni): v.chain for v in report.endpoints}
+    chains_of = {
+        (v.address, v.port, v.sni, index): chain
+        for v in report.endpoints
+        for index, chain in enumerate((v.chain, *v.alt_chains))
+    }
     out = []
     for use in detailed:
         chains: dict[tuple[str, ...], None] = {}
         for place in use.served_at:
             if place.position == 0:
-                chain = chains_of[(place.address, place.port, place.sni)]
+                chain = chains_of[(place.address, place.port, place.sni, place.chain)]
                 chains.setdefault(tuple(c.sha256 for c in chain[1:]), None)
         listed = list(chains)[:MAX_CHAINS]
         out.append(
@@ -324,6 +358,7 @@ def _cert_views(
                 key=_key_text(use.cert),
                 served=tuple(_served(p) for p in use.served_at[:MAX_PLACEMENTS]),
                 more=max(0, len(use.served_at) - MAX_PLACEMENTS),
+                endpoints=len({(p.address, p.port, p.sni) for p in use.served_at}),
                 chains=tuple(
                     tuple(_ChainLink(cert_id=ids.get(sha), name=names[sha]) for sha in chain)
                     for chain in listed
@@ -334,8 +369,8 @@ def _cert_views(
     return tuple(out)
 
 
-def _served(place: Placement) -> tuple[str, int]:
-    return endpoint_label(place.address, place.port, place.sni), place.position
+def _served(place: Placement) -> tuple[str, int, int]:
+    return endpoint_label(place.address, place.port, place.sni), place.position, place.chain
 
 
 def _key_text(cert: CertInfo) -> str | None:

@@ -7,8 +7,10 @@ Shape::
      "endpoints": [{"address", "port", "sni", "status", "error", "tls_version", "cipher",
                     "observed_at", "scan_id",
                     "chain": [certificate objects exactly as ``sweep --json`` prints them],
+                    "alt_chains": [[certificate objects], ...],  # --all-certs; [] when none
                     "findings": [{"kind", "severity", "message", "sha256"}]}],
-     "certificates": [certificate object + {"served_at": [{"address", "port", "sni", "position"}]}],
+     "certificates": [certificate object + {"served_at": [{"address", "port", "sni", "position",
+                                                           "chain"}]}],  # chain: 0 main, N alt
      "summary": {"endpoints", "endpoints_with_certificates", "certificates", "expired",
                  "findings", "by_severity": {severity: n}, "by_kind": {kind: n},
                  "next_expiry": {"not_after", "days_left", "sha256", "subject_cn",
@@ -82,6 +84,7 @@ def _endpoint(view: EndpointView) -> dict[str, Any]:
     data = observed_dict(view)
     data["observed_at"] = iso(view.observed_at)
     data["scan_id"] = view.scan_id
+    data["alt_chains"] = [[cert_to_dict(c) for c in alt] for alt in view.alt_chains]
     data["findings"] = [_finding(f) for f in view.findings]
     return data
 
@@ -98,7 +101,13 @@ def _finding(finding: Finding) -> dict[str, Any]:
 def _certificate(use: CertificateUse) -> dict[str, Any]:
     data = cert_to_dict(use.cert)
     data["served_at"] = [
-        {"address": p.address, "port": p.port, "sni": p.sni, "position": p.position}
+        {
+            "address": p.address,
+            "port": p.port,
+            "sni": p.sni,
+            "position": p.position,
+            "chain": p.chain,
+        }
         for p in use.served_at
     ]
     return data

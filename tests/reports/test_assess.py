@@ -3,18 +3,25 @@ after a sweep, on a real SQLite inventory. Certificates are built in code; no ne
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from reports import assess
 from reports.findings import EndpointKey
 from reports.model import EndpointView, Finding, Severity
 from reports.policy import Policy
+from reports.render import get_renderer
+from reports.render.json import load_schema
+from reports.report import build_report
 from reports.trust import TrustStore
 from scanner import certgen
 from scanner.certgen import Issued
@@ -319,3 +326,115 @@ def test_recording_1000_endpoints_is_cheap(pki: Pki, tmp_path: Path) -> None:
     assert again.changes.still_open >= expiring
     assert first < 10  # in practice well under a second
     assert second < 10
+
+
+# --- alternative chains (--all-certs) ------------------------------------------------------------
+
+
+def dual(pki: Pki, n: int, *, rsa_days_left: float, scan_id: int = 1) -> EndpointRecord:
+    """Endpoint ``n`` holding a healthy ECDSA leaf and an RSA leaf (its alternative chain)."""
+    rsa = pki.leaf(n, days_left=rsa_days_left, key=certgen.make_key("rsa", 2048))
+    return replace(record(pki, n, scan_id=scan_id), alt_chains=(chain_of(pki, rsa),))
+
+
+def test_alternative_chain_is_judged_and_carried(pki: Pki) -> None:
+    endpoint = dual(pki, 20, rsa_days_left=5)
+    rsa_leaf = endpoint.alt_chains[0][0]
+    (view,) = assess.assess([endpoint], criteria=pki.criteria, now=NOW, previous={})
+    assert view.alt_chains == endpoint.alt_chains
+    assert [(f.kind, f.severity, f.sha256) for f in view.findings] == [
+        ("expiring", Severity.CRITICAL, rsa_leaf.sha256)
+    ]
+    assert view.findings[0].message.startswith("alternative chain 1: leaf 'host20' expires")
+    # Without the alternative chain the endpoint is healthy.
+    (main_only,) = assess.assess(
+        [replace(endpoint, alt_chains=())], criteria=pki.criteria, now=NOW, previous={}
+    )
+    assert main_only.findings == ()
+    # --expiring-within looks at every chain.
+    window = assess.ReportFilter(expiring_within=10 * DAY)
+    assert assess.select([view], window, now=NOW) == (view,)
+    assert assess.select([main_only], window, now=NOW) == ()
+
+
+def test_alternative_chain_does_not_repeat_findings(pki: Pki) -> None:
+    soon = record(pki, 21, pki.leaf(21, days_left=5))
+    (plain,) = assess.assess([soon], criteria=pki.criteria, now=NOW, previous={})
+    twice = replace(soon, alt_chains=(soon.chain, soon.chain))
+    (view,) = assess.assess([twice], criteria=pki.criteria, now=NOW, previous={})
+    assert [f.kind for f in plain.findings] == ["expiring"]
+    assert view.findings == plain.findings  # same (kind, certificate): reported once
+
+
+def test_alternative_leaf_takes_part_in_key_reuse(pki: Pki) -> None:
+    key = certgen.make_key("rsa", 2048)
+    main = record(pki, 22, pki.leaf(22, key=key))
+    other = replace(record(pki, 23), alt_chains=(chain_of(pki, pki.leaf(23, key=key)),))
+    views = assess.assess([main, other], criteria=pki.criteria, now=NOW, previous={})
+    reuse = {v.address: [f for f in v.findings if f.kind == "key_reuse"] for v in views}
+    assert [f.sha256 for f in reuse[address(22)]] == [main.chain[0].sha256]
+    assert [f.sha256 for f in reuse[address(23)]] == [other.alt_chains[0][0].sha256]
+    assert reuse[address(23)][0].message.startswith("alternative chain 1:")
+
+
+def test_alternative_chain_in_every_report_format(pki: Pki) -> None:
+    endpoint = dual(pki, 24, rsa_days_left=5)
+    rsa_leaf = endpoint.alt_chains[0][0]
+    views = assess.assess([endpoint], criteria=pki.criteria, now=NOW, previous={})
+    report = build_report(views, generated_at=NOW, scan=None)
+    assert report.summary.certificates == 3  # ECDSA leaf, RSA leaf, the shared intermediate
+    assert report.summary.next_expiry is not None
+    assert report.summary.next_expiry.sha256 == rsa_leaf.sha256
+    served = {
+        u.cert.sha256: [(p.position, p.chain) for p in u.served_at] for u in report.certificates
+    }
+    assert served[rsa_leaf.sha256] == [(0, 1)]
+    assert served[endpoint.chain[1].sha256] == [(1, 0), (1, 1)]
+
+    document = json.loads(get_renderer("json").render(report))
+    jsonschema.Draft202012Validator(load_schema()).validate(document)
+    (shown,) = document["endpoints"]
+    assert [[c["sha256"] for c in alt] for alt in shown["alt_chains"]] == [
+        [c.sha256 for c in endpoint.alt_chains[0]]
+    ]
+    assert [f["sha256"] for f in shown["findings"]] == [rsa_leaf.sha256]
+    placements = {c["sha256"]: c["served_at"] for c in document["certificates"]}
+    assert placements[rsa_leaf.sha256] == [
+        {"address": address(24), "port": 443, "sni": None, "position": 0, "chain": 1}
+    ]
+
+    html = get_renderer("html").render(report).decode("utf-8")
+    assert "alternative chain 1: leaf &#39;host24&#39; expires" in html  # the finding
+    assert "issued by assess root · 1 endpoint<" in html  # the CA both chains share
+    assert html.count(rsa_leaf.sha256) >= 1  # its details section
+    assert "alternative chain 1: <a href=" in html  # listed under the endpoint's leaf
+    assert '<span class="sub">alternative chain 1</span>' in html  # where it is served
+
+    rows = list(csv.DictReader(io.StringIO(get_renderer("csv").render(report).decode())))
+    assert [(r["kind"], r["sha256"], r["days_left"]) for r in rows] == [
+        ("expiring", rsa_leaf.sha256, "5")
+    ]
+    inventory = get_renderer("csv", csv_kind="inventory").render(report).decode()
+    rows = list(csv.DictReader(io.StringIO(inventory)))
+    assert [(r["sha256"], r["key"], r["chain"], r["findings"]) for r in rows] == [
+        (endpoint.chain[0].sha256, "EC 256", "0", "1"),
+        (rsa_leaf.sha256, "RSA 2048", "1", ""),
+    ]
+
+
+def test_lifecycle_records_findings_of_alternative_chains(pki: Pki, tmp_path: Path) -> None:
+    rsa = pki.leaf(25, days_left=5, key=certgen.make_key("rsa", 2048))
+    alt = (rsa.der, pki.inter.der)
+    outcome, parsed = shake(pki, 25, pki.leaf(25), at=NOW - DAY)
+    assert isinstance(outcome, Handshake)
+    item = (replace(outcome, alt_chains=(alt,)), parsed)
+    with Inventory(str(tmp_path / "inv.db")) as inv:
+        scan = inv.start_scan(spec={"alt": 1}, total=1)
+        inv.record_batch(
+            scan, [item], watermark=1, alt_chains=[(tuple(parse_certificate(d) for d in alt),)]
+        )
+        inv.finish_scan(scan, "finished")
+        judged = assess.record_scan(inv, scan, criteria=pki.criteria, now=NOW)
+        assert judged.changes.new == 1
+        rows = inv.findings(open_only=False)
+    assert [(r.kind, r.sha256) for r in rows] == [("expiring", parse_certificate(rsa.der).sha256)]

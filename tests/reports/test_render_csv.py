@@ -112,6 +112,7 @@ def test_inventory_rows_one_per_endpoint() -> None:
         "signature_hash": "sha256",
         "sha256": leaf.sha256,
         "findings": "2",
+        "chain": "0",
     }
     assert by_address["127.0.0.3"]["days_left"] == "-3"
     assert by_address["127.0.0.6"]["error"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
