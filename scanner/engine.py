@@ -135,34 +135,49 @@ async def probe(
     started_at = datetime.now(UTC)
     context = tls.client_context(limits.tls_min_version)
     protocol = target.protocol
-    if protocol is None:  # --starttls auto: by well-known port, else implicit TLS
-        protocol = _STARTTLS_PORTS.get(target.port)
-        attempt = await _attempt(target, limits, context, slots, on_wait, protocol)
-        result = attempt.result
-        if protocol is None and isinstance(result, tls.Fault) and result.kind is _NOT_TLS:
-            protocol = starttls.greeting_protocol(result.opening)
-            if protocol is not None:  # it greeted in plaintext: once more, speaking first
-                attempt = await _attempt(
-                    target, limits, context, slots, on_wait, protocol, attempt.deadline
-                )
-    else:
-        protocol = None if protocol == "tls" else protocol
-        attempt = await _attempt(target, limits, context, slots, on_wait, protocol)
+    auto = protocol is None  # --starttls auto: by well-known port, else implicit TLS
+    protocol = (
+        _STARTTLS_PORTS.get(target.port) if auto else (None if protocol == "tls" else protocol)
+    )
+    alpn = protocol is None and target.port not in _NO_ALPN_PORTS
+    attempt = await _attempt(target, limits, context, slots, on_wait, protocol, alpn=alpn)
+    result = attempt.result
+    if isinstance(result, tls.Fault):
+        retry: str | None = None
+        if auto and protocol is None and result.kind is _NOT_TLS:
+            retry = starttls.greeting_protocol(result.opening)
+        if retry is not None or (alpn and result.refused_alpn):
+            # Once more on a new connection, within the same deadline: speaking first in the
+            # protocol the plaintext greeting announced, or without the ALPN offer the server
+            # refused (nginx's mail proxy ends handshakes offering h2/http1.1).
+            protocol, alpn = retry or protocol, False
+            attempt = await _attempt(
+                target, limits, context, slots, on_wait, protocol, attempt.deadline, alpn=alpn
+            )
     outcome = _outcome(target, started_at, attempt, protocol or "tls")
     if isinstance(outcome, Handshake) and (limits.probe_protocols or limits.all_certs):
-        outcome = await _again(outcome, limits, slots, protocol)
+        outcome = await _again(outcome, limits, slots, protocol, alpn)
     return outcome
 
 
+#: Implicit-TLS ports of services that are not HTTP (SMTPS, LDAPS, IMAPS, POP3S, FTPS, XMPPS):
+#: no ALPN offer there, since some servers refuse a handshake offering h2/http1.1.
+_NO_ALPN_PORTS: Final = frozenset({465, 636, 993, 995, 990, 5223})
+
+
 async def _again(
-    outcome: Handshake, limits: EngineLimits, slots: trio.Semaphore | None, protocol: str | None
+    outcome: Handshake,
+    limits: EngineLimits,
+    slots: trio.Semaphore | None,
+    protocol: str | None,
+    alpn: bool,
 ) -> Handshake:
     """The extra handshakes ``limits`` asks for after ``outcome`` (``scanner.rehandshake``),
     each a new connection through the same STARTTLS preamble."""
     target = outcome.target
 
     async def connect(context: SSL.Context) -> tls.Negotiated | tls.Fault:
-        return (await _attempt(target, limits, context, slots, None, protocol)).result
+        return (await _attempt(target, limits, context, slots, None, protocol, alpn=alpn)).result
 
     if limits.probe_protocols:
         legacy = await rehandshake.legacy_versions(outcome.tls_version, connect)
@@ -189,6 +204,8 @@ async def _attempt(
     on_wait: Callable[[int], None] | None = None,
     protocol: str | None = None,
     deadline: float | None = None,
+    *,
+    alpn: bool = True,
 ) -> _Attempt:
     """One connection: connect, the ``protocol``'s STARTTLS preamble (``None``: implicit
     TLS), wait for a handshake slot, handshake.
@@ -237,7 +254,7 @@ async def _attempt(
             ends = trio.current_time() + limits.handshake_timeout
             scope.deadline = min(ends, deadline)
             result = await tls.handshake(
-                sock, context, tls.sni_bytes(target.sni), limits.max_chain_bytes
+                sock, context, tls.sni_bytes(target.sni), limits.max_chain_bytes, alpn=alpn
             )
     except OSError as exc:
         result = tls.os_fault(exc)

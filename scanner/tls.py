@@ -37,6 +37,7 @@ strings, and this module's own observations) to :class:`~scanner.models.FailureK
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import ipaddress
@@ -184,6 +185,16 @@ class Fault:
     kind: FailureKind
     detail: str
     opening: bytes = b""
+    alert: int | None = None  # the TLS alert the server sent, for ``tls_alert``
+
+    @property
+    def refused_alpn(self) -> bool:
+        """The server ended the handshake over the ALPN offer (nginx's mail proxy does)."""
+        return self.alert == NO_APPLICATION_PROTOCOL
+
+
+#: The alert a server sends when it supports none of the offered ALPN protocols (RFC 7301).
+NO_APPLICATION_PROTOCOL: Final = 120
 
 
 def fault(cause: str, detail: str, opening: bytes = b"") -> Fault:
@@ -207,7 +218,7 @@ def alert_name(code: int) -> str:
 
 def _ssl_fault(exc: SSL.Error, alert: int | None) -> Fault:
     if alert is not None:
-        return fault(ALERT_RECEIVED, alert_name(alert))
+        return dataclasses.replace(fault(ALERT_RECEIVED, alert_name(alert)), alert=alert)
     if isinstance(exc, SSL.SysCallError):  # pyOpenSSL's spelling of an EOF it saw itself
         return fault(PEER_EOF, "connection closed by the peer during the handshake")
     reasons = [entry for entry in (exc.args[0] if exc.args else ()) if isinstance(entry, tuple)]
@@ -303,7 +314,6 @@ def client_context(
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     ctx.set_verify(SSL.VERIFY_NONE)
-    ctx.set_alpn_protos(_ALPN)
     ctx.set_ocsp_client_callback(_on_ocsp)
     ctx.set_info_callback(_on_info)
     return ctx
@@ -408,8 +418,14 @@ async def handshake(
     context: SSL.Context,
     sni: bytes | None,
     max_bytes: int,
+    *,
+    alpn: bool = True,
 ) -> Negotiated | Fault:
     """Run a client handshake over ``sock`` and report what the server presented.
+
+    ``alpn`` offers ``h2`` and ``http/1.1`` (what a browser offers); STARTTLS and mail or
+    directory ports go without, since some servers end a handshake whose ALPN offer they do not
+    support.
 
     Network and TLS faults are returned as :class:`Fault`; an ``OSError`` whose errno is not
     a network outcome propagates. Cancellation (the caller's timeouts) propagates too.
@@ -420,6 +436,8 @@ async def handshake(
     conn.set_connect_state()
     if sni:
         conn.set_tlsext_host_name(sni)
+    if alpn:
+        conn.set_alpn_protos(_ALPN)
     conn.request_ocsp()
     received = 0
     head = b""
