@@ -29,6 +29,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mail_lab
 import measure
 import nginx_lab
 import report
@@ -43,7 +44,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
     parser.add_argument("phase", choices=("prepare", "run"))
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario (3)")
-    parser.add_argument("--scenarios", default="1,2,3", help="comma-separated subset of 1,2,3")
+    parser.add_argument(
+        "--scenarios", default="1,2,3,4", help="comma-separated subset of 1,2,3,4 (all)"
+    )
     parser.add_argument("--tools", default=",".join(tools.TOOLS), help="certscan,nmap,sslyze")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="cache and results dir")
     parser.add_argument(
@@ -100,9 +103,18 @@ def ensure_sslyze(out: Path, retry: bool) -> None:
         print(f"bench: sslyze not installed ({exc}); see {out / 'sslyze-install.log'}")
 
 
+def nginx_bin() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
 def prepare(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     nginx_lab.build_lab(args.out)
+    if "4" in args.scenarios:
+        try:
+            mail_lab.build_mail_lab(args.out, nginx_bin())
+        except nginx_lab.LabError as exc:
+            print(f"bench: scenario 4 will not run: {exc}", flush=True)
     if "sslyze" in args.tools and "1" in args.scenarios:
         ensure_sslyze(args.out, args.retry_sslyze)
     return 0
@@ -181,9 +193,13 @@ def run(args: argparse.Namespace) -> int:
     measure.assert_private_namespace()
     scenarios = [tools.SCENARIOS[k] for k in args.scenarios]
     for scenario in scenarios:
-        measure.assert_loopback(*scenario.targets.values())
-        measure.assert_loopback(*(daddr.split("-")[0] for _, daddr in scenario.counters))
-    measure.assert_loopback(tools.DEAD_RANGE, str(nginx_lab.LAB_NETWORK))
+        measure.assert_loopback(*(n for t in scenario.targets for n in scenario.networks(t)))
+        measure.assert_loopback(
+            *(part.split("-")[0] for _, daddr in scenario.counters for part in daddr.split(","))
+        )
+    measure.assert_loopback(
+        tools.DEAD_RANGE, str(nginx_lab.LAB_NETWORK), str(mail_lab.MAIL_NETWORK), "127.0.0.1"
+    )
     bring_up_loopback()
 
     certscan = certscan_command()
@@ -212,8 +228,22 @@ def run(args: argparse.Namespace) -> int:
 
     lab = nginx_lab.build_lab(args.out)
     by_address = lab.by_address
+    broken: dict[str, str] = {}  # scenario key -> why it did not run
+    mail: nginx_lab.Lab | None = None
+    if any(s.key == "4" for s in scenarios):
+        try:
+            mail = mail_lab.build_mail_lab(args.out, nginx_bin())
+        except nginx_lab.LabError as exc:
+            broken["4"] = f"not run: no nginx mail module ({mail_lab.INSTALL_HINT})"
+            print(f"bench: scenario 4 will not run: {exc}", flush=True)
+    if mail is not None:
+        by_address = {**by_address, **mail.by_address}
     firewall = measure.Firewall(
-        [measure.Counter(name=n, daddr=d) for s in scenarios for n, d in s.counters],
+        [
+            measure.Counter(name=n, daddr=d, dports=s.ports)
+            for s in scenarios
+            for n, d in s.counters
+        ],
         drop=tools.DEAD_RANGE,
     )
     firewall.install()
@@ -221,8 +251,9 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(runs_root, ignore_errors=True)
     deadline = time.monotonic() + budget_seconds(args.budget)
     records: list[report.RunRecord] = []
-    needs_lab = any(s.key == "1" for s in scenarios)
-    nginx = nginx_lab.Nginx(lab, shutil.which("nginx") or "/usr/sbin/nginx", args.out)
+    needs_lab = any(s.key in ("1", "4") for s in scenarios)
+    nginx = nginx_lab.Nginx(lab, nginx_bin(), args.out)
+    mail_nginx = mail_lab.MailNginx(mail, nginx_bin(), args.out) if mail is not None else None
     if needs_lab:
         print("bench: starting nginx with 1,000 TLS endpoints ...", flush=True)
         nginx.start()
@@ -230,6 +261,18 @@ def run(args: argparse.Namespace) -> int:
         for scenario in scenarios:
             chosen = [t for t in scenario.tools if t in args.tools and t not in unavailable]
             print(f"\n== scenario {scenario.key}: {scenario.title}", flush=True)
+            if scenario.key in broken:
+                print(f"  skipped: {broken[scenario.key]}", flush=True)
+                continue
+            if scenario.key == "4" and mail_nginx is not None:
+                # Started only now so that scenarios 1-3 run beside the same processes as before.
+                print("bench: starting nginx's mail proxy with 160 STARTTLS endpoints ...")
+                try:
+                    mail_nginx.start()
+                except RuntimeError as exc:
+                    print(f"bench: scenario 4 skipped: {exc}", flush=True)
+                    broken[scenario.key] = f"mail lab down: {str(exc)[:100]}"
+                    continue
             for round_no in range(1, args.runs + 1):
                 shift = (round_no - 1) % max(len(chosen), 1)
                 for tool in chosen[shift:] + chosen[:shift]:
@@ -248,23 +291,27 @@ def run(args: argparse.Namespace) -> int:
                     records.append(record)
     finally:
         nginx.stop()
+        if mail_nginx is not None:
+            mail_nginx.stop()
     summaries = []
     for scenario in scenarios:
         for tool in scenario.tools:
             if tool not in args.tools:
                 continue
-            if tool in unavailable:
+            reason = unavailable.get(tool) or broken.get(scenario.key)
+            if reason:
                 summaries.append(
                     report.Summary(
                         scenario=scenario, tool=tool, target=scenario.targets[tool], runs=0,
                         timeouts=0, failures=0, wall_s=None, eps=None, cpu_s=None, rss_mb=None,
-                        syns=None, found="—", unavailable=unavailable[tool],
+                        syns=None, found="—", unavailable=reason,
                     )
                 )  # fmt: skip
                 continue
             mine = [r for r in records if r.scenario == scenario.key and r.tool == tool]
             summaries.append(report.summarise(scenario, tool, mine))
-    write_results(args, summaries, records, versions, time.monotonic() - started)
+    mail_line = mail_lab.describe(mail) if mail is not None else ""
+    write_results(args, summaries, records, versions, time.monotonic() - started, mail_line)
     return 0
 
 
@@ -327,7 +374,7 @@ def one_run(
     )
     counts = firewall.read()
     syns = {name: counts.get(name, 0) for name, _ in scenario.counters}
-    found = tools.count_found(tool, output, run_dir, lab) if scenario.key == "1" else None
+    found = tools.count_found(tool, output, run_dir, lab) if scenario.live else None
     note = f"capped at {cap:.0f} s" if stats.timed_out else ""
     if not stats.timed_out and stats.exit_code != 0:
         note = f"exit {stats.exit_code}: {stats.stderr_tail.splitlines()[-1:]!s}"[:160]
@@ -339,6 +386,7 @@ def one_run(
         f"  cpu {report.fmt(stats.cpu_s)} s  rss {report.fmt(stats.rss_mb, 1)} MB"
         f"  leaves {found.matched if found else '—'}"
         f"  chains {found.full_chain if found and found.full_chain is not None else '—'}"
+        f"{f'  (STARTTLS {found.starttls})' if found and scenario.live_starttls else ''}"
         f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}",
         flush=True,
     )
@@ -353,6 +401,7 @@ def write_results(
     records: list[report.RunRecord],
     versions: dict[str, str],
     elapsed: float,
+    mail_line: str = "",
 ) -> None:
     facts = machine_facts()
     command = os.environ.get("BENCH_COMMAND") or shlex.join(["bench/bench.py", *sys.argv[1:]])
@@ -371,20 +420,28 @@ def write_results(
         "- lab: nginx (worker_processes auto) serving 1,000 endpoints 127.1.0.1–127.1.3.232:443, "
         "500 ECDSA P-256 and 500 RSA-2048 leaves, each sent with its intermediate; the other 24 "
         "addresses of the /22 are closed",
+        *([f"- mail lab (scenario 4): {mail_line}"] if mail_line else []),
         "",
         table,
     ]
     lines += [f"- {line}" for line in ratio_lines]
     lines += [
         "",
-        "Endpoints/s = addresses in the tool's target range ÷ median wall time. Certificates "
-        "found = leaves whose SHA-256 matches the lab's for that address (chains: followed by "
+        "Endpoints/s = address:port targets swept (addresses in the tool's target ranges × "
+        "ports) ÷ median wall time. Certificates "
+        "found = leaves whose SHA-256 matches the lab's for that address and port (chains: "
+        "followed by "
         "the right intermediate). CPU s = user + system of the tool's processes and peak RSS, "
         "both from `/usr/bin/time -v`. SYNs/endpoint = SYNs counted by an nftables rule in the "
         "namespace (scenario 1: to the 1,000 live addresses ÷ 1,000; scenarios 2 and 3: to the "
         "range ÷ addresses swept, SYN retransmissions included). Scenario 3 drops SYNs to "
         "127.3.0.0/16 in the namespace's prerouting hook; nmap sweeps only the /24 slice, "
-        f"with `--host-timeout 30s` and a {tools.SCENARIOS['3'].cap_s['nmap']:.0f} s wall cap.",
+        f"with `--host-timeout 30s` and a {tools.SCENARIOS['3'].cap_s['nmap']:.0f} s wall cap. "
+        "Scenario 4 sweeps 127.1.0.0/22 and 127.4.0.0/24 on ports "
+        f"{tools.MIXED_PORTS} (1,280 addresses × 5 ports = 6,400 targets, STARTTLS by port "
+        "number in both tools): 1,000 HTTPS and 160 STARTTLS endpoints answer, the other 5,240 "
+        "targets are refused; its SYNs/endpoint is SYNs to all 6,400 targets ÷ 6,400. Compare "
+        "scenario 1's certscan row with the same row before a change to judge HTTPS throughput.",
         "",
         "## Commands",
         "",
@@ -413,7 +470,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         return prepare(args) if args.phase == "prepare" else run(args)
-    except measure.BenchError as exc:
+    except (measure.BenchError, nginx_lab.LabError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
 

@@ -76,10 +76,18 @@ def _nft(script: str) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Counter:
-    """A named nftables counter of SYNs to ``daddr`` (a CIDR or an a-b range) port 443."""
+    """A named nftables counter of SYNs to ``daddr`` (CIDRs or a-b ranges, comma-separated) on
+    ``dports`` (comma-separated; empty: the firewall's port, 443)."""
 
     name: str
     daddr: str
+    dports: str = ""
+
+
+def _nft_set(values: str) -> str:
+    """``a`` as is, ``a,b`` as the anonymous set ``{ a, b }``."""
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
 class Firewall:
@@ -92,7 +100,7 @@ class Firewall:
         lines.append("    chain out { type filter hook output priority 0; policy accept;")
         for c in self._counters:
             lines.append(
-                f"        ip daddr {c.daddr} tcp dport {port} "
+                f"        ip daddr {_nft_set(c.daddr)} tcp dport {_nft_set(c.dports or str(port))} "
                 f"tcp flags & (syn | ack) == syn counter name {c.name}"
             )
         lines.append("    }")

@@ -60,6 +60,12 @@ class Endpoint:
     intermediate_sha256: str
     chain_file: str
     key_file: str
+    port: int = LAB_PORT
+    protocol: str = "tls"  # "tls", or the STARTTLS protocol of a mail endpoint
+
+
+class LabError(RuntimeError):
+    """A lab cannot be built or served here."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,10 +262,12 @@ def _served_leaf_sha256(address: str, timeout: float) -> str:
 class Nginx:
     """The lab's nginx as a child process; a context manager that always stops it."""
 
+    RUN_DIR_NAME = "nginx"
+
     def __init__(self, lab: Lab, nginx: str, out: Path) -> None:
         self._lab = lab
         self._nginx = nginx
-        self._run_dir = out.resolve() / "nginx"
+        self._run_dir = out.resolve() / self.RUN_DIR_NAME
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -282,7 +290,7 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=(self._run_dir / "stderr.log").open("wb"),
         )
-        sample = [*self._lab.endpoints[::100], self._lab.endpoints[-1]]
+        sample = self._sample()
         deadline = time.monotonic() + ready_within
         pending = list(sample)
         while pending:
@@ -294,13 +302,21 @@ class Nginx:
                 )
             endpoint = pending[0]
             try:
-                served = _served_leaf_sha256(endpoint.address, timeout=2.0)
+                served = self._served_leaf(endpoint)
             except OSError:
                 time.sleep(0.2)
                 continue
             if served != endpoint.leaf_sha256:
                 raise RuntimeError(f"{endpoint.address} serves {served}, not the lab's leaf")
             pending.pop(0)
+
+    def _sample(self) -> list[Endpoint]:
+        """The endpoints checked before the lab counts as up."""
+        return [*self._lab.endpoints[::100], self._lab.endpoints[-1]]
+
+    def _served_leaf(self, endpoint: Endpoint) -> str:
+        """SHA-256 of the leaf ``endpoint`` serves; OSError while it is not up yet."""
+        return _served_leaf_sha256(endpoint.address, timeout=2.0)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

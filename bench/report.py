@@ -68,14 +68,19 @@ def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Su
     addresses = scenario.addresses(tool)
     found = "—"
     founds = [r.found for r in done if r.found is not None]
-    if founds and scenario.key == "1":
+    if founds and scenario.live:
         matched = _median([f.matched for f in founds])
-        found = f"{fmt(matched, 0)}/1,000"
+        found = f"{fmt(matched, 0)}/{scenario.live:,}"
         chains = [f.full_chain for f in founds]
+        extra = []
         if any(c is None for c in chains):
-            found += " (leaf only)"
+            extra.append("leaf only")
         else:
-            found += f" ({fmt(_median([float(c) for c in chains if c is not None]), 0)} chains)"
+            extra.append(f"{fmt(_median([float(c) for c in chains if c is not None]), 0)} chains")
+        if scenario.live_starttls:
+            starttls = _median([f.starttls for f in founds])
+            extra.append(f"STARTTLS {fmt(starttls, 0)}/{scenario.live_starttls:,}")
+        found += f" ({'; '.join(extra)})"
     return Summary(
         scenario=scenario,
         tool=tool,
@@ -161,7 +166,8 @@ def runs_table(records: Sequence[RunRecord]) -> str:
         exit_text = "killed at cap" if s.timed_out else str(s.exit_code)
         syns = ", ".join(f"{k}={v}" for k, v in r.syns.items())
         garbled = f"{f.garbled} unreadable output records" if f and f.garbled else ""
-        note = "; ".join(x for x in (r.note, f.note if f else "", garbled) if x)
+        mail = f"{f.starttls} via STARTTLS" if f and f.starttls else ""
+        note = "; ".join(x for x in (r.note, mail, f.note if f else "", garbled) if x)
         out.append(
             f"| {r.scenario} | {r.tool} | {r.run} | {s.wall_s:.2f} | {exit_text} "
             f"| {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} | {f.matched if f else '—'} "

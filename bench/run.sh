@@ -7,7 +7,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-apt_hint="apt-get install -y nginx-light nmap nftables time iproute2 util-linux"
+apt_hint="apt-get install -y nginx-light libnginx-mod-mail nmap nftables time iproute2 util-linux"
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing=()

@@ -44,12 +44,23 @@ class Scenario:
     per_endpoint: Mapping[str, int] = field(default_factory=dict)  # divisor per counter
     certscan_args: tuple[str, ...] = ()
     nmap_args: tuple[str, ...] = ()
+    ports: str = str(LAB_PORT)  # the ports every tool sweeps on every address (and counts)
+    live: int = 0  # endpoints serving a lab certificate (0: nothing to check)
+    live_starttls: int = 0  # of those, STARTTLS (mail) endpoints
+
+    def networks(self, tool: str) -> list[str]:
+        """The CIDRs ``tool`` sweeps (``targets`` holds them space-separated)."""
+        return self.targets[tool].split()
 
     def addresses(self, tool: str) -> int:
-        return ipaddress.ip_network(self.targets[tool]).num_addresses
+        """Address:port targets ``tool`` sweeps: every address of every CIDR on every port."""
+        count = sum(ipaddress.ip_network(n).num_addresses for n in self.networks(tool))
+        return count * len(self.ports.split(","))
 
 
 LAB_LIVE = "127.1.0.1-127.1.3.232"
+MIXED_PORTS = "25,110,143,443,587"
+MIXED_TARGETS = "127.1.0.0/22 127.4.0.0/24"
 
 SCENARIOS: dict[str, Scenario] = {
     "1": Scenario(
@@ -61,6 +72,7 @@ SCENARIOS: dict[str, Scenario] = {
         counters=(("lab_live", LAB_LIVE), ("lab_all", "127.1.0.0/22")),
         per_endpoint={"lab_live": 1000},
         nmap_args=("--script", "ssl-cert"),
+        live=1000,
     ),
     "2": Scenario(
         key="2",
@@ -81,6 +93,20 @@ SCENARIOS: dict[str, Scenario] = {
         certscan_args=("--connect-timeout", "1"),
         nmap_args=("--host-timeout", "30s"),
     ),
+    "4": Scenario(
+        key="4",
+        title="mixed lab: 1,000 HTTPS + 160 STARTTLS (SMTP 25/587, IMAP 143, POP3 110) endpoints, "
+        f"{MIXED_TARGETS} on ports {MIXED_PORTS}",
+        targets={"certscan": MIXED_TARGETS, "nmap": MIXED_TARGETS},
+        tools=("certscan", "nmap"),
+        cap_s={"certscan": 60, "nmap": 90},
+        counters=(("mixed_all", "127.1.0.0/22,127.4.0.0/24"), ("mixed_mail", "127.4.0.0/24")),
+        per_endpoint={"mixed_all": 1280 * 5},
+        nmap_args=("--script", "ssl-cert"),
+        ports=MIXED_PORTS,
+        live=1160,
+        live_starttls=160,
+    ),
 }
 DEAD_RANGE = "127.3.0.0/16"
 
@@ -98,13 +124,13 @@ def command(
     target = scenario.targets[tool]
     if tool == "certscan":
         db = run_dir / "inventory.db"
-        argv = [*certscan, "sweep", target, "-p", str(LAB_PORT), "--db", str(db)]
+        argv = [*certscan, "sweep", *scenario.networks(tool), "-p", scenario.ports, "--db", str(db)]
         argv += ["--no-progress", "--json", *scenario.certscan_args, *certscan_extra]
         return argv, run_dir / "stdout"
     if tool == "nmap":
         xml = run_dir / "nmap.xml"
-        argv = ["nmap", "-n", "-Pn", "-sT", f"-p{LAB_PORT}", *scenario.nmap_args, "-T4"]
-        return [*argv, "-oX", str(xml), target], xml
+        argv = ["nmap", "-n", "-Pn", "-sT", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
+        return [*argv, "-oX", str(xml), *scenario.networks(tool)], xml
     if tool == "sslyze":
         assert sslyze is not None
         targets = run_dir / "targets.txt"
@@ -126,6 +152,7 @@ class Found:
     full_chain: int | None  # matched leaves followed by the lab's intermediate
     garbled: int  # output records that could not be read
     note: str = ""
+    starttls: int = 0  # of the matched leaves, those from STARTTLS (mail) endpoints
 
 
 def _norm_hex(value: object) -> str:
@@ -145,7 +172,7 @@ def _pem_sha256(pem: bytes) -> str | None:
 
 def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
     """Check certscan ``--json`` lines (one object per endpoint that accepted a connection)."""
-    with_cert = matched = full = garbled = 0
+    with_cert = matched = full = garbled = starttls = 0
     for line in lines:
         if not line.strip():
             continue
@@ -153,6 +180,7 @@ def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
             record: Any = json.loads(line)
             chain = record.get("chain") or []
             address = str(record["address"])
+            port = int(record.get("port") or LAB_PORT)
             fingerprints = [_norm_hex(c["sha256"]) for c in chain]
         except (ValueError, KeyError, TypeError, AttributeError):
             garbled += 1
@@ -161,11 +189,14 @@ def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
             continue
         with_cert += 1
         expected = lab.get(address)
-        if expected and fingerprints[0] == expected.leaf_sha256:
+        if expected and expected.port == port and fingerprints[0] == expected.leaf_sha256:
             matched += 1
+            starttls += expected.protocol != "tls"
             if fingerprints[1:2] == [expected.intermediate_sha256]:
                 full += 1
-    return Found(with_cert=with_cert, matched=matched, full_chain=full, garbled=garbled)
+    return Found(
+        with_cert=with_cert, matched=matched, full_chain=full, garbled=garbled, starttls=starttls
+    )
 
 
 def parse_nmap(xml_path: Path, lab: Mapping[str, Endpoint]) -> Found:
@@ -174,24 +205,32 @@ def parse_nmap(xml_path: Path, lab: Mapping[str, Endpoint]) -> Found:
         root = ET.parse(xml_path).getroot()
     except (OSError, ET.ParseError) as exc:
         return Found(with_cert=0, matched=0, full_chain=None, garbled=1, note=str(exc)[:80])
-    with_cert = matched = 0
+    with_cert = matched = starttls = 0
     for host in root.iter("host"):
         address_el = host.find("address")
         address = address_el.get("addr", "") if address_el is not None else ""
-        for script in host.iter("script"):
-            if script.get("id") != "ssl-cert":
-                continue
-            elems = {e.get("key"): (e.text or "") for e in script.iter("elem")}
-            sha256 = _pem_sha256(elems.get("pem", "").encode())
-            with_cert += 1
-            expected = lab.get(address)
-            if expected is None:
-                continue
-            if sha256 == expected.leaf_sha256 or (
-                sha256 is None and _norm_hex(elems.get("sha1", "")) == expected.leaf_sha1
-            ):
-                matched += 1
-    return Found(with_cert=with_cert, matched=matched, full_chain=None, garbled=0)
+        for port_el in host.iter("port"):
+            for script in port_el.iter("script"):
+                if script.get("id") != "ssl-cert":
+                    continue
+                with_cert += 1
+                expected = lab.get(address)
+                if _nmap_cert_matches(script, expected, port_el.get("portid", "")):
+                    matched += 1
+                    starttls += expected is not None and expected.protocol != "tls"
+    return Found(
+        with_cert=with_cert, matched=matched, full_chain=None, garbled=0, starttls=starttls
+    )
+
+
+def _nmap_cert_matches(script: ET.Element, expected: Endpoint | None, portid: str) -> bool:
+    if expected is None or portid != str(expected.port):
+        return False
+    elems = {e.get("key"): (e.text or "") for e in script.iter("elem")}
+    sha256 = _pem_sha256(elems.get("pem", "").encode())
+    return sha256 == expected.leaf_sha256 or (
+        sha256 is None and _norm_hex(elems.get("sha1", "")) == expected.leaf_sha1
+    )
 
 
 def parse_sslyze(json_path: Path, lab: Mapping[str, Endpoint]) -> Found:
@@ -257,6 +296,7 @@ def count_found(
                 matched=found.matched,
                 full_chain=found.full_chain,
                 garbled=found.garbled,
+                starttls=found.starttls,
                 note=f"{db_certs} distinct sha256 in the SQLite inventory",
             )
         return found

@@ -3,7 +3,7 @@
 set -euo pipefail
 case "${1:-}" in
   test)  packages=(openssl chromium prometheus) ;;
-  bench) packages=(nginx-light nmap nftables time util-linux iproute2) ;;
+  bench) packages=(nginx-light libnginx-mod-mail nmap nftables time util-linux iproute2) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 missing=()
