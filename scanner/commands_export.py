@@ -15,11 +15,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
-from exporters.prometheus import CertscanCollector
-from exporters.textfile import write_textfile
 from scanner.commands_report import DbOption, open_existing
 from scanner.console import safe
 from scanner.errors import OperationalError, UsageError
@@ -74,6 +71,12 @@ def prometheus(
     path = _check_output(output)
     inventory = open_existing(db)
     try:
+        # Imported here, not at start-up: only this command needs the Prometheus client.
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from exporters.prometheus import CertscanCollector
+        from exporters.textfile import write_textfile
+
         registry = CollectorRegistry()
         registry.register(CertscanCollector(inventory))
         if path == "-":

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from exporters.serve import DaemonOptions, run_daemon
 from exporters.serve_config import DEFAULT_PORT
-from exporters.serve_log import setup_logging
 from scanner.commands_report import ConfigOption, DbOption
 from scanner.errors import UsageError
 
@@ -45,6 +43,10 @@ def serve(
     on their schedules. SIGTERM/SIGINT stop it, SIGHUP reloads the config."""
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be text or json (got {log_format!r})")
+    # Imported here: the web stack (starlette, hypercorn) costs every other command start-up time.
+    from exporters.serve import DaemonOptions, run_daemon
+    from exporters.serve_log import setup_logging
+
     setup_logging(log_format)
     path: Path | None = config
     return run_daemon(DaemonOptions(config=path, db=db, listen=listen, once=once))
