@@ -28,13 +28,13 @@ from scanner import (
     discovery,
     targets,
 )
-from scanner.commands_report import CaBundleOption, ConfigOption
+from scanner.commands_report import CaBundleOption, ConfigOption, open_existing
 from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import PROTOCOLS, EngineLimits
 from scanner.serialize import json_line, record_dict
 from scanner.starttls import STARTTLS_PORTS
-from scanner.store import Inventory, db_url
+from scanner.store import db_url
 from scanner.sweep_command import (
     EXIT_INTERRUPTED,
     SweepOptions,
@@ -371,7 +371,7 @@ def inventory(
 ) -> int:
     """List endpoints and their certificates from the inventory, soonest expiry first."""
     url = db_url(db)
-    inv = Inventory(url)
+    inv = open_existing(db)
     try:
         records = inv.latest_endpoints(scan_id=scan, include_failures=all_targets)
     finally:
@@ -392,7 +392,7 @@ def scans(
     limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many recent scans.")] = 20,
 ) -> int:
     """List recent scan runs (the ids that --scan and --resume refer to)."""
-    inv = Inventory(db_url(db))
+    inv = open_existing(db)
     try:
         runs = inv.scans(limit=limit)
     finally:

@@ -315,3 +315,15 @@ def test_lab_refuses_non_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["lab", "up", "--base", "192.0.2.1"], capsys)
     assert code == 2
     one_line_error(err)
+
+
+@pytest.mark.parametrize("command", ["inventory", "scans"])
+def test_reading_a_missing_inventory_is_exit_3_and_creates_nothing(
+    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "missing.db"
+    code, _, err = run_main([command, "--db", str(db)], capsys)
+    assert code == 3
+    one_line_error(err)
+    assert "run certscan sweep first" in err
+    assert not db.exists()
