@@ -38,6 +38,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from rich.console import Console
 
 from exporters.api import ApiState, Reader, create_app
+from exporters.hooks.config import HooksConfig, parse_hooks
 from exporters.scheduler import Scheduler
 from exporters.serve_config import DEFAULT_PORT, ServeSettings, parse_listen, serve_settings
 from exporters.serve_log import LogStream
@@ -72,6 +73,7 @@ class Loaded:
 
     settings: ServeSettings
     criteria: assess.Criteria
+    hooks: HooksConfig | None  # the renewal hooks run after each job; None when none is declared
 
 
 def load(options: DaemonOptions) -> Loaded:
@@ -79,7 +81,9 @@ def load(options: DaemonOptions) -> Loaded:
     config = load_config(options.config, env=os.environ)
     settings = serve_settings(config)
     criteria = assess.load_criteria(options.config, env=os.environ)
-    return Loaded(settings=settings, criteria=criteria)
+    source = str(config.path) if config.path is not None else "config"
+    hooks = parse_hooks(config.sections.get("hooks"), source=source)
+    return Loaded(settings=settings, criteria=criteria, hooks=hooks if hooks.hooks else None)
 
 
 class Daemon:
@@ -119,6 +123,7 @@ class Daemon:
             summary=False,
             criteria=self.loaded.criteria,
             job=name,
+            hooks=self.loaded.hooks,
         )
         err = Console(
             file=cast(IO[str], LogStream(log, job=name)),

@@ -22,6 +22,7 @@ from reports import assess
 from scanner import (
     __version__,
     commands_export,
+    commands_hooks,
     commands_lab,
     commands_report,
     commands_serve,
@@ -55,6 +56,7 @@ app = typer.Typer(
 )
 app.add_typer(commands_lab.lab_app, name="lab")
 app.add_typer(commands_export.export_app, name="export")
+app.add_typer(commands_hooks.hooks_app, name="hooks")
 
 PORTS_HELP = (
     "Ports: list and ranges, each with an optional /PROTOCOL (tls, or a STARTTLS protocol: "
@@ -288,6 +290,14 @@ def sweep(
     ] = None,
     config: ConfigOption = None,
     ca_bundle: CaBundleOption = None,
+    run_hooks: Annotated[
+        bool,
+        typer.Option(
+            "--run-hooks",
+            help="After the sweep, run the config's renewal hooks on the open findings "
+            "(as `certscan hooks run`).",
+        ),
+    ] = False,
 ) -> int:
     """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
     specs = list(target or [])
@@ -352,6 +362,7 @@ def sweep(
         criteria=criteria,
         report=output,
         fail_on=threshold,
+        hooks=commands_hooks.load_hooks(config) if run_hooks else None,
     )
     result = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
     return result.exit_code

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import trio
 from rich.console import Console
@@ -32,6 +32,9 @@ from scanner.parse import CertCache
 from scanner.pipeline import CACHE_ENTRIES, OnResult, SweepJob, run_sweep, scan_spec
 from scanner.serialize import json_line, outcome_to_dict
 from scanner.store import FindingChanges, Inventory
+
+if TYPE_CHECKING:
+    from exporters.hooks.config import HooksConfig
 
 #: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -71,6 +74,8 @@ class SweepOptions:
     report: ReportOutput | None = None  # --report: written after the sweep unless interrupted
     fail_on: Severity | None = None  # --fail-on
     job: str | None = None  # the `certscan serve` job running this sweep, None for a plain sweep
+    #: ``--run-hooks``: the config's hooks, run on the open findings after the sweep.
+    hooks: HooksConfig | None = None
 
 
 @dataclass(slots=True)
@@ -217,9 +222,28 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
     try:
         report = await _sweep_into(inventory, plan, limits, options, out=out, err=err)
         await _judge(inventory, report, options, out=out, err=err)
+        if options.hooks is not None and not report.interrupted:
+            await run_hooks_after(inventory, options.hooks, err=err)
         return report
     finally:
         await trio.to_thread.run_sync(inventory.close)
+
+
+async def run_hooks_after(inventory: Inventory, hooks: HooksConfig, *, err: Console) -> int:
+    """Run the renewal hooks on the open findings (``--run-hooks``, and ``serve`` after a job);
+    print one summary line; return how many actions failed."""
+    from exporters.hooks.runner import run_hooks  # only sweeps that run hooks pay for it
+
+    outcomes = await run_hooks(inventory, hooks, now=datetime.now(UTC))
+    queued = sum(o.planned.step == "queue" for o in outcomes)
+    done = [o.result for o in outcomes if o.result is not None]
+    failed = sum(not r.ok for r in done)
+    err.print(
+        f"hooks: {len(done) - failed} succeeded, {failed} failed, {queued} queued for approval"
+        " (certscan hooks history)",
+        markup=False,
+    )
+    return failed
 
 
 async def _judge(

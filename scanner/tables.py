@@ -51,7 +51,8 @@ from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 #: 1: scans, endpoints, certificates, observations and their chains.
 #: 2: ``observation.legacy_versions`` and ``observation.connected``; the ``finding`` table.
 #: 3: ``observation.protocol``; the ``observation_alt_certificate`` table (``--all-certs``).
-SCHEMA_VERSION = 3
+#: 4: the ``hook_run`` table (renewal hooks, ``scanner.store_hooks``).
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -275,6 +276,32 @@ class Finding(SQLModel, table=True):
     last_scan_id: int = Field(sa_column=Column(BigInt, ForeignKey("scan_run.id"), nullable=False))
 
 
+class HookRun(SQLModel, table=True):
+    """One action of a renewal hook on one certificate (``scanner.store_hooks``): pending,
+    decided, running or finished. ``output_tail`` is bounded; secrets are never stored."""
+
+    __tablename__ = "hook_run"
+
+    id: int | None = _id()
+    hook: str = Field(sa_column=Column(Text(), nullable=False))
+    sha256: str = Field(sa_column=Column(Text(), nullable=False))
+    address: str = Field(sa_column=Column(Text(), nullable=False))
+    port: int = Field(sa_column=Column(Integer(), nullable=False))
+    sni: str = Field(sa_column=Column(Text(), nullable=False))  # '' when no SNI
+    kind: str = Field(sa_column=Column(Text(), nullable=False))
+    status: str = Field(sa_column=Column(Text(), nullable=False))
+    started_at: datetime | None = _time(nullable=True)
+    finished_at: datetime | None = _time(nullable=True)
+    exit_status: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    output_tail: str | None = _text()
+    new_sha256: str | None = _text()
+    attempts: int = Field(sa_column=Column(Integer(), nullable=False))
+    next_attempt_at: datetime | None = _time(nullable=True)
+    decided_by: str | None = _text()
+    decided_at: datetime | None = _time(nullable=True)
+    created_at: datetime = _time()
+
+
 # The Core tables behind the classes: ``scanner.store`` writes in bulk through these.
 META: Table = SQLModel.metadata.tables["certscan_meta"]
 SCAN_RUN: Table = SQLModel.metadata.tables["scan_run"]
@@ -284,6 +311,7 @@ OBSERVATION: Table = SQLModel.metadata.tables["observation"]
 OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certificate"]
 OBSERVATION_ALT_CERTIFICATE: Table = SQLModel.metadata.tables["observation_alt_certificate"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
+HOOK_RUN: Table = SQLModel.metadata.tables["hook_run"]
 #: Every certscan table, parents before children.
 ALL_TABLES = (
     META,
@@ -294,6 +322,7 @@ ALL_TABLES = (
     OBSERVATION_CERTIFICATE,
     OBSERVATION_ALT_CERTIFICATE,
     FINDING,
+    HOOK_RUN,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).
@@ -307,6 +336,7 @@ Index(
     postgresql_where=FINDING.c.resolved_at.is_(None),
 )
 Index("ix_finding_endpoint", FINDING.c.endpoint_id)
+Index("ix_hook_run_identity", HOOK_RUN.c.hook, HOOK_RUN.c.sha256)
 
 
 # --- Row building (pure): dataclass values -> column values, and back ---------------------------

@@ -536,7 +536,7 @@ def stored_version(inv: Inventory) -> str:
 def test_a_schema_1_database_is_migrated(url: str, pki: dict[str, certgen.Issued]) -> None:
     leaf = make_v1_database(url, pki["a"])
     with Inventory(url) as inv:
-        assert stored_version(inv) == str(tables.SCHEMA_VERSION) == "3"
+        assert stored_version(inv) == str(tables.SCHEMA_VERSION) == "4"
         with inv.engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("observation")}
             assert {"legacy_versions", "connected", "protocol"} <= columns
@@ -557,7 +557,7 @@ def test_a_schema_1_database_is_migrated(url: str, pki: dict[str, certgen.Issued
         with pytest.raises(sa_exc.IntegrityError), inv.engine.begin() as conn:
             conn.execute(sa.insert(tables.FINDING), {k: v for k, v in row.items() if k != "id"})
     with Inventory(url) as inv:  # opening again changes nothing
-        assert stored_version(inv) == "3"
+        assert stored_version(inv) == str(tables.SCHEMA_VERSION)
         assert [r.kind for r in inv.findings()] == ["legacy_protocol"]
         assert by_key(inv.latest_endpoints())[key(1)].legacy_versions == ("TLSv1",)
 
@@ -566,8 +566,8 @@ def test_a_newer_schema_is_refused_before_any_change(tmp_path: Path) -> None:
     url = db_url(str(tmp_path / "future.db"))
     with Inventory(url) as inv, inv.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE finding"))
-        conn.execute(sa.update(tables.META).values(value="4"))
-    with pytest.raises(StoreError, match="schema version 4, newer"):
+        conn.execute(sa.update(tables.META).values(value=str(tables.SCHEMA_VERSION + 1)))
+    with pytest.raises(StoreError, match=f"schema version {tables.SCHEMA_VERSION + 1}, newer"):
         Inventory(url)
     engine = sa.create_engine(url)
     with engine.connect() as conn:

@@ -1,0 +1,90 @@
+"""The ``webhook`` action: POST the finding as JSON to a URL, optionally signed.
+
+With a key (``hmac_key`` in the config, or the environment variable ``hmac_key_env`` names,
+read at run time) the request carries ``X-Certscan-Signature: sha256=<hex>``, the HMAC-SHA256
+of the exact body bytes. A 2xx answer is success; anything else, or a transport error, is a
+failure the runner retries. The key is never part of a result, a log line or the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import httpx
+
+from exporters.hooks.base import ActionResult, HookContext, tail, tail_bytes
+
+SIGNATURE_HEADER = "X-Certscan-Signature"
+_MAX_ANSWER = 64 * 1024  # bytes of the answer kept at most
+
+
+def signature(key: bytes, body: bytes) -> str:
+    """The header value for ``body``: ``sha256=`` and the HMAC-SHA256 hex digest (pure)."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+async def _read_some(response: httpx.Response, into: bytearray) -> None:
+    """Read the whole answer, keeping only its last _MAX_ANSWER bytes in ``into``. (Stopping
+    early would leave httpx's stream generators unfinished; the runner's timeout bounds the time
+    a never-ending answer can take.)"""
+    async for chunk in response.aiter_raw():
+        into += chunk
+        if len(into) > _MAX_ANSWER:
+            del into[:-_MAX_ANSWER]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookAction:
+    """POST the finding to ``url``."""
+
+    kind: ClassVar[str] = "webhook"
+    url: str
+    hmac_key: str | None = field(default=None, repr=False)
+    hmac_key_env: str | None = None
+
+    def _key(self) -> bytes | None:
+        if self.hmac_key is not None:
+            return self.hmac_key.encode()
+        if self.hmac_key_env is not None:
+            value = os.environ.get(self.hmac_key_env)
+            return value.encode() if value else None
+        return None
+
+    async def run(self, ctx: HookContext) -> ActionResult:
+        if self.hmac_key_env is not None and self._key() is None:
+            return ActionResult(
+                ok=False,
+                exit_status=None,
+                output_tail=f"environment variable {self.hmac_key_env} (hmac_key_env) is unset",
+            )
+        body = json.dumps(dict(ctx.finding), ensure_ascii=True).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
+        key = self._key()
+        if key is not None:
+            headers[SIGNATURE_HEADER] = signature(key, body)
+        received = bytearray()
+        try:
+            # The runner's cancel scope is the timeout; the answer is read up to a bound only.
+            async with (
+                httpx.AsyncClient(
+                    follow_redirects=False,
+                    trust_env=False,
+                    timeout=None,  # noqa: S113
+                ) as client,
+                client.stream("POST", self.url, content=body, headers=headers) as response,
+            ):
+                await _read_some(response, received)
+        except httpx.HTTPError as exc:
+            return ActionResult(
+                ok=False, exit_status=None, output_tail=tail(f"{type(exc).__name__}: {exc}")
+            )
+        return ActionResult(
+            ok=response.is_success,
+            exit_status=response.status_code,
+            output_tail=tail_bytes(bytes(received)),
+        )
