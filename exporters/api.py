@@ -42,6 +42,7 @@ from exporters.scheduler import Scheduler
 from reports import assess
 from reports.render import get_renderer
 from reports.report import build_report
+from scanner import store_hooks
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.serialize import cert_to_dict, iso, observed_dict
 from scanner.store import Inventory
@@ -251,9 +252,10 @@ def create_app(state: ApiState) -> Starlette:
         listed = [] if sched is None else [s.as_dict() for s in sched.jobs.values()]
         return JSONResponse({"jobs": listed})
 
-    async def run_job(request: Request) -> Response:
+    def refused(request: Request, what: str) -> Response | None:
+        """The response refusing a mutating call without the right bearer token, else None."""
         if state.token is None:
-            return _error(403, "starting jobs is disabled: set serve.token or CERTSCAN_API_TOKEN")
+            return _error(403, f"{what} is disabled: set serve.token or CERTSCAN_API_TOKEN")
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -264,6 +266,34 @@ def create_app(state: ApiState) -> Starlette:
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        return None
+
+    async def decide_hook_run(request: Request) -> Response:
+        denied = refused(request, "deciding hook runs")
+        if denied is not None:
+            return denied
+        try:
+            run_id = int(str(request.path_params["run_id"]))
+        except ValueError:
+            return _error(400, "hook run id must be a whole number")
+        decision = str(request.path_params["decision"])
+        if decision not in ("approve", "reject"):
+            return _error(404, "use /approve or /reject")
+        approve = decision == "approve"
+        who = f"api:{request.client.host}" if request.client else "api"
+        now = datetime.now(UTC)
+        done = await state.reader.call(
+            lambda inv: store_hooks.decide(inv.engine, run_id, approve=approve, by=who, now=now)
+        )
+        if not done:
+            return _error(404, f"no pending hook run {run_id}")
+        status = "approved" if approve else "rejected"
+        return JSONResponse({"run": run_id, "status": status, "by": who})
+
+    async def run_job(request: Request) -> Response:
+        denied = refused(request, "starting jobs")
+        if denied is not None:
+            return denied
         name = str(request.path_params["name"])
         sched = state.scheduler
         if sched is None or name not in sched.jobs:
@@ -287,6 +317,11 @@ def create_app(state: ApiState) -> Starlette:
         Route("/api/v1/scans/{scan_id}", scan),
         Route("/api/v1/jobs", jobs),
         Route("/api/v1/jobs/{name}/run", run_job, methods=["POST"]),
+        Route(
+            "/api/v1/hooks/runs/{run_id}/{decision:str}",
+            decide_hook_run,
+            methods=["POST"],
+        ),
         Route("/api/v1/openapi.json", openapi),
     ]
     handlers: Mapping[Any, Any] = {

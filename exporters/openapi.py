@@ -138,6 +138,25 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/hooks/runs/{run_id}/{decision}": {
+                "post": {
+                    "summary": "Approve or reject a pending hook run (hooks with approval = true)",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        _path("run_id", "Hook run id (hooks history)", {"type": "integer"}),
+                        _path(
+                            "decision", "approve or reject", {"enum": ["approve", "reject"]}
+                        ),
+                    ],
+                    "responses": {
+                        "200": _ok("Decided"),
+                        "400": _ERROR | {"description": "Bad run id"},
+                        "401": _ERROR | {"description": "Missing or wrong token"},
+                        "403": _ERROR | {"description": "No token configured"},
+                        "404": _ERROR | {"description": "No pending run with this id"},
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

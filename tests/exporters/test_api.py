@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporters.api import ApiState, Reader, create_app
 from exporters.scheduler import Scheduler, parse_cron
 from reports import assess
-from scanner import certgen
+from scanner import certgen, store_hooks
 from scanner.models import FailureKind
 from scanner.store import Inventory, db_url
 from tests.exporters.test_prometheus import failure, handshake, promtool_accepts, record_scan
@@ -232,6 +233,45 @@ async def test_run_job_needs_the_token(
     state.token = None
     disabled = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert disabled.status_code == 403
+
+
+async def test_hook_runs_are_approved_or_rejected_with_the_token(
+    client: httpx.AsyncClient, served: tuple[ApiState, Runs]
+) -> None:
+    state = served[0]
+
+    def pending(hook: str) -> int:
+        return store_hooks.create(
+            state.reader.inventory.engine,
+            hook=hook,
+            sha256="ab" * 32,
+            address="127.0.9.1",
+            port=443,
+            sni=None,
+            kind="expiring",
+            status=store_hooks.PENDING,
+            now=datetime.now(UTC),
+        )
+
+    approve_id, reject_id = pending("gate-a"), pending("gate-b")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"/api/v1/hooks/runs/{approve_id}/approve"
+    assert (await client.post(url)).status_code == 401
+    ok = await client.post(url, headers=auth)
+    assert ok.status_code == 200
+    assert ok.json()["status"] == "approved"
+    assert (await client.post(url, headers=auth)).status_code == 404  # no longer pending
+    no = await client.post(f"/api/v1/hooks/runs/{reject_id}/reject", headers=auth)
+    assert no.json()["status"] == "rejected"
+    bad = await client.post(f"/api/v1/hooks/runs/{reject_id}/maybe", headers=auth)
+    assert bad.status_code == 404
+    assert (await client.post("/api/v1/hooks/runs/x/approve", headers=auth)).status_code == 400
+    engine = state.reader.inventory.engine
+    decided = {r: store_hooks.get(engine, r) for r in (approve_id, reject_id)}
+    assert decided[approve_id] is not None
+    assert decided[approve_id].status == store_hooks.APPROVED
+    assert decided[reject_id] is not None
+    assert decided[reject_id].status == store_hooks.REJECTED
 
 
 async def test_report_and_openapi(client: httpx.AsyncClient) -> None:
