@@ -144,9 +144,7 @@ def openapi_document() -> dict[str, Any]:
                     "security": [{"bearer": []}],
                     "parameters": [
                         _path("run_id", "Hook run id (hooks history)", {"type": "integer"}),
-                        _path(
-                            "decision", "approve or reject", {"enum": ["approve", "reject"]}
-                        ),
+                        _path("decision", "approve or reject", {"enum": ["approve", "reject"]}),
                     ],
                     "responses": {
                         "200": _ok("Decided"),
