@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
@@ -444,6 +444,29 @@ class TargetPlan:
                             index += 1
                         rem = 0
                 si = 0
+
+    def at(self, index: int) -> Target:
+        """The target at position ``index`` (random access, as ``iter_from(index)`` would yield).
+
+        The same navigation as the walk, without walking: bisect into the run, divide for the
+        port, bisect into the segment and the interval. O(log runs + log segments + log
+        intervals + log protocols); IndexError outside ``0 .. count-1``.
+        """
+        if not 0 <= index < self.count:
+            raise IndexError(f"target index {index} is outside 0..{self.count - 1}")
+        ri = bisect_right(self.run_starts, index) - 1
+        run = self.runs[ri]
+        pi, rem = divmod(index - self.run_starts[ri], run.width)
+        si = bisect_right(run.seg_starts, rem) - 1
+        seg = run.segments[si]
+        rem -= run.seg_starts[si]
+        ii = bisect_right(seg.starts, rem) - 1
+        port = run.ports[pi]
+        pj = bisect_left(self.protocols, (port,))  # (port,) sorts just before (port, name)
+        found = pj < len(self.protocols) and self.protocols[pj][0] == port
+        protocol = self.protocols[pj][1] if found else self.default_protocol
+        address = _address(seg.intervals[ii][0] + rem - seg.starts[ii])
+        return Target(address=address, port=port, sni=seg.sni, protocol=protocol)
 
     def __iter__(self) -> Iterator[Target]:
         return (target for _, target in self.iter_from(0))
