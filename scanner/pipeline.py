@@ -26,6 +26,12 @@ stored); a target not stored is probed again and its discovery re-run, minus the
 already stored (the store reports them, having no index, as done). Follow-ups add to the live
 total but not to the scan's stored target counts.
 
+Where batches go: a *sink* (an async callable) takes each batch, in order, in a shielded scope.
+:func:`inventory_sink` stores it (one transaction; with ``shard``, counted in that shard of a
+sharded scan); a zone agent's sink publishes it to the ingest queue instead
+(``scanner.zones.agent``). Each batch carries a :class:`Progress` snapshot taken when it was
+cut, so a consumer far away knows how far the sweep had got.
+
 Stopping: cancelling the sweep (Ctrl-C) stops the engine; the collector's partial batch is then
 flushed under a shielded scope, so nothing that completed is lost.
 """
@@ -33,9 +39,9 @@ flushed under a shielded scope, so nothing that completed is lost.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -45,7 +51,6 @@ from scanner.discovery import DiscoveryOptions, SniDiscovery
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import CertCache
 from scanner.store import Inventory
-from scanner.targets import TargetPlan
 
 BATCH_SIZE = 400
 BATCH_SECONDS = 0.5
@@ -57,6 +62,28 @@ Alts = tuple[tuple[CertInfo, ...], ...]
 OnResult = Callable[[Outcome, tuple[CertInfo, ...]], None]
 
 
+class Plan(Protocol):
+    """What a sweep walks: ``scanner.targets.TargetPlan`` or one shard of it
+    (``scanner.shards.ShardedPlan``); indices are positions ``0 .. count-1``."""
+
+    @property
+    def count(self) -> int: ...
+
+    def iter_from(self, start: int = 0) -> Iterator[tuple[int, Target]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a sweep had got when a batch was cut: positions below ``watermark`` are complete;
+    ``done`` planned targets, ``ok`` of them handshook, ``failed`` did not (discovered endpoints
+    are not counted)."""
+
+    watermark: int
+    done: int
+    ok: int
+    failed: int
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Outcomes to store in one transaction, their plan indices, and the resume point they cover."""
@@ -65,6 +92,11 @@ class Batch:
     indices: list[int]
     watermark: int
     alts: list[Alts] | None = None  # parallel to items when any has alternative chains
+    progress: Progress | None = None  # when the batch was cut
+
+
+#: Where the pipeline hands each batch (in order; awaited in a shielded scope).
+Sink = Callable[[Batch], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -89,7 +121,7 @@ class _Watermark:
 class SweepJob:
     """Everything one sweep needs besides the inventory."""
 
-    plan: TargetPlan
+    plan: Plan
     limits: EngineLimits
     scan_id: int
     start_index: int = 0
@@ -106,13 +138,11 @@ class _Collector:
     def __init__(
         self,
         job: SweepJob,
-        inventory: Inventory,
         counters: SweepCounters,
         on_result: OnResult | None,
         cache: CertCache,
     ) -> None:
         self._job = job
-        self._inventory = inventory
         self._counters = counters
         self._on_result = on_result
         self._cache = cache
@@ -122,6 +152,8 @@ class _Collector:
         self._alts: list[Alts] | None = None
         self._flush_lock = trio.Lock()
         self.batches_written = 0
+        self._done = 0  # planned targets completed (skipped ones included), and how many handshook
+        self._ok = 0
 
     def targets(self) -> Iterator[tuple[int, Target]]:
         """The plan from the resume point, minus targets this scan already stored."""
@@ -130,6 +162,7 @@ class _Collector:
             if done and _key(target) in done:
                 self._watermark.complete(index)
                 self._counters.done += 1
+                self._done += 1
                 continue
             yield index, target
 
@@ -169,11 +202,15 @@ class _Collector:
         self._indices.append(index)
         if not follow_up:
             self._watermark.complete(index)
+            self._done += 1
+            self._ok += isinstance(outcome, Handshake)
 
     def cut(self) -> Batch | None:
         if not self._batch:
             return None
-        batch = Batch(self._batch, self._indices, self._watermark.value, self._alts)
+        mark = self._watermark.value
+        progress = Progress(mark, self._done, self._ok, self._done - self._ok)
+        batch = Batch(self._batch, self._indices, mark, self._alts, progress)
         self._batch, self._indices, self._alts = [], [], None
         return batch
 
@@ -193,29 +230,35 @@ class _Collector:
         return len(self._batch)
 
 
-async def _write(inventory: Inventory, scan_id: int, batch: Batch) -> None:
-    await trio.to_thread.run_sync(
-        lambda: inventory.record_batch(
-            scan_id,
-            batch.items,
-            watermark=batch.watermark,
-            indices=batch.indices,
-            alt_chains=batch.alts,
+def inventory_sink(inventory: Inventory, scan_id: int, *, shard: int | None = None) -> Sink:
+    """A sink storing each batch in ``inventory`` (in a worker thread), in ``shard`` if given."""
+
+    async def write(batch: Batch) -> None:
+        await trio.to_thread.run_sync(
+            lambda: inventory.record_batch(
+                scan_id,
+                batch.items,
+                watermark=batch.watermark,
+                indices=batch.indices,
+                alt_chains=batch.alts,
+                shard=shard,
+            )
         )
-    )
+
+    return write
 
 
 async def run_sweep(
     job: SweepJob,
-    inventory: Inventory,
+    sink: Sink,
     counters: SweepCounters,
     *,
     on_result: OnResult | None = None,
     on_tick: Callable[[], None] | None = None,
     cache: CertCache | None = None,
 ) -> None:
-    """Sweep ``job.plan`` into ``inventory``. Returns when done; on cancellation, flushes first."""
-    collector = _Collector(job, inventory, counters, on_result, cache or CertCache(CACHE_ENTRIES))
+    """Sweep ``job.plan`` into ``sink``. Returns when done; on cancellation, flushes first."""
+    collector = _Collector(job, counters, on_result, cache or CertCache(CACHE_ENTRIES))
     send, receive = trio.open_memory_channel[tuple[int, Outcome]](job.limits.concurrency)
     batches_send, batches_receive = trio.open_memory_channel[Batch](2)
 
@@ -225,7 +268,7 @@ async def run_sweep(
         with trio.CancelScope(shield=True):
             async with batches_receive:
                 async for cut in batches_receive:
-                    await _write(inventory, job.scan_id, cut)
+                    await sink(cut)
 
     async def collect() -> None:
         async with batches_send:

@@ -40,10 +40,12 @@ the schema in ``scanner.store_schema``, the read queries and their records in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -51,13 +53,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from reports.model import Finding
-from scanner import __version__, store_findings, store_read, store_schema
+from scanner import __version__, store_findings, store_read, store_schema, store_shards
 from scanner import tables as t
 from scanner.errors import StoreError
 from scanner.models import CertInfo, Handshake, Outcome
 from scanner.store_findings import FindingChanges, FindingRecord
 from scanner.store_read import EndpointKey, EndpointRecord, ScanRun
 from scanner.store_schema import db_url, default_db_path
+from scanner.store_shards import ShardFinish, ShardRecord
+
+if TYPE_CHECKING:
+    from scanner.pipeline import Progress
 
 __all__ = [
     "SCAN_STATUSES",
@@ -67,11 +73,17 @@ __all__ = [
     "FindingRecord",
     "Inventory",
     "ScanRun",
+    "ShardFinish",
+    "ShardRecord",
     "db_url",
     "default_db_path",
 ]
 
 SCAN_STATUSES = frozenset({"running", "finished", "interrupted", "failed"})
+#: PostgreSQL's deadlock_detected and serialization_failure: the transaction may be retried.
+_RETRYABLE = frozenset({"40P01", "40001"})
+_RETRIES = 5
+_T = TypeVar("_T")
 
 
 def _now() -> datetime:
@@ -130,6 +142,47 @@ class Inventory:
                 f"inventory {self.label}: cannot {action}: {self._reason(exc)}"
             ) from exc
 
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Connection]:
+        """A write transaction. SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting
+        up to the busy timeout) so that two writing processes queue instead of failing when a
+        read lock would have to be upgraded. PostgreSQL: a plain transaction; the caller retries
+        a deadlock (:meth:`_retrying`)."""
+        if self.backend != "sqlite":
+            with self._begin(action) as conn:
+                yield conn
+            return
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    with suppress(sa_exc.DBAPIError):  # SQLite may have rolled back already
+                        conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(
+                f"inventory {self.label}: cannot {action}: {self._reason(exc)}"
+            ) from exc
+
+    def _retrying(self, action: str, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` in one write transaction, again (a few times) when PostgreSQL aborts it
+        as a deadlock or serialization failure -- safe because every write here is an upsert
+        or guarded by a natural key."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._write(action) as conn:
+                    return work(conn)
+            except StoreError as exc:
+                orig = getattr(exc.__cause__, "orig", None)
+                if getattr(orig, "sqlstate", None) not in _RETRYABLE or attempt + 1 == _RETRIES:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
     def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
         return sqlite.insert(table) if self.backend == "sqlite" else postgresql.insert(table)
 
@@ -144,8 +197,11 @@ class Inventory:
 
     # --- scans ------------------------------------------------------------------------------
 
-    def start_scan(self, *, spec: Mapping[str, object], total: int) -> int:
-        """Record a new running scan and return its id."""
+    def start_scan(
+        self, *, spec: Mapping[str, object], total: int, shards: int | None = None
+    ) -> int:
+        """Record a new running scan and return its id (``shards``: a sharded scan, whose
+        shards are added with :meth:`add_shards`)."""
         text = t.normalise_spec(spec)
         with self._begin("start a scan") as conn:
             return int(
@@ -163,6 +219,7 @@ class Inventory:
                         ok=0,
                         failed=0,
                         version=__version__,
+                        shards=shards,
                     )
                     .returning(t.SCAN_RUN.c.id)
                 ).scalar_one()
@@ -215,6 +272,136 @@ class Inventory:
                 sa.update(s).where(s.c.id == scan_id).values(status=status, finished_at=ended)
             )
 
+    # --- shards (scanner.store_shards) ------------------------------------------------------
+
+    def add_shards(
+        self,
+        scan_id: int,
+        totals: Sequence[int],
+        *,
+        zone: str | None = None,
+        status: str = "queued",
+    ) -> None:
+        """Give a sharded scan its shards (shard ``i`` holds ``totals[i]`` targets); shards
+        that exist are left as they are."""
+        with self._begin("add shards") as conn:
+            store_shards.add(conn, scan_id, totals, zone=zone, status=status, now=_now())
+
+    def mark_shard(
+        self,
+        scan_id: int,
+        shard: int,
+        status: str,
+        *,
+        agent: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Set a local shard's status (running, done, failed, interrupted)."""
+        with self._begin("update a shard") as conn:
+            store_shards.mark(conn, scan_id, shard, status, now=_now(), agent=agent, error=error)
+
+    def resume_shard(self, scan_id: int, shard: int) -> tuple[int, set[EndpointKey]]:
+        """A local shard's watermark and the targets at or above it it already stored."""
+        with self._begin("resume a shard") as conn:
+            watermark, rows = store_shards.resume(conn, scan_id, shard)
+        return watermark, {(a, p, sni or None) for a, p, sni in rows}
+
+    def shard_started(
+        self, scan_id: int, shard: int, *, attempt: str, started_at: datetime, agent: str
+    ) -> bool:
+        """A zone agent started ``attempt`` of a shard (``scanner.store_shards``); False when
+        the shard is settled already."""
+        return self._retrying(
+            "start a shard",
+            lambda conn: store_shards.started(
+                conn,
+                scan_id,
+                shard,
+                attempt=attempt,
+                started_at=started_at,
+                agent=agent,
+                now=_now(),
+            ),
+        )
+
+    def ingest_batch(
+        self,
+        scan_id: int,
+        shard: int,
+        *,
+        attempt: str,
+        attempt_started_at: datetime,
+        seq: int,
+        items: Sequence[tuple[Outcome, Sequence[CertInfo]]],
+        indices: Sequence[int],
+        alt_chains: Sequence[Sequence[Sequence[CertInfo]]] | None,
+        progress: Progress,
+    ) -> bool:
+        """Store batch ``seq`` of ``attempt`` of a distributed shard, in ONE transaction; False
+        (and nothing changed) when it was stored before. Idempotent: see scanner.store_shards."""
+        batch = Pending.of(items, indices, alt_chains)
+
+        def work(conn: Connection) -> bool:
+            now = _now()
+            if not store_shards.claim_batch(conn, scan_id, shard, attempt, seq, len(items), now):
+                return False
+            self._store_items(conn, scan_id, batch, shard)
+            store_shards.apply_progress(
+                conn,
+                scan_id,
+                shard,
+                attempt=attempt,
+                attempt_started_at=attempt_started_at,
+                watermark=progress.watermark,
+                done=progress.done,
+                ok=progress.ok,
+                failed=progress.failed,
+                now=now,
+            )
+            return True
+
+        return self._retrying("ingest a batch", work)
+
+    def shard_finished(
+        self,
+        scan_id: int,
+        shard: int,
+        *,
+        attempt: str,
+        attempt_started_at: datetime,
+        batches: int,
+        progress: Progress,
+        error: str | None = None,
+    ) -> ShardFinish:
+        """``attempt`` finished its shard after ``batches`` batches (``error``: it failed)."""
+        return self._retrying(
+            "finish a shard",
+            lambda conn: store_shards.finish(
+                conn,
+                scan_id,
+                shard,
+                attempt=attempt,
+                attempt_started_at=attempt_started_at,
+                batches=batches,
+                watermark=progress.watermark,
+                done=progress.done,
+                ok=progress.ok,
+                failed=progress.failed,
+                error=error,
+                now=_now(),
+            ),
+        )
+
+    def shards(self, scan_id: int) -> list[ShardRecord]:
+        """The shards of a scan, by number (empty for a scan that is not sharded)."""
+        with self._begin("read shards") as conn:
+            return store_shards.read(conn, scan_id)
+
+    def shard_counts(self, scan_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """For each of these scans, how many shards are queued, running, done, failed..."""
+        with self._begin("read shards") as conn:
+            return store_shards.counts(conn, scan_ids)
+
     def scan(self, scan_id: int) -> ScanRun | None:
         with self._begin("read scans") as conn:
             row = conn.execute(sa.select(t.SCAN_RUN).where(t.SCAN_RUN.c.id == scan_id)).first()
@@ -241,6 +428,7 @@ class Inventory:
         watermark: int,
         indices: Sequence[int] | None = None,
         alt_chains: Sequence[Sequence[Sequence[CertInfo]]] | None = None,
+        shard: int | None = None,
     ) -> None:
         """Store ``items`` (each outcome with its parsed chain, in presented order, empty for a
         failure) and move the scan's watermark to ``watermark``, in ONE transaction.
@@ -250,53 +438,65 @@ class Inventory:
         certificate already stored only ``sha256`` is read, so a caller that skipped parsing a
         known certificate may pass ``CertInfo(der=..., sha256=...)``. ``alt_chains`` (optional,
         parallel to ``items``) are the parsed ``Handshake.alt_chains`` of each item. A negative
-        index marks a discovered endpoint (module docstring).
+        index marks a discovered endpoint (module docstring). With ``shard``, the scan is sharded
+        (:meth:`add_shards`): indices and ``watermark`` are positions in that shard, and the
+        counts go to the shard and the scan.
         """
-        if indices is not None and len(indices) != len(items):
-            raise ValueError("indices and items differ in length")
-        if alt_chains is not None and len(alt_chains) != len(items):
-            raise ValueError("alt_chains and items differ in length")
-        batch: dict[tuple[str, int, str], tuple[Outcome, Sequence[CertInfo], int | None]] = {}
-        alts: dict[tuple[str, int, str], Sequence[Sequence[CertInfo]]] = {}
-        for i, (outcome, chain) in enumerate(items):
-            presented = outcome.chain if isinstance(outcome, Handshake) else ()
-            if len(chain) != len(presented):
-                raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
-            key = t.endpoint_key(outcome.target.address, outcome.target.port, outcome.target.sni)
-            if key not in batch:
-                batch[key] = (outcome, chain, None if indices is None else indices[i])
-                if alt_chains is not None and alt_chains[i]:
-                    _check_alts(outcome, alt_chains[i])
-                    alts[key] = alt_chains[i]
+        batch = Pending.of(items, indices, alt_chains)
+
+        def work(conn: Connection) -> None:
+            s = t.SCAN_RUN
+            if conn.execute(sa.select(s.c.id).where(s.c.id == scan_id)).first() is None:
+                raise ValueError(f"no scan {scan_id} in the inventory")
+            counted = self._store_items(conn, scan_id, batch, shard)
+            self._advance(conn, scan_id, watermark, counted, shard)
+
+        self._retrying("store scan results", work)
+
+    def _store_items(
+        self, conn: Connection, scan_id: int, batch: Pending, shard: int | None
+    ) -> list[Outcome]:
+        """Store one batch's endpoints, certificates and observations; return the planned
+        outcomes it completed (to be counted: stored now, or never answering and not stored)."""
         # A target that never accepted a connection (refused, unreachable, connect timeout) is
         # only observed when the endpoint is already in the inventory, so that its going away
         # is on record; otherwise it is just counted. A /16 sweep thus stores the few hundred
         # endpoints that answered, not 65,536 rows of "refused".
-        live = {k: v for k, v in batch.items() if _answered(v[0])}
-        quiet = {k: v for k, v in batch.items() if k not in live}
-        with self._begin("store scan results") as conn:
-            fresh: list[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]] = []
-            ids = self._upsert_endpoints(conn, live) if live else {}
-            if quiet:
-                ids.update(self._existing_endpoints(conn, list(quiet)))
-            if ids:
-                # A resumed scan re-doing a target keeps the first result (and counts it once).
-                stored = self._stored_endpoints(conn, scan_id, list(ids.values()))
-                fresh = [(ids[k], v) for k, v in batch.items() if k in ids and ids[k] not in stored]
-            unstored = [v[0] for k, v in quiet.items() if k not in ids and _planned(v[2])]
-            planned = [o for _, (o, _, index) in fresh if _planned(index)]
-            self._advance(conn, scan_id, watermark, planned + unstored)
-            fresh_ids = {eid for eid, _ in fresh}
-            fresh_alts = {eid: alts[k] for k, eid in ids.items() if k in alts and eid in fresh_ids}
-            extra = [(o, alt) for eid, (o, _, _) in fresh for alt in fresh_alts.get(eid, ())]
-            self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh] + extra)
-            self._insert_observations(conn, scan_id, fresh, fresh_alts)
+        live = {k: v for k, v in batch.items.items() if _answered(v[0])}
+        quiet = {k: v for k, v in batch.items.items() if k not in live}
+        fresh: list[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]] = []
+        ids = self._upsert_endpoints(conn, live) if live else {}
+        if quiet:
+            ids.update(self._existing_endpoints(conn, list(quiet)))
+        if ids:
+            # A resumed scan re-doing a target keeps the first result (and counts it once).
+            stored = self._stored_endpoints(conn, scan_id, list(ids.values()))
+            fresh = [
+                (ids[k], v) for k, v in batch.items.items() if k in ids and ids[k] not in stored
+            ]
+        unstored = [v[0] for k, v in quiet.items() if k not in ids and _planned(v[2])]
+        fresh_ids = {eid for eid, _ in fresh}
+        alts = batch.alts
+        fresh_alts = {eid: alts[k] for k, eid in ids.items() if k in alts and eid in fresh_ids}
+        extra = [(o, alt) for eid, (o, _, _) in fresh for alt in fresh_alts.get(eid, ())]
+        self._insert_certificates(conn, [(o, c) for _, (o, c, _) in fresh] + extra)
+        inserted = self._insert_observations(conn, scan_id, fresh, fresh_alts, shard)
+        planned = [o for eid, (o, _, index) in fresh if eid in inserted and _planned(index)]
+        return planned + unstored
 
     def _advance(
-        self, conn: Connection, scan_id: int, watermark: int, outcomes: Sequence[Outcome]
+        self,
+        conn: Connection,
+        scan_id: int,
+        watermark: int,
+        outcomes: Sequence[Outcome],
+        shard: int | None,
     ) -> None:
         s = t.SCAN_RUN
         ok = sum(isinstance(o, Handshake) for o in outcomes)
+        if shard is not None:
+            store_shards.advance(conn, scan_id, shard, watermark, len(outcomes), ok, _now())
+            watermark = 0  # a sharded scan's resume points are its shards'
         result = conn.execute(
             sa.update(s)
             .where(s.c.id == scan_id)
@@ -330,8 +530,8 @@ class Inventory:
                 "first_seen": o.started_at,
                 "last_seen": o.started_at,
             }
-            for (a, p, sni), (o, _, _) in batch.items()
-        ]
+            for (a, p, sni), (o, _, _) in sorted(batch.items(), key=lambda kv: kv[0])
+        ]  # sorted: concurrent writers lock rows in one order, so they cannot deadlock
         insert = self._insert(e)
         later = insert.excluded.last_seen
         stmt = insert.on_conflict_do_update(
@@ -378,7 +578,9 @@ class Inventory:
             for info in chain:
                 first.setdefault(info.sha256, (info, outcome.started_at))
         known = self._known(conn, list(first))
-        rows = [t.certificate_row(i, seen) for h, (i, seen) in first.items() if h not in known]
+        rows = [
+            t.certificate_row(i, seen) for h, (i, seen) in sorted(first.items()) if h not in known
+        ]
         if rows:
             conn.execute(self._insert(t.CERTIFICATE).on_conflict_do_nothing(), rows)
 
@@ -388,20 +590,28 @@ class Inventory:
         scan_id: int,
         fresh: Sequence[tuple[int, tuple[Outcome, Sequence[CertInfo], int | None]]],
         alts: Mapping[int, Sequence[Sequence[CertInfo]]],
-    ) -> None:
+        shard: int | None,
+    ) -> set[int]:
+        """Insert observations (one per scan and endpoint: a concurrent duplicate is skipped)
+        and their chain links; returns the endpoint ids whose observation was inserted."""
         if not fresh:
-            return
+            return set()
         o = t.OBSERVATION
         rows = [
             t.observation_row(out, eid, scan_id)
-            | {"target_index": index if _planned(index) else None}
+            | {"target_index": index if _planned(index) else None, "shard": shard}
             for eid, (out, _, index) in fresh
         ]
-        stmt = sa.insert(o).returning(o.c.id, o.c.endpoint_id)
+        stmt = (
+            self._insert(o)
+            .on_conflict_do_nothing(index_elements=[o.c.scan_id, o.c.endpoint_id])
+            .returning(o.c.id, o.c.endpoint_id)
+        )
         observation_ids = {eid: oid for oid, eid in conn.execute(stmt, rows)}
         links = [
             {"observation_id": observation_ids[eid], "position": pos, "sha256": info.sha256}
             for eid, (_, chain, _) in fresh
+            if eid in observation_ids
             for pos, info in enumerate(chain)
         ]
         if links:
@@ -414,11 +624,13 @@ class Inventory:
                 "sha256": info.sha256,
             }
             for eid, chains in alts.items()
+            if eid in observation_ids
             for variant, chain in enumerate(chains, start=1)
             for pos, info in enumerate(chain)
         ]
         if alt_links:
             conn.execute(sa.insert(t.OBSERVATION_ALT_CERTIFICATE), alt_links)
+        return set(observation_ids)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -498,6 +710,42 @@ class Inventory:
                 name: int(conn.execute(sa.select(sa.func.count()).select_from(tb)).scalar_one())
                 for name, tb in tables.items()
             }
+
+
+Row = tuple[Outcome, Sequence[CertInfo], int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A batch checked and keyed by endpoint (the first item of an endpoint wins)."""
+
+    items: dict[tuple[str, int, str], Row]
+    alts: dict[tuple[str, int, str], Sequence[Sequence[CertInfo]]]
+
+    @classmethod
+    def of(
+        cls,
+        items: Sequence[tuple[Outcome, Sequence[CertInfo]]],
+        indices: Sequence[int] | None,
+        alt_chains: Sequence[Sequence[Sequence[CertInfo]]] | None,
+    ) -> Pending:
+        if indices is not None and len(indices) != len(items):
+            raise ValueError("indices and items differ in length")
+        if alt_chains is not None and len(alt_chains) != len(items):
+            raise ValueError("alt_chains and items differ in length")
+        batch: dict[tuple[str, int, str], Row] = {}
+        alts: dict[tuple[str, int, str], Sequence[Sequence[CertInfo]]] = {}
+        for i, (outcome, chain) in enumerate(items):
+            presented = outcome.chain if isinstance(outcome, Handshake) else ()
+            if len(chain) != len(presented):
+                raise ValueError(f"{outcome.target.label()}: parsed chain length != presented")
+            key = t.endpoint_key(outcome.target.address, outcome.target.port, outcome.target.sni)
+            if key not in batch:
+                batch[key] = (outcome, chain, None if indices is None else indices[i])
+                if alt_chains is not None and alt_chains[i]:
+                    _check_alts(outcome, alt_chains[i])
+                    alts[key] = alt_chains[i]
+        return cls(batch, alts)
 
 
 def _planned(index: int | None) -> bool:

@@ -41,6 +41,7 @@ class ScanRun:
     ok: int  # targets that presented a chain (status ok or client_cert_required)
     failed: int  # targets that did not
     version: str  # the certscan version that started it
+    shards: int | None = None  # how many shards; None for a scan that is not sharded
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -52,6 +52,9 @@ from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 #: 2: ``observation.legacy_versions`` and ``observation.connected``; the ``finding`` table.
 #: 3: ``observation.protocol``; the ``observation_alt_certificate`` table (``--all-certs``).
 #: 4: the ``hook_run`` table (renewal hooks, ``scanner.store_hooks``).
+#: From 4 on, the schema is managed by Alembic (``scanner/migrations``); this number is kept in
+#: ``certscan_meta`` for certscans older than Alembic, and is the oldest schema a database can
+#: still be used by. Revision ``0002`` (sharded and distributed scans) is additive, so it stays 4.
 SCHEMA_VERSION = 4
 
 
@@ -128,6 +131,57 @@ class ScanRun(SQLModel, table=True):
     ok: int = _big()
     failed: int = _big()
     version: str = Field(sa_column=Column(Text(), nullable=False))  # certscan version
+    # Added in revision 0002 (NULL for a scan that is not sharded):
+    shards: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+
+
+class ScanShard(SQLModel, table=True):
+    """One shard of a sharded scan (``--workers``, ``--shards``, ``certscan dispatch``).
+
+    ``status``: ``queued`` (published, no agent has started it), ``running``, ``done`` or
+    ``failed``. Counters are the shard's own; the scan's counters are their sum. A distributed
+    shard may be run more than once (a redelivered task): ``attempt`` names the run whose
+    progress is counted, and a newer run (``attempt_started_at``) takes over from an older one.
+    """
+
+    __tablename__ = "scan_shard"
+
+    scan_id: int = Field(
+        sa_column=Column(BigInt, ForeignKey("scan_run.id"), primary_key=True, autoincrement=False)
+    )
+    shard: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    status: str = Field(sa_column=Column(Text(), nullable=False))
+    zone: str | None = _text()
+    total: int = _big()
+    watermark: int = _big()  # shard positions < it are stored
+    done: int = _big()
+    ok: int = _big()
+    failed: int = _big()
+    attempts: int = Field(sa_column=Column(Integer(), nullable=False))
+    attempt: str | None = _text()  # the id of the run being counted
+    attempt_started_at: datetime | None = _time(nullable=True)
+    agent: str | None = _text()  # who runs it: "host/pid"
+    error: str | None = _text()
+    queued_at: datetime = _time()
+    started_at: datetime | None = _time(nullable=True)
+    finished_at: datetime | None = _time(nullable=True)
+    updated_at: datetime = _time()
+
+
+class IngestedBatch(SQLModel, table=True):
+    """A result batch of a distributed shard that ``certscan ingest`` has stored: its natural key
+    makes a duplicated or redelivered message a no-op."""
+
+    __tablename__ = "ingested_batch"
+
+    scan_id: int = Field(
+        sa_column=Column(BigInt, ForeignKey("scan_run.id"), primary_key=True, autoincrement=False)
+    )
+    shard: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    attempt: str = Field(sa_column=Column(Text(), primary_key=True))
+    seq: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    items: int = Field(sa_column=Column(Integer(), nullable=False))
+    ingested_at: datetime = _time()
 
 
 class Endpoint(SQLModel, table=True):
@@ -209,6 +263,9 @@ class Observation(SQLModel, table=True):
     connected: bool | None = Field(default=None, nullable=True)  # TCP connection accepted
     # Added in schema 3 (NULL in older rows and for failures):
     protocol: str | None = _text()  # "tls" (implicit) or the STARTTLS protocol spoken
+    # Added in revision 0002: the shard that stored it (NULL: the scan is not sharded);
+    # ``target_index`` is then the position in that shard.
+    shard: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -312,6 +369,8 @@ OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certifica
 OBSERVATION_ALT_CERTIFICATE: Table = SQLModel.metadata.tables["observation_alt_certificate"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
 HOOK_RUN: Table = SQLModel.metadata.tables["hook_run"]
+SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
+INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
 #: Every certscan table, parents before children.
 ALL_TABLES = (
     META,
@@ -323,6 +382,8 @@ ALL_TABLES = (
     OBSERVATION_ALT_CERTIFICATE,
     FINDING,
     HOOK_RUN,
+    SCAN_SHARD,
+    INGESTED_BATCH,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).
