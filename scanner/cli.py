@@ -34,6 +34,7 @@ from scanner.console import inventory_table, safe, simple_table, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import PROTOCOLS, EngineLimits
 from scanner.serialize import json_line, record_dict
+from scanner.shards import shard_spec
 from scanner.starttls import STARTTLS_PORTS
 from scanner.store import db_url
 from scanner.sweep_command import (
@@ -58,6 +59,8 @@ app.add_typer(commands_lab.lab_app, name="lab")
 app.add_typer(commands_export.export_app, name="export")
 app.add_typer(commands_hooks.hooks_app, name="hooks")
 
+#: ``--workers`` above this is a mistake, not a bigger machine.
+MAX_WORKERS = 256
 PORTS_HELP = (
     "Ports: list and ranges, each with an optional /PROTOCOL (tls, or a STARTTLS protocol: "
     + ", ".join(p for p in PROTOCOLS if p != "tls")
@@ -298,6 +301,33 @@ def sweep(
             "(as `certscan hooks run`).",
         ),
     ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", metavar="S", help="Seed of the target permutation that --shards cuts up."
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            metavar="N",
+            help="Cut the seeded target permutation into N shards (needs --seed and --shard); "
+            "the N shards together cover every target exactly once.",
+        ),
+    ] = None,
+    shard: Annotated[
+        int | None,
+        typer.Option("--shard", metavar="I", help="Sweep only shard I (0 .. N-1)."),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            help="Sweep with N processes (N shards of one scan, one inventory) to use N cores.",
+        ),
+    ] = 1,
 ) -> int:
     """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
     specs = list(target or [])
@@ -324,6 +354,13 @@ def sweep(
         handshake_timeout=_positive("--handshake-timeout", handshake_timeout),
         target_deadline=_positive("--deadline", deadline),
     )
+    if workers < 1 or workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS} (got {workers})")
+    if workers > 1 and (shards is not None or shard is not None):
+        raise UsageError("--workers shards the sweep itself: drop --shards/--shard")
+    shard_choice = shard_spec(seed, shards, shard) if workers == 1 else shard_spec(seed, None, None)
+    if workers > 1:
+        shard_choice = None  # the workers' shards are cut from the same seed
     if report == "-" and (json_out or json_all):
         raise UsageError("--report - and --json both write to standard output: pick one")
     output = (
@@ -363,6 +400,9 @@ def sweep(
         report=output,
         fail_on=threshold,
         hooks=commands_hooks.load_hooks(config) if run_hooks else None,
+        shard=shard_choice,
+        workers=workers,
+        seed=seed or 0,
     )
     result = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
     return result.exit_code

@@ -29,8 +29,17 @@ from scanner.discovery import DiscoveryOptions
 from scanner.errors import TargetError, UsageError
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
 from scanner.parse import CertCache
-from scanner.pipeline import CACHE_ENTRIES, OnResult, SweepJob, run_sweep, scan_spec
+from scanner.pipeline import (
+    CACHE_ENTRIES,
+    OnResult,
+    Plan,
+    SweepJob,
+    inventory_sink,
+    run_sweep,
+    scan_spec,
+)
 from scanner.serialize import json_line, outcome_to_dict
+from scanner.shards import ShardSpec, shard_plan
 from scanner.store import FindingChanges, Inventory
 
 if TYPE_CHECKING:
@@ -76,6 +85,11 @@ class SweepOptions:
     job: str | None = None  # the `certscan serve` job running this sweep, None for a plain sweep
     #: ``--run-hooks``: the config's hooks, run on the open findings after the sweep.
     hooks: HooksConfig | None = None
+    #: ``--seed/--shards/--shard``: sweep only this shard of the seeded permutation.
+    shard: ShardSpec | None = None
+    #: ``--workers N``: N processes over N shards (seeded by ``seed``), one inventory.
+    workers: int = 1
+    seed: int = 0
 
 
 @dataclass(slots=True)
@@ -144,7 +158,7 @@ def starttls_default(mode: str) -> str | None:
         raise UsageError(f"--starttls must be one of {choices} (got {mode!r})") from None
 
 
-def _spec(options: SweepOptions) -> dict[str, object]:
+def sweep_spec(options: SweepOptions) -> dict[str, object]:
     lim = options.limits
     starttls: dict[str, object] = {}  # only when set: older scans stay resumable
     if options.protocols:
@@ -157,6 +171,10 @@ def _spec(options: SweepOptions) -> dict[str, object]:
         starttls["sni_names"] = list(options.discovery.names)
     if lim.all_certs:
         starttls["all_certs"] = True
+    if options.shard is not None:
+        starttls["shard"] = [options.shard.seed, options.shard.shards, options.shard.shard]
+    if options.workers > 1:
+        starttls["workers"] = [options.seed, options.workers]
     if options.job:
         starttls["job"] = options.job  # the serve job that ran it: the scan metrics' job label
     return scan_spec(
@@ -201,8 +219,9 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
     for note in plan.notes:
         err.print(f"note: {safe(note, 300)}", markup=False)
     if options.dry_run:
-        out.write(f"{plan.count} targets\n")
-        for target in plan.first(options.dry_run_count):
+        shown = shard_plan(plan, options.shard)
+        out.write(f"{shown.count} targets\n")
+        for target in shown.first(options.dry_run_count):
             out.write(safe(target.label(), 300) + "\n")
         return SweepReport(None, SweepCounters(total=plan.count), False)
     if plan.count == 0:
@@ -220,7 +239,14 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
 
     inventory = await trio.to_thread.run_sync(Inventory, options.db_url)
     try:
-        report = await _sweep_into(inventory, plan, limits, options, out=out, err=err)
+        if options.workers > 1:
+            from scanner.sweep_workers import sweep_with_workers
+
+            report = await sweep_with_workers(inventory, plan, limits, options, out=out, err=err)
+        else:
+            report = await _sweep_into(
+                inventory, shard_plan(plan, options.shard), limits, options, out=out, err=err
+            )
         await _judge(inventory, report, options, out=out, err=err)
         if options.hooks is not None and not report.interrupted:
             await run_hooks_after(inventory, options.hooks, err=err)
@@ -288,14 +314,14 @@ async def _judge(
 
 async def _sweep_into(
     inventory: Inventory,
-    plan: targets.TargetPlan,
+    plan: Plan,
     limits: EngineLimits,
     options: SweepOptions,
     *,
     out: TextIO,
     err: Console,
 ) -> SweepReport:
-    spec = _spec(options)
+    spec = sweep_spec(options)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
     previous = inventory.find_resumable(spec) if options.resume else None
     if previous is not None:
@@ -336,7 +362,7 @@ async def _sweep_into(
             async def sweep() -> None:
                 await run_sweep(
                     job,
-                    inventory,
+                    inventory_sink(inventory, scan_id),
                     counters,
                     on_result=emit,
                     on_tick=display.refresh,
