@@ -41,7 +41,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -50,6 +50,7 @@ from scanner.console import SweepCounters
 from scanner.discovery import DiscoveryOptions, SniDiscovery
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import CertCache
+from scanner.shards import Plan
 from scanner.store import Inventory
 
 BATCH_SIZE = 400
@@ -60,16 +61,6 @@ Item = tuple[Outcome, tuple[CertInfo, ...]]
 #: The parsed ``Handshake.alt_chains`` of an item (``--all-certs``); empty for most.
 Alts = tuple[tuple[CertInfo, ...], ...]
 OnResult = Callable[[Outcome, tuple[CertInfo, ...]], None]
-
-
-class Plan(Protocol):
-    """What a sweep walks: ``scanner.targets.TargetPlan`` or one shard of it
-    (``scanner.shards.ShardedPlan``); indices are positions ``0 .. count-1``."""
-
-    @property
-    def count(self) -> int: ...
-
-    def iter_from(self, start: int = 0) -> Iterator[tuple[int, Target]]: ...
 
 
 @dataclass(frozen=True, slots=True)

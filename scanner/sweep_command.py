@@ -32,14 +32,13 @@ from scanner.parse import CertCache
 from scanner.pipeline import (
     CACHE_ENTRIES,
     OnResult,
-    Plan,
     SweepJob,
     inventory_sink,
     run_sweep,
     scan_spec,
 )
 from scanner.serialize import json_line, outcome_to_dict
-from scanner.shards import ShardSpec, shard_plan
+from scanner.shards import Plan, ShardSpec, shard_plan
 from scanner.store import FindingChanges, Inventory
 
 if TYPE_CHECKING:

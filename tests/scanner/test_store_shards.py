@@ -207,3 +207,26 @@ def test_concurrent_writers_upsert_overlapping_endpoints_exactly(
     assert [len(setup.latest_endpoints(scan_id=s)) for s in own] == [20] * WRITERS
     assert len(setup.latest_endpoints(scan_id=shared)) == 30
     setup.close()
+
+
+def test_a_hostile_certificate_round_trips_through_ingest(
+    inventory: Inventory, pki: dict[str, certgen.Issued]
+) -> None:
+    """A real certificate whose subject holds NUL, a lone surrogate's neighbours and terminal
+    escapes: what comes back from either back end is what parsing its DER gives."""
+    from scanner.parse import parse_certificate
+
+    evil = certgen.make_leaf(
+        pki["inter"],
+        cn="evil\x00.example \x1b[31m\u202e",
+        org="O\x00rg",
+        dns_names=["evil.example"],
+    )
+    scan = sharded_scan(inventory, [1])
+    item = handshake(target(1), evil, pki["inter"])
+    assert _ingest(inventory, scan, 0, "a", 0, [item])
+    [record] = inventory.latest_endpoints(scan_id=scan)
+    assert record.chain == tuple(parse_certificate(c.der) for c in record.chain)
+    assert record.chain[0].der == evil.der
+    assert record.chain[0].subject_cn == "evil\x00.example \x1b[31m\u202e"
+    assert record.chain[0].subject_o == "O\x00rg"
