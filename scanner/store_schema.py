@@ -1,26 +1,31 @@
-"""Opening an inventory database: where it is by default, the engine each backend needs,
-schema creation, and the additive migration of databases written by an older certscan.
+"""Opening an inventory database: where it is by default, the engine each backend needs, and
+bringing its schema up to date on open.
 
 Theory of operation
 -------------------
-``certscan_meta.schema_version`` says which schema a database holds (``scanner.tables``
-lists what each version added). :func:`prepare` runs on every open:
+The schema is managed by Alembic (``scanner/migrations``, run by ``scanner.store_migrate``).
+Two facts say what a database holds: the ``alembic_version`` row (the revision), and
+``certscan_meta.schema_version``, which certscans older than Alembic read to decide whether they
+understand a database (the baseline revision keeps writing 4 there). :func:`prepare` runs on
+every open:
 
-1. It reads the version without changing anything. A version newer than this code (or one that
-   is not a number) is refused before any statement could alter the database.
-2. At the current version it stops there: the common case costs one query.
-3. Otherwise (a new, empty database is version 0) it takes a lock that serialises concurrent
-   openers -- a transaction-scoped advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite --
-   reads the version again (another opener may have just migrated), and in that ONE transaction
-   (DDL is transactional on both backends) creates the missing tables and indexes with
-   ``CREATE .. IF NOT EXISTS`` (indexes are not reflected: SQLAlchemy cannot read expression
-   indexes), adds every column the code declares but the database lacks (``ALTER TABLE .. ADD
-   COLUMN``), runs the data steps of the versions in between, and records the new version.
+1. One query reads both facts, changing nothing. A ``schema_version`` newer than this code (or
+   not a number) is refused here, before any statement could alter the database.
+2. At :data:`~scanner.migrations.HEAD_REVISION` it stops there: the common case costs one query
+   and never imports Alembic.
+3. Otherwise ``scanner.store_migrate`` (which imports Alembic) takes a lock that serialises
+   concurrent openers -- an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite -- reads
+   both facts again (another opener may have just migrated), refuses a revision it does not know
+   (a newer certscan's), and applies the pending revisions in that ONE transaction (DDL is
+   transactional on both backends) if every one of them is additive. A revision that is not
+   additive is left to ``certscan db upgrade``: an operator decides when older certscans sharing
+   the database stop working.
 
-Every step checks what exists first, so a migration that dies half way (it cannot: it is one
-transaction, but a hand-edited database might look like one) is finished by the next open.
-Only additive changes can be made this way, and only nullable columns can be added to existing
-rows; a rename or a type change would need a real migration step.
+A database written before Alembic (no revision, ``schema_version`` 1 to 4) is adopted by the
+baseline revision, which creates what is missing and records revision 0001; so is one whose
+``schema_version`` says it is older than the baseline although it has a revision (a hand-made
+or restored database): its stale revision is cleared and every revision, each of which skips
+what already exists, runs again.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +44,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
 from scanner import tables as t
 from scanner.errors import StoreError
-from scanner.models import STATUS_CLIENT_CERT_REQUIRED, STATUS_OK
+from scanner.migrations import HEAD_REVISION
 
 #: ``scheme://``: a value of ``--db`` that is a URL rather than a file path.
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -140,44 +145,115 @@ def _postgres_session(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.autocommit = autocommit
 
 
-# --- Creation and migration ----------------------------------------------------------------------
+# --- Schema state and the open fast path ---------------------------------------------------------
+
+#: The ``schema_version`` the baseline revision records: a database with a lower one was
+#: written (or last changed) by a certscan older than Alembic.
+BASELINE_SCHEMA_VERSION = 4
+_VERSION_TABLE = "alembic_version"
+#: Both facts in one round trip; fails when either table is missing (new or pre-Alembic).
+_BOTH = sa.text(
+    "SELECT 'r', version_num FROM alembic_version UNION ALL "
+    "SELECT 'm', value FROM certscan_meta WHERE \"key\" = 'schema_version'"
+)
 
 
-def prepare(engine: Engine, label: str) -> None:
-    """Create the schema, or bring an older one up to ``t.SCHEMA_VERSION`` (module docstring).
+@dataclass(frozen=True)
+class SchemaState:
+    """What a database says about its schema."""
 
-    Raises StoreError for a database newer than this code; SQLAlchemy errors propagate.
-    """
-    with engine.connect() as conn:
-        found = _version(conn, label)
-    if found == t.SCHEMA_VERSION:
-        return
-    with _exclusive(engine) as conn:
-        found = _version(conn, label)
-        if found != t.SCHEMA_VERSION:
-            _upgrade(conn, found)
+    #: The ``alembic_version`` rows: one, or none (no table, or downgraded to base).
+    revisions: tuple[str, ...]
+    #: ``certscan_meta.schema_version`` as stored (None: no row or no table).
+    schema_version: str | None
+
+    @property
+    def revision(self) -> str | None:
+        """The revision, None when there is none (several rows, never written by certscan,
+        come back joined, so they are unknown)."""
+        return ",".join(self.revisions) if self.revisions else None
+
+    @property
+    def legacy(self) -> bool:
+        """Written before Alembic: the baseline must adopt it whatever revision it claims."""
+        version = self.schema_version
+        return self.revision is None or (
+            version is not None and version.isdigit() and int(version) < BASELINE_SCHEMA_VERSION
+        )
+
+    @property
+    def current(self) -> bool:
+        return self.revision == HEAD_REVISION and not self.legacy
 
 
-def _version(conn: Connection, label: str) -> int:
-    """The stored schema version; 0 for a database without one (new, or not certscan's)."""
-    if not sa.inspect(conn).has_table(t.META.name):
-        return 0
-    text = conn.execute(
-        sa.select(t.META.c.value).where(t.META.c.key == "schema_version")
-    ).scalar_one_or_none()
-    if text is None:
-        return 0
-    if not text.isdigit() or int(text) > t.SCHEMA_VERSION:
+def head_revision() -> str:
+    """The newest revision this certscan knows (no Alembic import)."""
+    return HEAD_REVISION
+
+
+def read_state(conn: Connection) -> SchemaState:
+    """Both facts, checking first which tables exist (safe inside a transaction)."""
+    inspector = sa.inspect(conn)
+    revisions: tuple[str, ...] = ()
+    if inspector.has_table(_VERSION_TABLE):
+        found = conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+        revisions = tuple(sorted(str(r) for r in found.scalars()))
+    version = None
+    if inspector.has_table(t.META.name):
+        version = conn.execute(
+            sa.select(t.META.c.value).where(t.META.c.key == "schema_version")
+        ).scalar_one_or_none()
+    return SchemaState(revisions, version)
+
+
+def _quick_state(conn: Connection) -> SchemaState:
+    """:func:`read_state` in one query when both tables exist (the common case)."""
+    try:
+        rows = conn.execute(_BOTH).all()
+    except sa_exc.DBAPIError:  # a table is missing; a real failure repeats below
+        conn.rollback()
+        return read_state(conn)
+    revisions = tuple(sorted(str(value) for kind, value in rows if kind == "r"))
+    versions = [str(value) for kind, value in rows if kind == "m"]
+    return SchemaState(revisions, versions[0] if versions else None)
+
+
+def check_schema_version(state: SchemaState, label: str) -> None:
+    """Refuse a database that a newer certscan marked as beyond this one (module docstring)."""
+    text = state.schema_version
+    if text is not None and (not text.isdigit() or int(text) > t.SCHEMA_VERSION):
         raise StoreError(
             f"inventory {label} has schema version {text}, newer than this "
             f"certscan ({t.SCHEMA_VERSION}) understands: upgrade certscan"
         )
-    return int(text)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision (None: none yet, or a database written before Alembic)."""
+    with engine.connect() as conn:
+        return _quick_state(conn).revision
+
+
+def prepare(engine: Engine, label: str) -> None:
+    """Bring the database to the head revision if that is safe to do unasked (module docstring).
+
+    Raises StoreError for a database newer than this code or one that needs a revision that is
+    not additive (``certscan db upgrade``); SQLAlchemy errors propagate.
+    """
+    with engine.connect() as conn:
+        state = _quick_state(conn)
+    check_schema_version(state, label)
+    if state.current:
+        return
+    from scanner import store_migrate  # imports Alembic: only when there is work to do
+
+    store_migrate.upgrade(engine, label, additive_only=True)
 
 
 @contextmanager
-def _exclusive(engine: Engine) -> Iterator[Connection]:
-    """One transaction that no other certscan opening the same database runs at the same time."""
+def exclusive(engine: Engine) -> Iterator[Connection]:
+    """One transaction that no other certscan migrating the same database runs at the same
+    time: a transaction-scoped advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite."""
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
@@ -194,48 +270,3 @@ def _exclusive(engine: Engine) -> Iterator[Connection]:
                 conn.exec_driver_sql("ROLLBACK")
             raise
         conn.exec_driver_sql("COMMIT")
-
-
-def _upgrade(conn: Connection, found: int) -> None:
-    for table in t.ALL_TABLES:
-        conn.execute(CreateTable(table, if_not_exists=True))
-        _add_missing_columns(conn, table)
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            conn.execute(CreateIndex(index, if_not_exists=True))
-    for version in range(found + 1, t.SCHEMA_VERSION + 1):
-        step = _STEPS.get(version)
-        if step is not None:
-            step(conn)
-    stored = conn.execute(
-        sa.update(t.META)
-        .where(t.META.c.key == "schema_version")
-        .values(value=str(t.SCHEMA_VERSION))
-    )
-    if stored.rowcount == 0:
-        conn.execute(sa.insert(t.META).values(key="schema_version", value=str(t.SCHEMA_VERSION)))
-
-
-def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
-    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
-    quote = conn.dialect.identifier_preparer
-    for column in table.columns:
-        if column.name in present:
-            continue
-        if not column.nullable:  # existing rows would need a value: a bug in the schema change
-            raise RuntimeError(f"cannot add NOT NULL column {table.name}.{column.name} in place")
-        spec = CreateColumn(column).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {spec}")
-
-
-def _to_v2(conn: Connection) -> None:
-    """Schema 2 records whether the connection was accepted; every handshake was."""
-    o = t.OBSERVATION
-    conn.execute(
-        sa.update(o)
-        .where(o.c.connected.is_(None), o.c.status.in_((STATUS_OK, STATUS_CLIENT_CERT_REQUIRED)))
-        .values(connected=True)
-    )
-
-
-#: Data changes a version needs besides new tables and columns, keyed by that version.
-_STEPS: dict[int, Callable[[Connection], None]] = {2: _to_v2}
