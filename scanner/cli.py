@@ -21,16 +21,18 @@ from typer.main import get_command
 from reports import assess
 from scanner import (
     __version__,
+    commands_db,
     commands_export,
     commands_hooks,
     commands_lab,
     commands_report,
+    commands_scans,
     commands_serve,
     discovery,
     targets,
 )
 from scanner.commands_report import CaBundleOption, ConfigOption, open_existing
-from scanner.console import inventory_table, safe, simple_table, stdout_console
+from scanner.console import inventory_table, safe, stdout_console
 from scanner.errors import CertscanError, UsageError
 from scanner.models import PROTOCOLS, EngineLimits
 from scanner.serialize import json_line, record_dict
@@ -58,6 +60,8 @@ app = typer.Typer(
 app.add_typer(commands_lab.lab_app, name="lab")
 app.add_typer(commands_export.export_app, name="export")
 app.add_typer(commands_hooks.hooks_app, name="hooks")
+app.add_typer(commands_scans.scans_app, name="scans")
+app.add_typer(commands_db.db_app, name="db")
 
 #: ``--workers`` above this is a mistake, not a bigger machine.
 MAX_WORKERS = 256
@@ -434,31 +438,6 @@ def inventory(
     out = stdout_console()
     out.print(inventory_table(records))
     out.print(f"{len(records)} endpoints in {safe(_db_label(url), 200)}", markup=False)
-    return 0
-
-
-@app.command()
-def scans(
-    db: DbOption = None,
-    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many recent scans.")] = 20,
-) -> int:
-    """List recent scan runs (the ids that --scan and --resume refer to)."""
-    inv = open_existing(db)
-    try:
-        runs = inv.scans(limit=limit)
-    finally:
-        inv.close()
-    table = simple_table("scans", ["id", "started", "finished", "status", "targets", "done"])
-    for r in runs:
-        table.add_row(
-            str(r.id),
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "",
-            r.status,
-            str(r.total),
-            str(r.done),
-        )
-    stdout_console().print(table)
     return 0
 
 
