@@ -28,6 +28,7 @@ from scanner import (
     commands_report,
     commands_scans,
     commands_serve,
+    commands_zones,
     discovery,
     targets,
 )
@@ -444,6 +445,9 @@ def inventory(
 app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
 app.command("serve")(commands_serve.serve)
+app.command("dispatch")(commands_zones.dispatch)
+app.command("agent")(commands_zones.agent)
+app.command("ingest")(commands_zones.ingest)
 
 
 @app.command()

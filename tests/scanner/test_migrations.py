@@ -30,11 +30,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
-from typer.models import TyperInfo
 
 from scanner import certgen, cli, migrations, store_migrate, store_schema
 from scanner import tables as t
-from scanner.commands_db import db_app
 from scanner.errors import StoreError, UsageError
 from scanner.store import Inventory, db_url
 from tests.scanner.test_store_findings import make_v1_database
@@ -473,11 +471,7 @@ def test_opening_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) 
 def certscan(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., tuple[int, str, str]]:
-    """``certscan ARGS`` in-process: (exit code, stdout, stderr). ``db`` is registered here
-    when scanner.cli does not register it (yet)."""
-    if not any(group.typer_instance is db_app for group in cli.app.registered_groups):
-        groups = [*cli.app.registered_groups, TyperInfo(db_app, name="db")]
-        monkeypatch.setattr(cli.app, "registered_groups", groups)
+    """``certscan ARGS`` in-process: (exit code, stdout, stderr)."""
     monkeypatch.delenv("CERTSCAN_DB", raising=False)
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -544,18 +538,10 @@ def test_db_commands(
 
 
 def test_certscan_db_in_a_subprocess(tmp_path: Path) -> None:
-    # The real entry point once scanner.cli registers ``db`` (before that: through main()).
     path = tmp_path / "sub.db"
-    code = (
-        "import sys; from typer.models import TyperInfo; from scanner import cli; "
-        "from scanner.commands_db import db_app; "
-        "known = any(g.typer_instance is db_app for g in cli.app.registered_groups); "
-        "known or cli.app.registered_groups.append(TyperInfo(db_app, name='db')); "
-        "sys.exit(cli.main(sys.argv[1:]))"
-    )
     for args, expected in ((("upgrade",), 0), (("current",), 0), (("downgrade",), 2)):
         done = subprocess.run(
-            [sys.executable, "-c", code, "db", *args, "--db", str(path)],
+            [sys.executable, "-m", "scanner", "db", *args, "--db", str(path)],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == expected, done.stderr
