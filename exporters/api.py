@@ -12,6 +12,12 @@ No endpoint accepts a scan target: ``POST /api/v1/jobs/{name}/run`` starts a job
 config (blackbox_exporter's ``/probe?target=`` is the SSRF hole this avoids), and only with the
 bearer token. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status.
 
+Scans (``/api/v1/scans``, ``/api/v1/scans/{id}``) carry ``shards`` (None unless the scan is
+sharded) and ``shard_states`` (its shards per state: queued, running, done, failed,
+interrupted); ``/api/v1/scans/{id}/shards`` lists the shards themselves, so the progress of a
+distributed scan is readable where its results are. The shapes are ``certscan scans --json``'s
+(:mod:`scanner.commands_scans`).
+
 :class:`ApiState` is mutable on purpose: a SIGHUP reload swaps ``criteria`` and ``token``.
 """
 
@@ -43,10 +49,13 @@ from reports import assess
 from reports.render import get_renderer
 from reports.report import build_report
 from scanner import store_hooks
+from scanner.commands_scans import scan_dict as scans_json
+from scanner.commands_scans import shard_dict
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.serialize import cert_to_dict, iso, observed_dict
 from scanner.store import Inventory
 from scanner.store_read import EndpointRecord, ScanRun
+from scanner.store_shards import ShardRecord
 
 __all__ = ["ApiState", "Reader", "create_app", "scan_dict"]
 
@@ -105,18 +114,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, str(exc.detail))
 
 
-def scan_dict(run: ScanRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "status": run.status,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "total": run.total,
-        "done": run.done,
-        "ok": run.ok,
-        "failed": run.failed,
-        "version": run.version,
-    }
+def scan_dict(run: ScanRun, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A scan as JSON (``shards`` and ``shard_states`` None unless it is sharded): the shape
+    ``certscan scans --json`` prints too."""
+    return scans_json(run, counts)
+
+
+def _scans_with_states(inv: Inventory, runs: list[ScanRun]) -> list[dict[str, Any]]:
+    counts = inv.shard_counts([r.id for r in runs if r.shards is not None])
+    return [scan_dict(r, counts.get(r.id)) for r in runs]
+
+
+def _scan_id(request: Request) -> int:
+    text = str(request.path_params["scan_id"])
+    if not text.isdigit() or len(text) > 18:
+        raise UsageError(f"scan id must be a positive integer (got {text[:40]!r})")
+    return int(text)
 
 
 def _endpoint(record: EndpointRecord) -> dict[str, Any]:
@@ -235,17 +248,35 @@ def create_app(state: ApiState) -> Starlette:
 
     async def scans(request: Request) -> Response:
         limit = _int_param(request, "limit", 20, 1, 1000)
-        runs = await state.reader.call(lambda inv: inv.scans(limit=limit))
-        return JSONResponse({"scans": [scan_dict(r) for r in runs]})
+        listed = await state.reader.call(
+            lambda inv: _scans_with_states(inv, inv.scans(limit=limit))
+        )
+        return JSONResponse({"scans": listed})
 
     async def scan(request: Request) -> Response:
-        text = str(request.path_params["scan_id"])
-        if not text.isdigit() or len(text) > 18:
-            raise UsageError(f"scan id must be a positive integer (got {text[:40]!r})")
-        run = await state.reader.call(lambda inv: inv.scan(int(text)))
+        scan_id = _scan_id(request)
+
+        def read(inv: Inventory) -> list[dict[str, Any]]:
+            run = inv.scan(scan_id)
+            return [] if run is None else _scans_with_states(inv, [run])
+
+        found = await state.reader.call(read)
+        if not found:
+            return _error(404, f"no scan {scan_id}")
+        return JSONResponse(found[0])
+
+    async def scan_shards(request: Request) -> Response:
+        scan_id = _scan_id(request)
+
+        def read(inv: Inventory) -> tuple[ScanRun | None, list[ShardRecord]]:
+            run = inv.scan(scan_id)
+            return run, [] if run is None else inv.shards(scan_id)
+
+        run, shards = await state.reader.call(read)
         if run is None:
-            return _error(404, f"no scan {text}")
-        return JSONResponse(scan_dict(run))
+            return _error(404, f"no scan {scan_id}")
+        body = {"scan_id": scan_id, "shards": [shard_dict(s) for s in shards]}
+        return JSONResponse(body)
 
     async def jobs(request: Request) -> Response:
         sched = state.scheduler
@@ -315,6 +346,7 @@ def create_app(state: ApiState) -> Starlette:
         Route("/api/v1/findings", findings),
         Route("/api/v1/scans", scans),
         Route("/api/v1/scans/{scan_id}", scan),
+        Route("/api/v1/scans/{scan_id}/shards", scan_shards),
         Route("/api/v1/jobs", jobs),
         Route("/api/v1/jobs/{name}/run", run_job, methods=["POST"]),
         Route(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from scanner import __version__
+from scanner.store_shards import SHARD_STATUSES as _SHARD_STATES
 
 __all__ = ["openapi_document"]
 
@@ -109,7 +110,7 @@ def openapi_document() -> dict[str, Any]:
             ),
             "/api/v1/scans": _get(
                 "The newest scans, newest first",
-                _ok("Scans"),
+                _ok("Scans", "ScanList"),
                 [
                     _query(
                         "limit",
@@ -121,6 +122,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/scans/{scan_id}": _get(
                 "One scan and its status",
                 _ok("The scan", "Scan"),
+                [_path("scan_id", "Scan id", {"type": "integer", "minimum": 0})],
+            ),
+            "/api/v1/scans/{scan_id}/shards": _get(
+                "The shards of a scan, by number (an empty list: the scan is not sharded)",
+                _ok("The shards", "ShardList"),
                 [_path("scan_id", "Scan id", {"type": "integer", "minimum": 0})],
             ),
             "/api/v1/jobs": _get("The configured scan jobs and their state", _ok("Jobs")),
@@ -191,8 +197,67 @@ def openapi_document() -> dict[str, Any]:
                         "ok": {"type": "integer"},
                         "failed": {"type": "integer"},
                         "version": {"type": "string"},
+                        "shards": {
+                            "type": ["integer", "null"],
+                            "minimum": 1,
+                            "description": "How many shards; null: the scan is not sharded",
+                        },
+                        "shard_states": {
+                            "type": ["object", "null"],
+                            "description": "Shards per state; null: the scan is not sharded",
+                            "properties": {state: {"type": "integer"} for state in _SHARD_STATES},
+                            "additionalProperties": {"type": "integer"},
+                        },
+                    },
+                },
+                "ScanList": {
+                    "type": "object",
+                    "required": ["scans"],
+                    "properties": {
+                        "scans": {"type": "array", "items": {"$ref": "#/components/schemas/Scan"}}
+                    },
+                },
+                "Shard": _shard_schema(),
+                "ShardList": {
+                    "type": "object",
+                    "required": ["scan_id", "shards"],
+                    "properties": {
+                        "scan_id": {"type": "integer"},
+                        "shards": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Shard"},
+                        },
                     },
                 },
             },
         },
     }
+
+
+def _shard_schema() -> dict[str, Any]:
+    """One ``scan_shard`` row (``scanner.commands_scans.shard_dict``)."""
+    time = {"type": "string", "format": "date-time"}
+    maybe_time = {"type": ["string", "null"], "format": "date-time"}
+    maybe_text = {"type": ["string", "null"]}
+    count = {"type": "integer", "minimum": 0}
+    properties: dict[str, Any] = {
+        "scan_id": {"type": "integer"},
+        "shard": count,
+        "status": {"type": "string", "enum": list(_SHARD_STATES)},
+        "zone": maybe_text,
+        "total": count,
+        "watermark": count,
+        "done": count,
+        "ok": count,
+        "failed": count,
+        "attempts": count,
+        "attempt": maybe_text,
+        "attempt_started_at": maybe_time,
+        "agent": maybe_text,
+        "error": maybe_text,
+        "queued_at": time,
+        "started_at": maybe_time,
+        "finished_at": maybe_time,
+        "updated_at": time,
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}

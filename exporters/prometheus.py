@@ -38,8 +38,17 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     The latest finished scan of each job: how long it ran, when it finished, and its targets by
     outcome (``status`` ``ok``: presented a chain; ``failed``: did not). Absent until a scan
     finishes. ``job`` is the ``certscan serve`` job that ran the scan, ``sweep`` for a scan run
-    by ``certscan sweep``. Prometheus renames a scraped
+    by ``certscan sweep`` (or ``certscan dispatch``). Prometheus renames a scraped
     ``job`` label to ``exported_job`` unless the scrape config sets ``honor_labels: true``.
+``certscan_scan_progress_ratio{job}``
+    ``done / total`` of the latest scan of each job, running or not (the one started last):
+    climbs from 0 to 1 while it runs (1 for a scan with no targets).
+``certscan_scan_shards{job,state}``
+    The shards of each job's latest *sharded* scan (``sweep --workers``, a dispatch to zone
+    agents) by ``state``: ``queued``, ``running``, ``done``, ``failed``, ``interrupted``, every
+    state present (0 when none). The rule is simply "the sharded scan started last": while a
+    distributed scan runs it is that scan; once it ends, the series keep its final counts until
+    the next one starts. ``certscan_scan_shards{state="failed"} > 0`` is a shard that gave up.
 
 Timestamps are Unix seconds computed by the database (whole seconds on SQLite).
 
@@ -205,6 +214,7 @@ def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[
     families = [g.metric for g in (up, down, seen, not_after, not_before, info, errors)]
     families.append(_findings(snapshot))
     families.extend(_scan(snapshot, job))
+    families.extend(_progress(snapshot, job))
     return families
 
 
@@ -238,6 +248,32 @@ def _scan(snapshot: MetricsSnapshot, job: str) -> list[Metric]:
         targets.add({"job": name, "status": "ok"}, float(scan.ok))
         targets.add({"job": name, "status": "failed"}, float(scan.failed))
     return [duration.metric, success.metric, targets.metric]
+
+
+def _progress(snapshot: MetricsSnapshot, job: str) -> list[Metric]:
+    ratio = _Gauge(
+        "certscan_scan_progress_ratio",
+        "Targets done / targets of the latest scan of the job, running or not.",
+    )
+    shards = _Gauge(
+        "certscan_scan_shards",
+        "Shards of the job's latest sharded scan by state (queued, running, done, failed, "
+        "interrupted).",
+    )
+    seen: set[str] = set()
+    for p in snapshot.progress:  # newest first: of two jobs with one label, the newest wins
+        name = label_value(p.job or job)
+        if name not in seen:
+            seen.add(name)
+            ratio.add({"job": name}, min(1.0, p.done / p.total) if p.total else 1.0)
+    seen.clear()
+    for sharded in snapshot.shard_states:
+        name = label_value(sharded.job or job)
+        if name not in seen:
+            seen.add(name)
+            for state, count in sharded.states.items():
+                shards.add({"job": name, "state": label_value(state)}, float(count))
+    return [ratio.metric, shards.metric]
 
 
 class CertscanCollector(Collector):

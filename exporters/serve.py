@@ -9,6 +9,16 @@ two read lanes on the inventory for the app, and runs three tasks: hypercorn ser
 watcher. Each job run is exactly ``certscan sweep``'s code path (:func:`scanner.sweep_command.run`)
 with the job's targets, so a scheduled scan stores, judges and records findings as a manual one.
 
+A job with ``zone = "NAME"`` is not scanned here: each run is ``certscan dispatch --zone NAME``
+(:func:`scanner.zones.dispatch.dispatch`, in a worker thread): it plans the sweep, records a
+sharded scan whose spec names the job, and queues its shards for that zone's agents. The run
+ends when the shards are queued; the daemon does not wait for the agents, whose results
+``certscan ingest`` stores (findings included) as they come. So the job's metrics
+(``certscan_job_*``) count dispatches, and the scan's progress is in the inventory
+(``certscan_scan_shards``, ``certscan_scan_progress_ratio``, ``/api/v1/scans/{id}/shards``).
+A dispatch that cannot reach the broker fails the run (logged; the job runs again at its next
+slot) and leaves no scan behind. Celery is imported only by a dispatching run.
+
 Signals. SIGTERM/SIGINT stop the process: hypercorn stops accepting and finishes requests in
 flight (at most :data:`GRACE_SECONDS`), the scheduler is cancelled, and exit status is 0. While a
 sweep runs it holds its own SIGINT/SIGTERM receiver (as on the command line): the sweep stops,
@@ -23,6 +33,7 @@ failed, 130 when interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -40,7 +51,13 @@ from rich.console import Console
 from exporters.api import ApiState, Reader, create_app
 from exporters.hooks.config import HooksConfig, parse_hooks
 from exporters.scheduler import Scheduler
-from exporters.serve_config import DEFAULT_PORT, ServeSettings, parse_listen, serve_settings
+from exporters.serve_config import (
+    DEFAULT_PORT,
+    JobSpec,
+    ServeSettings,
+    parse_listen,
+    serve_settings,
+)
 from exporters.serve_log import LogStream
 from reports import assess
 from reports.policy import load_config
@@ -132,6 +149,9 @@ class Daemon:
             highlight=False,
             soft_wrap=True,
         )
+        if job.zone is not None:
+            await self._dispatch(name, job, options)
+            return
         before = await self._newest_scan_id()
         try:
             report = await run_sweep(options, out=io.StringIO(), err=err)
@@ -158,6 +178,38 @@ class Daemon:
         if report.interrupted:  # the sweep took SIGTERM/SIGINT: the daemon stops too
             self.interrupted = True
             self.shutdown.set()
+
+    async def _dispatch(self, name: str, job: JobSpec, options: SweepOptions) -> None:
+        """One run of a zone job: queue its shards (module docstring); no waiting for agents."""
+        from scanner.zones.app import broker_url, safe_url
+        from scanner.zones.dispatch import DispatchOptions, dispatch
+
+        assert job.zone is not None
+        request = DispatchOptions(
+            sweep=options,
+            zone=job.zone,
+            addresses_per_shard=job.shard_size,
+            seed=None,
+            broker=broker_url(job.broker),
+        )
+        if job.ingest_queue is not None:
+            request = dataclasses.replace(request, ingest_queue=job.ingest_queue)
+        # dispatch() resolves names with its own trio.run: that needs a thread of its own
+        sent = await trio.to_thread.run_sync(dispatch, request)
+        log.info(
+            "scan dispatched",
+            extra={
+                "job": name,
+                "scan_id": sent.scan_id,
+                "zone": sent.zone,
+                "queue": sent.queue,
+                "shards": sent.shards,
+                "targets": sent.targets,
+                "broker": safe_url(request.broker),
+            },
+        )
+        for note in sent.notes:
+            log.warning(note, extra={"job": name, "scan_id": sent.scan_id})
 
     async def _newest_scan_id(self) -> int:
         if self.reader is None:

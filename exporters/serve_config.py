@@ -16,6 +16,17 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     exclude = ["10.1.0.13"]       # optional, like the sweep options of the same names:
     starttls = "auto"             # concurrency, connect_timeout, handshake_timeout, deadline,
     probe_protocols = false       # allow_public, sni
+
+    [jobs.dmz]                    # dispatched to the zone's agents instead of scanned here
+    targets = ["10.9.0.0/16"]
+    every = "1d"
+    zone = "dmz"                  # queue certscan.zone.dmz (certscan dispatch --zone)
+    shard_size = "/24"            # addresses a shard: /8../32 or a count (default /24)
+    broker = "amqp://..."         # default: $CERTSCAN_BROKER, else the local RabbitMQ
+    ingest_queue = "certscan.ingest"   # where its agents send results (certscan ingest --queue)
+
+``shard_size``, ``broker`` and ``ingest_queue`` need ``zone``. The broker URL is checked here
+(its scheme) and reached only when the job runs; ``$CERTSCAN_BROKER`` is read then too.
 """
 
 from __future__ import annotations
@@ -33,7 +44,14 @@ from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
 from scanner.sweep_command import read_list_file, starttls_default
 
-__all__ = ["DEFAULT_PORT", "JobSpec", "ServeSettings", "parse_listen", "serve_settings"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_SHARD_SIZE",
+    "JobSpec",
+    "ServeSettings",
+    "parse_listen",
+    "serve_settings",
+]
 
 #: Default port of ``certscan serve``. The Prometheus wiki page "Default port allocations" hands
 #: out 9100-9999 to exporters (that block is fully allocated) and 9090-9093 to Prometheus,
@@ -56,7 +74,14 @@ _JOB_KEYS = (
     "connect_timeout",
     "handshake_timeout",
     "deadline",
+    "zone",
+    "shard_size",
+    "broker",
+    "ingest_queue",
 )
+_ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
+#: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
+DEFAULT_SHARD_SIZE = 256
 _SERVE_KEYS = ("listen", "db", "token")
 
 
@@ -73,6 +98,14 @@ class JobSpec:
     sni: str | None = None
     allow_public: bool = False
     limits: EngineLimits = field(default_factory=EngineLimits)
+    #: Dispatch each run to this zone's agents (``certscan dispatch --zone``); None: scan here.
+    zone: str | None = None
+    #: Addresses per shard of a dispatched run.
+    shard_size: int = DEFAULT_SHARD_SIZE
+    #: The broker of a dispatched run; None: ``$CERTSCAN_BROKER`` or the default, at run time.
+    broker: str | None = None
+    #: The queue its agents send results to; None: ``certscan ingest``'s default.
+    ingest_queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,6 +201,7 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         target_deadline=sec.positive("deadline", EngineLimits().target_deadline),
         probe_protocols=sec.get("probe_protocols", bool, False),
     )
+    zone, shard_size, broker, ingest_queue = _zone_keys(sec)
     return JobSpec(
         name=name,
         schedule=schedule,
@@ -178,7 +212,51 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         sni=sec.get("sni", str),
         allow_public=sec.get("allow_public", bool, False),
         limits=limits,
+        zone=zone,
+        shard_size=shard_size,
+        broker=broker,
+        ingest_queue=ingest_queue,
     )
+
+
+def _zone_keys(sec: _Section) -> tuple[str | None, int, str | None, str | None]:
+    """``zone``, ``shard_size``, ``broker`` and ``ingest_queue``, checked (names and schemes
+    only: nothing is contacted; ``scanner.zones.app`` does not import celery)."""
+    from scanner.shards import parse_shard_size
+    from scanner.zones.app import broker_url, check_queue, safe_url, zone_queue
+
+    zone = sec.get("zone", str)
+    if zone is None:
+        for key in _ZONE_KEYS:
+            if key in sec.data:
+                raise sec.fail(key, 'needs zone = "NAME" (it applies to dispatched jobs)')
+        return None, DEFAULT_SHARD_SIZE, None, None
+    try:
+        zone_queue(zone)
+    except UsageError as exc:
+        raise sec.fail("zone", str(exc)) from None
+    size = sec.get("shard_size", (str, int), DEFAULT_SHARD_SIZE)
+    try:
+        shard_size = parse_shard_size(str(size))
+    except UsageError:
+        raise sec.fail(
+            "shard_size", f"want an IPv4 prefix /8 to /32 or a count of addresses (got {size!r})"
+        ) from None
+    broker = sec.get("broker", str)
+    if broker is not None:
+        try:
+            broker_url(broker)
+        except UsageError:
+            raise sec.fail(
+                "broker", f"want an amqp:// or redis:// URL (got {safe_url(broker)!r})"
+            ) from None
+    ingest_queue = sec.get("ingest_queue", str)
+    if ingest_queue is not None:
+        try:
+            check_queue(ingest_queue, "queue")
+        except UsageError as exc:
+            raise sec.fail("ingest_queue", str(exc)) from None
+    return zone, shard_size, broker, ingest_queue
 
 
 def serve_settings(config: Config) -> ServeSettings:

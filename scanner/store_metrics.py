@@ -17,8 +17,13 @@ the number of scans an endpoint has seen:
   (:data:`PROBLEM_KINDS`), with their endpoint.
 * **findings** -- open findings counted by ``(kind, severity)`` in SQL.
 * **scans** -- the latest finished scan run of each job (the spec's ``job``).
+* **progress** -- the latest scan of each job, running or not (the one started last, the
+  highest id): its status, total and done.
+* **shard states** -- the latest *sharded* scan of each job (again the one started last,
+  whatever its status: while a distributed scan runs it is that one, after it the one that
+  ran last) and how many of its shards are in each state, counted in SQL.
 
-All four run in ONE read transaction, so a scrape never mixes two states of a sweep that is
+All of them run in ONE read transaction, so a scrape never mixes two states of a sweep that is
 writing at the same time: ``REPEATABLE READ`` on PostgreSQL, an explicit deferred ``BEGIN`` on
 SQLite (pysqlite would otherwise run each SELECT in its own implicit snapshot).
 
@@ -30,17 +35,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from scanner import store_read
+from scanner import store_read, store_shards
 from scanner import tables as t
 from scanner.errors import StoreError
 from scanner.store_read import CHAIN_STATUSES, ScanRun
+from scanner.store_shards import SHARD_STATUSES
 
 __all__ = [
     "PROBLEM_KINDS",
@@ -49,6 +55,8 @@ __all__ = [
     "FindingCount",
     "MetricsSnapshot",
     "ProblemRow",
+    "ScanProgress",
+    "ShardStates",
     "read",
     "read_snapshot",
 ]
@@ -105,6 +113,25 @@ class FindingCount(NamedTuple):
     total: int  # open findings of this kind and severity
 
 
+class ScanProgress(NamedTuple):
+    """The latest scan of a job (``job`` None: a plain sweep), running or not."""
+
+    job: str | None
+    scan_id: int
+    status: str
+    total: int
+    done: int
+
+
+class ShardStates(NamedTuple):
+    """The latest sharded scan of a job and its shards per state (every state of
+    ``scanner.store_shards.SHARD_STATUSES``, 0 when none)."""
+
+    job: str | None
+    scan_id: int
+    states: dict[str, int]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsSnapshot:
     """Everything one scrape reports, read in one transaction."""
@@ -115,6 +142,10 @@ class MetricsSnapshot:
     #: The latest finished scan of each job, newest first: ``(job, scan)``. The job is the
     #: ``job`` entry of the scan's spec (``certscan serve`` jobs), ``None`` for a plain sweep.
     scans: list[tuple[str | None, ScanRun]]
+    #: The latest scan of each job, running or not, newest first.
+    progress: list[ScanProgress] = field(default_factory=list)
+    #: The latest sharded scan of each job, newest first.
+    shard_states: list[ShardStates] = field(default_factory=list)
 
     @property
     def scan(self) -> ScanRun | None:
@@ -221,9 +252,41 @@ def read(conn: Connection) -> MetricsSnapshot:
     for row in rows:
         run = store_read.scan_run(row)
         scans.setdefault(_job_of(run.spec), run)
+    progress, sharded = _latest_scans(conn)
     return MetricsSnapshot(
-        endpoints=endpoints, problems=problems, findings=findings, scans=list(scans.items())
+        endpoints=endpoints,
+        problems=problems,
+        findings=findings,
+        scans=list(scans.items()),
+        progress=progress,
+        shard_states=sharded,
     )
+
+
+def _latest_scans(conn: Connection) -> tuple[list[ScanProgress], list[ShardStates]]:
+    """The latest scan and the latest sharded scan of each job (module docstring), among the
+    :data:`RECENT_SCANS` started last."""
+    s = t.SCAN_RUN
+    rows = conn.execute(
+        sa.select(s.c.id, s.c.spec, s.c.status, s.c.total, s.c.done, s.c.shards)
+        .order_by(s.c.id.desc())
+        .limit(RECENT_SCANS)
+    )
+    progress: dict[str | None, ScanProgress] = {}
+    sharded: dict[str | None, int] = {}
+    for scan_id, spec, status, total, done, shards in rows:
+        job = _job_of(spec)
+        progress.setdefault(job, ScanProgress(job, scan_id, status, int(total), int(done)))
+        if shards is not None:
+            sharded.setdefault(job, scan_id)
+    counts = store_shards.counts(conn, list(sharded.values()))
+    states = [
+        ShardStates(
+            job, scan_id, {state: counts.get(scan_id, {}).get(state, 0) for state in SHARD_STATUSES}
+        )
+        for job, scan_id in sharded.items()
+    ]
+    return list(progress.values()), states
 
 
 #: Finished scans looked at for the latest of each job (jobs that have not finished one of the

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 import trio
 import trio.testing
@@ -19,12 +20,19 @@ from hypercorn.trio import serve as hypercorn_serve
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.api import ApiState, Reader, create_app
+from exporters.openapi import openapi_document
 from exporters.scheduler import Scheduler, parse_cron
 from reports import assess
 from scanner import certgen, store_hooks
 from scanner.models import FailureKind
 from scanner.store import Inventory, db_url
-from tests.exporters.test_prometheus import failure, handshake, promtool_accepts, record_scan
+from tests.exporters.test_prometheus import (
+    failure,
+    handshake,
+    promtool_accepts,
+    record_scan,
+    record_sharded_scan,
+)
 
 TOKEN = "s3cret-token-for-tests-only"
 
@@ -328,3 +336,108 @@ async def test_real_socket_healthz_fast_during_a_slow_scrape(
             assert scrape[0].status_code == 200
             assert b"certscan_endpoint_up" in scrape[0].content
         stop.set()
+
+
+# --- sharded scans ------------------------------------------------------------------------------
+
+
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    """A validator for ``#/components/schemas/NAME`` of the served OpenAPI document."""
+    schema = {
+        "$ref": f"#/components/schemas/{name}",
+        "components": openapi_document()["components"],
+    }
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture
+async def sharded_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, int, int]]:
+    """An app over an inventory with a plain scan and a running sharded one (4 shards)."""
+    root = certgen.make_ca()
+    leaf = certgen.make_leaf(root, cn="a.example", dns_names=["a.example"])
+    url = db_url(str(tmp_path / "sharded.db"))
+    inv = Inventory(url)
+    try:
+        plain = record_scan(inv, [handshake("127.0.9.1", leaf, root)])
+        sharded = record_sharded_scan(
+            inv,
+            [
+                ("done", [handshake("127.0.9.2", leaf, root)], 1),
+                ("running", [failure("127.0.9.3")], 3),
+                ("failed", [], 2),
+                ("queued", [], 2),
+            ],
+            zone="dmz",
+            error="agent lost \x1b[31m",
+        )
+    finally:
+        inv.close()
+    state = ApiState(
+        reader=Reader(Inventory(url)),
+        metrics_reader=Reader(Inventory(url)),
+        criteria=assess.load_criteria(None, env={}),
+    )
+    transport = httpx.ASGITransport(app=create_app(state))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://certscan.test") as c:
+            yield c, plain, sharded
+    finally:
+        state.reader.close()
+        state.metrics_reader.close()
+
+
+async def test_scans_carry_their_shard_states(
+    sharded_client: tuple[httpx.AsyncClient, int, int],
+) -> None:
+    client, plain, sharded = sharded_client
+    listed = (await client.get("/api/v1/scans")).json()
+    _validator("ScanList").validate(listed)
+    by_id = {s["id"]: s for s in listed["scans"]}
+    assert (by_id[plain]["shards"], by_id[plain]["shard_states"]) == (None, None)
+    assert by_id[sharded]["shards"] == 4
+    states = {"queued": 1, "running": 1, "done": 1, "failed": 1, "interrupted": 0}
+    assert by_id[sharded]["shard_states"] == states
+    one = (await client.get(f"/api/v1/scans/{sharded}")).json()
+    _validator("Scan").validate(one)
+    assert one == by_id[sharded]
+    assert (one["total"], one["done"], one["ok"], one["failed"]) == (8, 2, 1, 1)
+
+
+async def test_scan_shards_route(sharded_client: tuple[httpx.AsyncClient, int, int]) -> None:
+    client, plain, sharded = sharded_client
+    got = await client.get(f"/api/v1/scans/{sharded}/shards")
+    assert got.status_code == 200
+    body = got.json()
+    _validator("ShardList").validate(body)
+    assert body["scan_id"] == sharded
+    shards = body["shards"]
+    assert [s["shard"] for s in shards] == [0, 1, 2, 3]
+    assert [s["status"] for s in shards] == ["done", "running", "failed", "queued"]
+    assert {s["zone"] for s in shards} == {"dmz"}
+    assert [(s["done"], s["total"]) for s in shards] == [(1, 1), (1, 3), (0, 2), (0, 2)]
+    assert shards[1]["agent"] == "host/1"
+    assert shards[1]["attempts"] == 1
+    assert shards[2]["error"] == "agent lost \x1b[31m"  # JSON escapes it; clients must too
+    assert shards[3]["started_at"] is None
+    assert shards[0]["finished_at"].endswith("Z")
+    plain_shards = (await client.get(f"/api/v1/scans/{plain}/shards")).json()
+    assert plain_shards == {"scan_id": plain, "shards": []}
+    missing = await client.get("/api/v1/scans/999/shards")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "no scan 999"}
+    bad = await client.get("/api/v1/scans/x1/shards")
+    assert bad.status_code == 400
+    assert "scan id" in bad.json()["error"]
+
+
+async def test_openapi_documents_every_route(
+    client: httpx.AsyncClient, served: tuple[ApiState, Runs]
+) -> None:
+    doc = (await client.get("/api/v1/openapi.json")).json()
+    assert "/api/v1/scans/{scan_id}/shards" in doc["paths"]
+    jsonschema.Draft202012Validator.check_schema(doc["components"]["schemas"]["Shard"])
+    paths = {getattr(r, "path", "") for r in create_app(served[0]).routes}
+    app_routes = {p for p in paths if p.startswith("/api/")}
+    documented = {p.replace("{decision}", "{decision:str}") for p in doc["paths"]}
+    assert app_routes - {"/api/v1/openapi.json"} == documented

@@ -78,6 +78,47 @@ def record_scan(
     return scan
 
 
+#: One shard of :func:`record_sharded_scan`: its final status, what it stored, its total.
+ShardPlan = tuple[str, Sequence[Item], int]
+
+
+def record_sharded_scan(
+    inventory: Inventory,
+    shards: Sequence[ShardPlan],
+    *,
+    job: str | None = None,
+    zone: str | None = None,
+    finish: str | None = None,
+    error: str = "gave up",
+) -> int:
+    """A sharded scan as local workers record one: each shard not ``queued`` is marked running
+    (by agent ``host/<shard>``), stores its items and is then marked with its status (``error``
+    for a failed one). ``finish``: the scan's final status, None leaves it running."""
+    spec: dict[str, object] = {
+        "targets": [o.target.label() for _, items, _ in shards for o, _ in items]
+    }
+    if job is not None:
+        spec["job"] = job
+    if zone is not None:
+        spec["zone"] = zone
+    totals = [total for _, _, total in shards]
+    scan = inventory.start_scan(spec=spec, total=sum(totals), shards=len(shards))
+    inventory.add_shards(scan, totals, zone=zone)
+    for number, (status, items, _) in enumerate(shards):
+        if status == "queued":
+            continue
+        inventory.mark_shard(scan, number, "running", agent=f"host/{number}")
+        if items:
+            indices = list(range(len(items)))
+            inventory.record_batch(scan, items, watermark=len(items), indices=indices, shard=number)
+        if status != "running":
+            failed = error if status == "failed" else None
+            inventory.mark_shard(scan, number, status, error=failed)
+    if finish is not None:
+        inventory.finish_scan(scan, finish)
+    return scan
+
+
 def scrape(inventory: Inventory) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(CertscanCollector(inventory))
@@ -508,3 +549,86 @@ def test_two_thousand_endpoints(inventory: Inventory) -> None:
     assert registry.get_sample_value(
         "certscan_scan_endpoints", {"job": "sweep", "status": "ok"}
     ) == pytest.approx(1800)
+
+
+# --- sharded scans ------------------------------------------------------------------------------
+
+
+def _states(registry: CollectorRegistry, job: str) -> dict[str, float | None]:
+    names = ("queued", "running", "done", "failed", "interrupted")
+    return {
+        state: registry.get_sample_value("certscan_scan_shards", {"job": job, "state": state})
+        for state in names
+    }
+
+
+def test_shard_states_and_progress_of_the_latest_sharded_scan(
+    inventory: Inventory, pki: dict[str, certgen.Issued]
+) -> None:
+    # an older sharded scan of the job, finished: superseded by the running one below
+    record_sharded_scan(
+        inventory, [("done", [handshake("127.0.9.1", pki["a"])], 1)], job="dmz", finish="finished"
+    )
+    running = [
+        ("done", [handshake("127.0.9.2", pki["a"]), failure("127.0.9.3")], 2),
+        ("running", [handshake("127.0.9.4", pki["b"])], 3),
+        ("failed", [], 2),
+        ("queued", [], 2),
+    ]
+    record_sharded_scan(inventory, running, job="dmz", zone="dmz")
+    record_scan(inventory, [handshake("127.0.9.5", pki["a"])], job="office")  # not sharded
+    registry = scrape(inventory)
+    assert _states(registry, "dmz") == {
+        "queued": 1.0,
+        "running": 1.0,
+        "done": 1.0,
+        "failed": 1.0,
+        "interrupted": 0.0,
+    }
+    assert registry.get_sample_value("certscan_scan_progress_ratio", {"job": "dmz"}) == 3 / 9
+    assert registry.get_sample_value("certscan_scan_progress_ratio", {"job": "office"}) == 1.0
+    assert _states(registry, "office")["done"] is None  # no sharded scan: no series
+    # the finished-scan series still describe the latest FINISHED scan of the job
+    ok = registry.get_sample_value("certscan_scan_endpoints", {"job": "dmz", "status": "ok"})
+    assert ok == 1.0
+    promtool_accepts(generate_latest(registry))
+
+
+def test_shard_series_keep_the_last_sharded_scan_after_it_ends(
+    sqlite_inventory: Inventory, pki: dict[str, certgen.Issued]
+) -> None:
+    record_sharded_scan(
+        sqlite_inventory,
+        [("done", [handshake("127.0.9.1", pki["a"])], 1), ("interrupted", [], 4)],
+        finish="interrupted",
+    )
+    record_scan(sqlite_inventory, [handshake("127.0.9.2", pki["a"])], finish=False)  # plain
+    registry = scrape(sqlite_inventory)
+    assert _states(registry, "sweep") == {
+        "queued": 0.0,
+        "running": 0.0,
+        "done": 1.0,
+        "failed": 0.0,
+        "interrupted": 1.0,
+    }
+    # progress follows the latest scan of the job, sharded or not, finished or not
+    assert registry.get_sample_value("certscan_scan_progress_ratio", {"job": "sweep"}) == 1.0
+    record_scan(sqlite_inventory, [], finish=False)  # a scan with no targets yet
+    scanned = scrape(sqlite_inventory)
+    assert scanned.get_sample_value("certscan_scan_progress_ratio", {"job": "sweep"}) == 1.0
+
+
+def test_shard_metrics_read_in_the_snapshot(
+    sqlite_inventory: Inventory, pki: dict[str, certgen.Issued]
+) -> None:
+    scan = record_sharded_scan(
+        sqlite_inventory, [("running", [handshake("127.0.9.1", pki["a"])], 2)], job="lab"
+    )
+    snapshot = store_metrics.read_snapshot(sqlite_inventory.engine)
+    [progress] = snapshot.progress
+    assert (progress.job, progress.scan_id, progress.status) == ("lab", scan, "running")
+    assert (progress.done, progress.total) == (1, 2)
+    [states] = snapshot.shard_states
+    assert (states.job, states.scan_id, states.states["running"]) == ("lab", scan, 1)
+    families = {f.name: f for f in build_metrics(snapshot)}
+    assert [s.value for s in families["certscan_scan_progress_ratio"].samples] == [0.5]

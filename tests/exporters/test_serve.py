@@ -18,10 +18,11 @@ from typing import Any
 import httpx
 import trio
 from cryptography.hazmat.primitives import hashes
+from prometheus_client.parser import text_string_to_metric_families
 
 from scanner import lab as lab_mod
 from scanner.store import Inventory, db_url
-from tests.conftest import require_tool
+from tests.conftest import missing, require_tool
 
 TOKEN = "token-for-the-serve-test-0123"
 Record = dict[str, Any]
@@ -93,7 +94,7 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def daemon(
-    config: Path, db: Path, *extra: str
+    config: Path, db: Path | str, *extra: str
 ) -> AsyncIterator[tuple[trio.Process, LogWatch]]:
     argv = [sys.executable, "-m", "scanner", "serve", "--config", str(config), "--db", str(db)]
     argv += ["--listen", "127.0.0.1:0", "--log-format", "json", *extra]
@@ -321,3 +322,120 @@ async def test_busy_port_is_a_one_line_operational_error(tmp_path: Path) -> None
     assert done.returncode == 3
     assert done.stderr.decode().strip().endswith("Address already in use")
     assert len(done.stderr.decode().strip().splitlines()) == 1
+
+
+# --- jobs dispatched to zone agents -------------------------------------------------------------
+
+
+def write_zone_config(
+    tmp_path: Path, specs: list[str], *, zone: str, broker: str, ingest_queue: str
+) -> Path:
+    config = tmp_path / "zones.toml"
+    targets = ", ".join(f'"{spec}"' for spec in specs)
+    config.write_text(
+        f"""
+[serve]
+token = "{TOKEN}"
+
+[jobs.dmz]
+targets = [{targets}]
+every = "1h"
+zone = "{zone}"
+shard_size = "4"
+broker = "{broker}"
+ingest_queue = "{ingest_queue}"
+connect_timeout = 1
+handshake_timeout = 1
+deadline = 1
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+async def test_zone_job_with_no_broker_fails_the_run_and_leaves_no_scan(tmp_path: Path) -> None:
+    # nothing listens on 127.0.0.1:1: the broker check fails before anything is recorded
+    db = tmp_path / "inventory.db"
+    broker = "amqp://guest:secret-pw@127.0.0.1:1//"
+    config = write_zone_config(
+        tmp_path, ["127.0.0.1:443"], zone="dmz", broker=broker, ingest_queue="certscan.ingest"
+    )
+    async with daemon(config, db, "--once") as (process, log):
+        with trio.fail_after(30):
+            code = await process.wait()
+        failed = await log.wait_for(event("job failed", job="dmz"))
+    assert code == 3
+    assert "cannot reach the broker" in failed["error"]
+    assert "secret-pw" not in "\n".join(log.raw)
+    inventory = Inventory(db_url(str(db)))
+    try:
+        assert inventory.scans() == []
+    finally:
+        inventory.close()
+
+
+async def test_serve_dispatches_a_zone_job_to_agents_and_reports_its_shards(
+    lab: lab_mod.Lab, pg_url: str, tmp_path: Path
+) -> None:
+    """serve -> RabbitMQ -> a zone agent -> ingest -> the inventory, read back through the
+    daemon's API and /metrics."""
+    # the zone tests' helpers: unique queues, worker processes killed by group at the end
+    from tests.zones.conftest import RABBIT, Queues, scan_status, workers
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError:
+        missing("RabbitMQ is not reachable at 127.0.0.1:5672")
+    queues = Queues(RABBIT)
+    specs = [f"{e.address}:{e.port}" for e in lab.endpoints]
+    config = write_zone_config(
+        tmp_path, specs, zone=queues.zone, broker=RABBIT, ingest_queue=queues.ingest_queue
+    )
+    try:
+        async with workers(RABBIT, tmp_path) as crew, daemon(config, pg_url) as (_, log):
+            await crew.start("ingest", "--db", pg_url, "--ingest-queue", queues.ingest_queue)
+            await crew.start("agent", "--zone", queues.zone)
+            base = (await log.wait_for(event("listening")))["urls"][0]
+            # an interval job runs at once: the daemon queues the shards and does not wait
+            sent = await log.wait_for(event("scan dispatched", job="dmz"), seconds=30)
+            assert sent["zone"] == queues.zone
+            assert sent["targets"] == len(lab.endpoints)
+            assert "guest:guest" not in sent["broker"]
+            scan_id, shards = sent["scan_id"], sent["shards"]
+            assert shards >= 2
+            async with httpx.AsyncClient(base_url=base) as http:
+
+                async def settled() -> Any:
+                    status = await trio.to_thread.run_sync(scan_status, pg_url, scan_id)
+                    return status in ("finished", "failed")
+
+                await wait_until(settled, 60, "the agents and ingest to finish the scan")
+                scan = (await http.get(f"/api/v1/scans/{scan_id}")).json()
+                listed = (await http.get(f"/api/v1/scans/{scan_id}/shards")).json()
+                metrics = (await http.get("/metrics")).text
+                jobs = (await http.get("/api/v1/jobs")).json()["jobs"]
+        assert scan["status"] == "finished", crew.output(3000)
+        assert (scan["shards"], scan["shard_states"]["done"]) == (shards, shards)
+        assert scan["done"] == scan["total"] == len(lab.endpoints)
+        assert [s["status"] for s in listed["shards"]] == ["done"] * shards
+        assert {s["zone"] for s in listed["shards"]} == {queues.zone}
+        families = {f.name: f for f in text_string_to_metric_families(metrics)}
+        shard_series = {
+            s.labels["state"]: s.value
+            for s in families["certscan_scan_shards"].samples
+            if s.labels["job"] == "dmz"
+        }
+        assert shard_series == {
+            "queued": 0,
+            "running": 0,
+            "done": shards,
+            "failed": 0,
+            "interrupted": 0,
+        }
+        progress = families["certscan_scan_progress_ratio"].samples
+        assert [(s.labels["job"], s.value) for s in progress] == [("dmz", 1.0)]
+        runs = {s.labels["job"]: s.value for s in families["certscan_job_runs"].samples}
+        assert runs == {"dmz": 1.0}  # the job metrics count the dispatch
+        assert jobs[0]["last_ok"] is True
+    finally:
+        queues.delete()

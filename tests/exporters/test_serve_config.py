@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporters.scheduler import Cron, Interval
-from exporters.serve_config import ServeSettings, parse_listen, serve_settings
+from exporters.serve_config import DEFAULT_SHARD_SIZE, ServeSettings, parse_listen, serve_settings
 from reports.policy import load_config
 from scanner.errors import UsageError
 
@@ -75,6 +75,34 @@ def test_no_sections_no_jobs(tmp_path: Path) -> None:
         ('[jobs.x]\ntargets_file = "missing.txt"\nevery = "1h"\n', "missing.txt"),
         ('[jobs."a b"]\ntargets = ["a"]\nevery = "1h"\n', "jobs.a b"),
         ("[jobs]\nx = 1\n", "jobs.x"),
+        ('[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "DMZ!"\n', "jobs.x.zone"),
+        ('[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = 3\n', "jobs.x.zone"),
+        ('[jobs.x]\ntargets = ["a"]\nevery = "1h"\nshard_size = "/24"\n', "jobs.x.shard_size"),
+        ('[jobs.x]\ntargets = ["a"]\nevery = "1h"\nbroker = "amqp://h//"\n', "jobs.x.broker"),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "dmz"\nshard_size = "/7"\n',
+            "jobs.x.shard_size",
+        ),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "dmz"\nshard_size = 0\n',
+            "jobs.x.shard_size",
+        ),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "dmz"\nshard_size = true\n',
+            "jobs.x.shard_size",
+        ),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "dmz"\nbroker = "http://u:pw@h/"\n',
+            "jobs.x.broker",
+        ),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\ningest_queue = "q"\n',
+            "jobs.x.ingest_queue",
+        ),
+        (
+            '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "z"\ningest_queue = "a b"\n',
+            "jobs.x.ingest_queue",
+        ),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -83,6 +111,42 @@ def test_mistakes_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     message = str(raised.value)
     assert key in message
     assert "\n" not in message
+
+
+def test_zone_jobs(tmp_path: Path) -> None:
+    got = settings(
+        tmp_path,
+        """
+[jobs.local]
+targets = ["127.0.0.1"]
+every = "1h"
+[jobs.dmz]
+targets = ["127.0.0.0/16"]
+every = "1d"
+zone = "dmz"
+shard_size = "/24"
+broker = "amqp://guest:guest@127.0.0.1:5672//"
+[jobs.lab]
+targets = ["127.0.0.1"]
+every = "1d"
+zone = "lab-2"
+shard_size = 16
+ingest_queue = "certscan.ingest.lab"
+""",
+    )
+    local, dmz, lab = got.jobs["local"], got.jobs["dmz"], got.jobs["lab"]
+    assert (local.zone, local.shard_size, local.broker) == (None, DEFAULT_SHARD_SIZE, None)
+    assert (dmz.zone, dmz.shard_size) == ("dmz", 256)
+    assert dmz.broker == "amqp://guest:guest@127.0.0.1:5672//"
+    assert (lab.zone, lab.shard_size, lab.broker) == ("lab-2", 16, None)
+    assert (lab.ingest_queue, dmz.ingest_queue) == ("certscan.ingest.lab", None)
+
+
+def test_a_bad_broker_is_reported_without_its_password(tmp_path: Path) -> None:
+    text = '[jobs.x]\ntargets = ["a"]\nevery = "1h"\nzone = "z"\nbroker = "http://u:pw@h/"\n'
+    with pytest.raises(UsageError) as raised:
+        settings(tmp_path, text)
+    assert "pw" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
