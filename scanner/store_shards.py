@@ -203,25 +203,8 @@ def started(
     settled or a later attempt owns it. Returns False when the shard is settled already."""
     s = t.SCAN_SHARD
     lock_scan(conn, scan_id)
-    took = conn.execute(
-        sa.update(s)
-        .where(_where(scan_id, shard), s.c.status.not_in(FINAL))
-        .where(sa.or_(s.c.attempt_started_at.is_(None), s.c.attempt_started_at < started_at))
-        .values(
-            status="running",
-            attempt=attempt,
-            attempt_started_at=started_at,
-            attempts=s.c.attempts + 1,
-            agent=t.clean_text(agent),
-            started_at=sa.func.coalesce(s.c.started_at, started_at),
-            watermark=0,
-            done=0,
-            ok=0,
-            failed=0,
-            updated_at=now,
-        )
-    )
-    if took.rowcount:
+    took = _adopt(conn, scan_id, shard, attempt, started_at, now, agent=agent)
+    if took:
         sum_into_scan(conn, scan_id)
         return True
     status = conn.execute(sa.select(s.c.status).where(_where(scan_id, shard))).scalar_one_or_none()
@@ -233,7 +216,14 @@ def started(
 def claim_batch(
     conn: Connection, scan_id: int, shard: int, attempt: str, seq: int, items: int, now: datetime
 ) -> bool:
-    """Record that a batch is being stored; False when it was stored before (a duplicate)."""
+    """Record that a batch is being stored; False when it was stored before (a duplicate) or
+    its shard is settled (a duplicated task ran it again: nothing of it is needed)."""
+    s = t.SCAN_SHARD
+    status = conn.execute(sa.select(s.c.status).where(_where(scan_id, shard))).scalar_one_or_none()
+    if status is None:
+        raise ValueError(f"scan {scan_id} has no shard {shard}")
+    if status in FINAL:
+        return False
     row = {
         "scan_id": scan_id,
         "shard": shard,
@@ -284,12 +274,21 @@ def _pg(conn: Connection) -> bool:
 
 
 def _adopt(
-    conn: Connection, scan_id: int, shard: int, attempt: str, started_at: datetime, now: datetime
-) -> None:
+    conn: Connection,
+    scan_id: int,
+    shard: int,
+    attempt: str,
+    started_at: datetime,
+    now: datetime,
+    *,
+    agent: str | None = None,
+) -> bool:
     """Let ``attempt`` own the shard if no attempt does or an earlier-started one does (its
-    ``shard_started`` message may arrive after its batches)."""
+    ``shard_started`` message may arrive after its batches); its counters start again from
+    nothing. Returns whether it took the shard."""
     s = t.SCAN_SHARD
-    conn.execute(
+    agent_value: Any = s.c.agent if agent is None else t.clean_text(agent)
+    took = conn.execute(
         sa.update(s)
         .where(_where(scan_id, shard), s.c.status.not_in(FINAL))
         .where(sa.or_(s.c.attempt.is_(None), s.c.attempt_started_at < started_at))
@@ -298,6 +297,7 @@ def _adopt(
             attempt=attempt,
             attempt_started_at=started_at,
             attempts=s.c.attempts + 1,
+            agent=agent_value,
             started_at=sa.func.coalesce(s.c.started_at, started_at),
             watermark=0,
             done=0,
@@ -306,6 +306,7 @@ def _adopt(
             updated_at=now,
         )
     )
+    return bool(took.rowcount)
 
 
 def finish(
