@@ -7,13 +7,13 @@ Every error is one line on stderr; a traceback is shown only with ``CERTSCAN_DEB
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-import trio
 import typer
 from rich.console import Console
 from typer.main import get_command
@@ -29,25 +29,15 @@ from scanner import (
     commands_scans,
     commands_serve,
     commands_zones,
-    discovery,
-    targets,
 )
+from scanner import sweep_args as sa
 from scanner.commands_report import CaBundleOption, ConfigOption, open_existing
 from scanner.console import inventory_table, safe, stdout_console
 from scanner.errors import CertscanError, UsageError
-from scanner.models import PROTOCOLS, EngineLimits
 from scanner.serialize import json_line, record_dict
 from scanner.shards import shard_spec
-from scanner.starttls import STARTTLS_PORTS
 from scanner.store import db_url
-from scanner.sweep_command import (
-    EXIT_INTERRUPTED,
-    SweepOptions,
-    join_specs,
-    read_list_file,
-    run,
-    starttls_default,
-)
+from scanner.sweep_command import EXIT_INTERRUPTED, run_command
 
 app = typer.Typer(
     name="certscan",
@@ -66,20 +56,6 @@ app.add_typer(commands_db.db_app, name="db")
 
 #: ``--workers`` above this is a mistake, not a bigger machine.
 MAX_WORKERS = 256
-PORTS_HELP = (
-    "Ports: list and ranges, each with an optional /PROTOCOL (tls, or a STARTTLS protocol: "
-    + ", ".join(p for p in PROTOCOLS if p != "tls")
-    + "), e.g. 443,8443,9000-9010,2525/smtp,10443/tls. Default: "
-    + ",".join(str(p) for p in targets.DEFAULT_PORTS)
-    + ": implicit TLS on 443 HTTPS, 465 SMTPS, 636 LDAPS, 993 IMAPS, 995 POP3S, 8443 HTTPS-alt;"
-    " STARTTLS on 25 and 587 SMTP, 110 POP3, 143 IMAP, 389 LDAP, 3389 RDP, 5432 PostgreSQL."
-)
-STARTTLS_HELP = (
-    "How TLS starts on ports given without /PROTOCOL. 'auto': STARTTLS on the well-known ports ("
-    + ", ".join(f"{port} {name}" for port, name in STARTTLS_PORTS.items())
-    + "), implicit TLS elsewhere, retried once as STARTTLS when the server greets in plaintext "
-    "(220, * OK, +OK, MySQL); 'off': implicit TLS everywhere; or one protocol for every port."
-)
 DB_HELP = (
     "Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db). "
     "Default: $XDG_DATA_HOME/certscan/inventory.db."
@@ -119,149 +95,38 @@ def _db_label(url: str) -> str:
     return url.split("@")[-1] if "@" in url else url
 
 
-def _positive(name: str, value: float) -> float:
-    if value <= 0:
-        raise UsageError(f"{name} must be greater than 0 (got {value:g})")
-    return value
-
-
 @app.command()
 def sweep(
-    target: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="TARGET",
-            help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port.",
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "-f",
-            "--file",
-            metavar="FILE",
-            help="Read targets from FILE (one or more a line, # comments).",
-        ),
-    ] = None,
-    ports: Annotated[
-        str | None, typer.Option("-p", "--ports", metavar="PORTS", help=PORTS_HELP)
-    ] = None,
-    starttls: Annotated[
-        str,
-        typer.Option("--starttls", metavar="auto|off|PROTOCOL", help=STARTTLS_HELP),
-    ] = "auto",
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", metavar="CIDR", help="Address, CIDR or range to skip."),
-    ] = None,
-    exclude_file: Annotated[
-        list[Path] | None,
-        typer.Option("--exclude-file", metavar="FILE", help="File of exclusions."),
-    ] = None,
-    blocklist: Annotated[
-        Path | None,
-        typer.Option(
-            "--blocklist", metavar="FILE", help="File of CIDRs never to scan (# comments)."
-        ),
-    ] = None,
-    sni: Annotated[
-        str | None,
-        typer.Option("--sni", metavar="NAME", help="Server name to send to every IP target."),
-    ] = None,
-    sni_from: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--sni-from",
-            metavar="san|ptr",
-            help="After a handshake, try again with each DNS name in the leaf's SANs (san, at "
-            "most 16, no wildcards) or the address's reverse-DNS name (ptr); each name is its "
-            "own endpoint. Repeatable.",
-        ),
-    ] = None,
-    sni_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--sni-file",
-            metavar="FILE",
-            help="After a handshake, try again with every name in FILE (one or more a line).",
-        ),
-    ] = None,
-    all_certs: Annotated[
-        bool,
-        typer.Option(
-            "--all-certs",
-            help="After a handshake, also offer only RSA, then only ECDSA, to collect every "
-            "certificate of a dual-certificate server (up to 2 more connections).",
-        ),
-    ] = False,
-    resolve: Annotated[
-        str,
-        typer.Option(
-            "--resolve",
-            metavar="all|first",
-            help="Hostnames: scan 'all' their addresses or the 'first'.",
-        ),
-    ] = "all",
-    allow_public: Annotated[
-        bool,
-        typer.Option(
-            "--allow-public", help="Allow globally routable addresses (off: private only)."
-        ),
-    ] = False,
-    max_targets: Annotated[
-        int, typer.Option("--max-targets", metavar="N", help="Refuse plans larger than this.")
-    ] = 2**24,
+    ctx: typer.Context,
+    # The options that describe the sweep (scanner.sweep_args): read through ctx.params.
+    target: sa.TargetArgument = None,
+    file: sa.FileOption = None,
+    ports: sa.PortsOption = None,
+    starttls: sa.StarttlsOption = "auto",
+    exclude: sa.ExcludeOption = None,
+    exclude_file: sa.ExcludeFileOption = None,
+    blocklist: sa.BlocklistOption = None,
+    sni: sa.SniOption = None,
+    sni_from: sa.SniFromOption = None,
+    sni_file: sa.SniFileOption = None,
+    all_certs: sa.AllCertsOption = False,
+    resolve: sa.ResolveOption = "all",
+    allow_public: sa.AllowPublicOption = False,
+    max_targets: sa.MaxTargetsOption = 2**24,
     dry_run: Annotated[
         bool,
         typer.Option(
             "--dry-run", help="Print the target count and the first targets; send nothing."
         ),
     ] = False,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency",
-            metavar="N",
-            help="Connections in flight at once (clamped to the open-files limit).",
-        ),
-    ] = 4096,
-    rate: Annotated[
-        float | None,
-        typer.Option(
-            "--rate", metavar="PER_SECOND", help="New connections per second (default: no cap)."
-        ),
-    ] = None,
-    handshakes: Annotated[
-        int,
-        typer.Option("--handshakes", metavar="N", help="TLS handshakes in flight at once."),
-    ] = 256,
-    probe_protocols: Annotated[
-        bool,
-        typer.Option(
-            "--probe-protocols",
-            help="Also try TLS 1.1 and 1.0 on each TLS endpoint (2 more connections).",
-        ),
-    ] = False,
-    per_address: Annotated[
-        int, typer.Option("--per-address", metavar="N", help="Connections to one address at once.")
-    ] = 2,
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            "--connect-timeout", metavar="SECONDS", help="Seconds to wait for TCP connect."
-        ),
-    ] = 3.0,
-    handshake_timeout: Annotated[
-        float,
-        typer.Option(
-            "--handshake-timeout", metavar="SECONDS", help="Seconds to wait for the TLS handshake."
-        ),
-    ] = 5.0,
-    deadline: Annotated[
-        float,
-        typer.Option("--deadline", metavar="SECONDS", help="Seconds one target may take in all."),
-    ] = 10.0,
+    concurrency: sa.ConcurrencyOption = 4096,
+    rate: sa.RateOption = None,
+    handshakes: sa.HandshakesOption = 256,
+    probe_protocols: sa.ProbeProtocolsOption = False,
+    per_address: sa.PerAddressOption = 2,
+    connect_timeout: sa.ConnectTimeoutOption = 3.0,
+    handshake_timeout: sa.HandshakeTimeoutOption = 5.0,
+    deadline: sa.DeadlineOption = 10.0,
     db: DbOption = None,
     resume: Annotated[
         bool,
@@ -335,30 +200,8 @@ def sweep(
     ] = 1,
 ) -> int:
     """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
-    specs = list(target or [])
-    for path in file or []:
-        specs += read_list_file(path)
-    excludes = list(exclude or [])
-    for path in exclude_file or []:
-        excludes += read_list_file(path)
-    if not specs:
-        raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
-    if resolve not in ("all", "first"):
-        raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")
-    starttls_default(starttls)  # a bad --starttls is a usage error before any work
-    if min(concurrency, per_address, handshakes) < 1:
-        raise UsageError("--concurrency, --handshakes and --per-address must be at least 1")
-    limits = EngineLimits(
-        concurrency=concurrency,
-        handshakes=handshakes,
-        probe_protocols=probe_protocols,
-        all_certs=all_certs,
-        rate=_positive("--rate", rate) if rate is not None else None,
-        per_address=per_address,
-        connect_timeout=_positive("--connect-timeout", connect_timeout),
-        handshake_timeout=_positive("--handshake-timeout", handshake_timeout),
-        target_deadline=_positive("--deadline", deadline),
-    )
+    url = db_url(db)
+    base = sa.sweep_options(ctx.params, db_url=url, db_label=_db_label(url))
     if workers < 1 or workers > MAX_WORKERS:
         raise UsageError(f"--workers must be between 1 and {MAX_WORKERS} (got {workers})")
     if workers > 1 and (shards is not None or shard is not None):
@@ -373,29 +216,8 @@ def sweep(
     )
     threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
     criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
-    url = db_url(db)
-    port_specs = (
-        targets.parse_port_specs(ports)
-        if ports is not None
-        else tuple((port, None) for port in targets.DEFAULT_PORTS)
-    )
-    options = SweepOptions(
-        specs=join_specs(specs),
-        ports=tuple(port for port, _ in port_specs),
-        protocols=tuple((port, name) for port, name in port_specs if name is not None),
-        starttls=starttls,
-        excludes=tuple(excludes),
-        blocklist=tuple(read_list_file(blocklist)) if blocklist else (),
-        sni=sni,
-        discovery=discovery.parse_options(
-            sni_from or [], read_list_file(sni_file) if sni_file else []
-        ),
-        allow_public=allow_public,
-        max_targets=max_targets,
-        resolve_mode=resolve,
-        limits=limits,
-        db_url=url,
-        db_label=_db_label(url),
+    options = dataclasses.replace(
+        base,
         resume=resume,
         json_mode="all" if json_all else "open" if json_out else "off",
         progress=not no_progress,
@@ -409,8 +231,7 @@ def sweep(
         workers=workers,
         seed=seed or 0,
     )
-    result = trio.run(lambda: run(options, out=sys.stdout, err=_err()))
-    return result.exit_code
+    return run_command(options, out=sys.stdout, err=_err()).exit_code
 
 
 @app.command()

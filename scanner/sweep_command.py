@@ -43,6 +43,7 @@ from scanner.store import FindingChanges, Inventory
 
 if TYPE_CHECKING:
     from exporters.hooks.config import HooksConfig
+    from scanner.workers import Pool
 
 #: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -120,14 +121,22 @@ def read_list_file(path: Path) -> list[str]:
     return targets.parse_lines(text, source=str(path))
 
 
-async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
+async def resolve_hostnames(
+    options: SweepOptions,
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Resolve the hostnames among ``options.specs`` (``--resolve`` all or first): their
+    addresses, and the names that did not resolve with why. Used by ``sweep`` and ``dispatch``
+    alike, so both plan from names resolved the same way."""
     names = targets.hostnames_in(options.specs)
-    resolved: dict[str, tuple[str, ...]] = {}
-    failures: dict[str, str] = {}
-    if names:
-        resolved, failures = await resolve.resolve_names(
-            names, mode="first" if options.resolve_mode == "first" else "all"
-        )
+    if not names:
+        return {}, {}
+    return await resolve.resolve_names(
+        names, mode="first" if options.resolve_mode == "first" else "all"
+    )
+
+
+async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
+    resolved, failures = await resolve_hostnames(options)
     return targets.build_plan(
         options.specs,
         ports=options.ports,
@@ -212,8 +221,28 @@ def _json_writer(options: SweepOptions, out: TextIO, cache: CertCache) -> OnResu
     return emit
 
 
-async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepReport:
-    """Plan, store and sweep. Raises CertscanError subclasses for the user's mistakes."""
+def run_command(options: SweepOptions, *, out: TextIO, err: Console) -> SweepReport:
+    """``certscan sweep``: with ``--workers``, fork the workers first (``scanner.workers``:
+    safe only before trio starts), then :func:`run`. Workers left without a job exit."""
+    pool = None
+    if options.workers > 1 and not options.dry_run:
+        from scanner.workers import start_pool
+
+        pool = start_pool(options.workers)
+    try:
+        return trio.run(lambda: run(options, out=out, err=err, pool=pool))
+    finally:
+        if pool is not None:
+            pool.close()
+            for proc in pool.procs:
+                proc.join(5)
+
+
+async def run(
+    options: SweepOptions, *, out: TextIO, err: Console, pool: Pool | None = None
+) -> SweepReport:
+    """Plan, store and sweep. Raises CertscanError subclasses for the user's mistakes.
+    ``pool``: the workers for ``--workers`` (started by :func:`run_command`)."""
     plan = await _plan(options, err)
     for note in plan.notes:
         err.print(f"note: {safe(note, 300)}", markup=False)
@@ -241,7 +270,9 @@ async def run(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRepor
         if options.workers > 1:
             from scanner.sweep_workers import sweep_with_workers
 
-            report = await sweep_with_workers(inventory, plan, limits, options, out=out, err=err)
+            report = await sweep_with_workers(
+                inventory, plan, limits, options, out=out, err=err, pool=pool
+            )
         else:
             report = await _sweep_into(
                 inventory, shard_plan(plan, options.shard), limits, options, out=out, err=err

@@ -19,12 +19,11 @@ from typing import Any
 
 import trio
 
-from scanner import resolve, targets
 from scanner.errors import OperationalError, TargetError
 from scanner.pipeline import scan_spec
 from scanner.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
 from scanner.store import Inventory
-from scanner.sweep_command import SweepOptions, starttls_default, sweep_spec
+from scanner.sweep_command import SweepOptions, resolve_hostnames, starttls_default, sweep_spec
 from scanner.zones import app as zapp
 from scanner.zones.messages import PlanInputs, ShardTask
 
@@ -66,13 +65,7 @@ class Dispatched:
 async def plan_inputs(options: SweepOptions) -> tuple[PlanInputs, dict[str, str]]:
     """Resolve the hostnames among the targets (once) and return the plan's inputs, and the
     names that did not resolve with why."""
-    names = targets.hostnames_in(options.specs)
-    resolved: dict[str, tuple[str, ...]] = {}
-    failures: dict[str, str] = {}
-    if names:
-        resolved, failures = await resolve.resolve_names(
-            names, mode="first" if options.resolve_mode == "first" else "all"
-        )
+    resolved, failures = await resolve_hostnames(options)
     inputs = PlanInputs(
         specs=options.specs,
         ports=options.ports,
