@@ -14,7 +14,7 @@ from scanner.shards import ShardSpec
 from scanner.store import Inventory
 from scanner.sweep_command import SweepOptions, SweepReport, sweep_spec
 from scanner.targets import TargetPlan
-from scanner.workers import WorkerJob, per_worker_limits, run_workers, shard_totals
+from scanner.workers import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
 
 
 async def sweep_with_workers(
@@ -25,8 +25,10 @@ async def sweep_with_workers(
     *,
     out: TextIO,
     err: Console,
+    pool: Pool | None = None,
 ) -> SweepReport:
-    """Sweep ``plan`` with ``options.workers`` processes into one sharded scan."""
+    """Sweep ``plan`` with ``options.workers`` processes (``pool``'s, if given) into one
+    sharded scan."""
     import trio
 
     workers, seed = options.workers, options.seed
@@ -66,7 +68,9 @@ async def sweep_with_workers(
         out.flush()
 
     with ProgressDisplay(err, counters, enabled=options.progress) as display:
-        result = await run_workers(jobs, counters, write_json=write_json, on_tick=display.refresh)
+        result = await run_workers(
+            jobs, counters, write_json=write_json, on_tick=display.refresh, pool=pool
+        )
     status = "failed" if result.errors else "interrupted" if result.interrupted else "finished"
 
     def close() -> None:

@@ -4,11 +4,18 @@ Theory of operation
 -------------------
 One Python process runs one trio loop on one core; a 2-core machine sweeps faster with two.
 The parent plans (resolving names once), records one sharded scan with N shards
-(``scanner.store_shards``) and starts N worker processes (``spawn``: a fork of a process inside
-a trio run would inherit its run state). Worker ``i`` sweeps shard ``i`` of the seeded
-permutation (``scanner.shards``) through the same pipeline as a plain sweep, into its own
+(``scanner.store_shards``) and hands shard ``i`` to worker ``i``, which sweeps its slice of the
+seeded permutation (``scanner.shards``) through the same pipeline as a plain sweep, into its own
 connection to the same database (SQLite serialises the writers with ``BEGIN IMMEDIATE``;
 PostgreSQL upserts by natural keys), and resumes its own shard with ``--resume``.
+
+Starting workers: the command line forks them (:func:`start_pool`) *before* it enters trio --
+no threads, no database connections and no event loop exist yet, so a fork is safe, and the
+workers inherit every module already imported: they are ready in milliseconds instead of the
+second or so a fresh interpreter needs to import certscan. They then wait on a pipe for their
+job. (Forking later, inside the trio run, would copy a running event loop and open database
+connections into the child; ``spawn`` would pay the import again in each worker.) A caller
+without a pool gets one started with ``spawn``.
 
 Workers talk to the parent over one queue: counter snapshots (for the combined progress bar),
 ``--json`` lines (one writer, so lines never interleave) and their end (done, interrupted, or an
@@ -26,6 +33,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -244,26 +252,76 @@ class _Combined:
         c.certificates.update(snapshot["certificates"])
 
 
+@dataclass(slots=True)
+class Pool:
+    """Worker processes waiting for their jobs (:func:`start_pool`)."""
+
+    procs: list[Any]
+    pipes: list[Any]
+    messages: Any
+
+    def close(self) -> None:
+        """Tell workers that got no job to exit (they exit when their pipe closes)."""
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def start_pool(size: int, *, method: str = "fork") -> Pool:
+    """``size`` worker processes that wait for a job. ``fork`` only from a process with no
+    threads, event loop or open database (the command line, before ``trio.run``)."""
+    context: Any = multiprocessing.get_context(method)
+    messages = context.Queue()
+    procs, pipes = [], []
+    sys.stdout.flush()  # a forked worker flushes its copy of these buffers when it exits
+    sys.stderr.flush()
+    for i in range(size):
+        ours, theirs = context.Pipe()
+        proc = context.Process(
+            target=_wait_for_job, args=(theirs, messages), name=f"certscan-shard-{i}"
+        )
+        proc.start()
+        theirs.close()
+        procs.append(proc)
+        pipes.append(ours)
+    return Pool(procs, pipes, messages)
+
+
+def _wait_for_job(pipe: Any, messages: Any) -> None:
+    """A pooled worker: wait for a job and run it; exit quietly if none comes."""
+    try:
+        job = pipe.recv()
+    except (EOFError, OSError, KeyboardInterrupt):
+        raise SystemExit(0) from None
+    finally:
+        pipe.close()
+    if not isinstance(job, WorkerJob):
+        raise SystemExit(0)
+    worker_main(job, messages)
+
+
 async def run_workers(
     jobs: list[WorkerJob],
     counters: SweepCounters,
     *,
     write_json: Callable[[str], None],
     on_tick: Callable[[], None],
+    pool: Pool | None = None,
 ) -> WorkersResult:
-    """Run one process per job, combine their progress into ``counters``, wait for them all."""
-    context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
+    """Run each job in a worker of ``pool`` (one is started if None), combine their progress
+    into ``counters``, wait for them all."""
+    if pool is None or len(pool.procs) != len(jobs):
+        if pool is not None:
+            pool.close()
+        pool = await trio.to_thread.run_sync(lambda: start_pool(len(jobs), method="spawn"))
+    messages = pool.messages
     combined = _Combined(counters, len(jobs))
-    procs = [
-        context.Process(target=worker_main, args=(job, messages), name=f"certscan-shard-{i}")
-        for i, job in enumerate(jobs)
-    ]
+    procs = pool.procs
     ended: dict[int, tuple[str, str | None]] = {}
     interrupted = False
     try:
-        for proc in procs:
-            proc.start()
+        for pipe, job in zip(pool.pipes, jobs, strict=True):
+            pipe.send(job)
+        pool.close()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
