@@ -47,7 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", default="1,2,3,4", help="comma-separated subset of 1,2,3,4 (all)"
     )
-    parser.add_argument("--tools", default=",".join(tools.TOOLS), help="certscan,nmap,sslyze")
+    parser.add_argument(
+        "--tools", default=",".join(tools.TOOLS), help=f"{','.join(tools.TOOLS)} (all)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="cache and results dir")
     parser.add_argument(
         "--budget", type=float, default=780.0, help="seconds for all measured runs (780)"
@@ -190,6 +192,7 @@ def budget_seconds(requested: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    load_before, jiffies_before = measure.load_average(), measure.cpu_jiffies()
     measure.assert_private_namespace()
     scenarios = [tools.SCENARIOS[k] for k in args.scenarios]
     for scenario in scenarios:
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     versions = {"nmap": _first_line(["nmap", "--version"]).split(" ( ")[0]}
     versions["nginx"] = _first_line(["nginx", "-v"])
     unavailable: dict[str, str] = {}
-    if "certscan" in args.tools:
+    if any(t in tools.CERTSCAN_VARIANTS for t in args.tools):
         versions["certscan"] = (
             _first_line([*certscan, "--version"]) if certscan else "unavailable (not found)"
         )
@@ -311,7 +314,18 @@ def run(args: argparse.Namespace) -> int:
             mine = [r for r in records if r.scenario == scenario.key and r.tool == tool]
             summaries.append(report.summarise(scenario, tool, mine))
     mail_line = mail_lab.describe(mail) if mail is not None else ""
-    write_results(args, summaries, records, versions, time.monotonic() - started, mail_line)
+    busy, total = (a - b for a, b in zip(measure.cpu_jiffies(), jiffies_before, strict=True))
+    tool_cpu = sum(r.stats.cpu_s or 0.0 for r in records if r.stats is not None)
+    load_line = (
+        f"machine load: load average {load_before} before, {measure.load_average()} after; "
+        f"all CPUs {100 * busy / max(total, 1):.0f}% busy while measuring (the tools' own CPU: "
+        f"{tool_cpu:.0f} s of {total / os.sysconf('SC_CLK_TCK'):.0f} CPU-seconds available; "
+        "the rest is nginx, this script and any other process on the machine)"
+    )
+    print(f"bench: {load_line}", flush=True)
+    write_results(
+        args, summaries, records, versions, time.monotonic() - started, mail_line, load_line
+    )
     return 0
 
 
@@ -384,6 +398,7 @@ def one_run(
         f"  run {round_no} {tool:8s} {stats.wall_s:7.2f} s"
         f"  exit {'cap' if stats.timed_out else stats.exit_code}"
         f"  cpu {report.fmt(stats.cpu_s)} s  rss {report.fmt(stats.rss_mb, 1)} MB"
+        f" (Σ {report.fmt(stats.tree_hwm_mb, 1)} MB, {stats.processes} proc)"
         f"  leaves {found.matched if found else '—'}"
         f"  chains {found.full_chain if found and found.full_chain is not None else '—'}"
         f"{f'  (STARTTLS {found.starttls})' if found and scenario.live_starttls else ''}"
@@ -402,6 +417,7 @@ def write_results(
     versions: dict[str, str],
     elapsed: float,
     mail_line: str = "",
+    load_line: str = "",
 ) -> None:
     facts = machine_facts()
     command = os.environ.get("BENCH_COMMAND") or shlex.join(["bench/bench.py", *sys.argv[1:]])
@@ -421,6 +437,7 @@ def write_results(
         "500 ECDSA P-256 and 500 RSA-2048 leaves, each sent with its intermediate; the other 24 "
         "addresses of the /22 are closed",
         *([f"- mail lab (scenario 4): {mail_line}"] if mail_line else []),
+        *([f"- {load_line}"] if load_line else []),
         "",
         table,
     ]
@@ -431,8 +448,15 @@ def write_results(
         "ports) ÷ median wall time. Certificates "
         "found = leaves whose SHA-256 matches the lab's for that address and port (chains: "
         "followed by "
-        "the right intermediate). CPU s = user + system of the tool's processes and peak RSS, "
-        "both from `/usr/bin/time -v`. SYNs/endpoint = SYNs counted by an nftables rule in the "
+        "the right intermediate). certscan-w2 is the same certscan command plus `--workers 2` "
+        "(two spawned worker processes, one shard each, beside the parent); its speed-up = "
+        "certscan's median wall time ÷ certscan-w2's, both measured in this benchmark. CPU s = "
+        "user + system of the tool's processes (children included once reaped) from "
+        "`/usr/bin/time -v`; Peak RSS (largest process) is `time -v`'s maximum resident set, "
+        "that of the largest single process; Σ peak RSS (all processes) is the sum over every "
+        "process of the tool's session of its own peak RSS (`VmHWM`, read from /proc every "
+        "50 ms while it runs; shared pages count once per process). SYNs/endpoint = SYNs "
+        "counted by an nftables rule in the "
         "namespace (scenario 1: to the 1,000 live addresses ÷ 1,000; scenarios 2 and 3: to the "
         "range ÷ addresses swept, SYN retransmissions included). Scenario 3 drops SYNs to "
         "127.3.0.0/16 in the namespace's prerouting hook; nmap sweeps only the /24 slice, "

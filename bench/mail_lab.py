@@ -12,8 +12,10 @@ an ``auth_http`` URL; it points at a closed loopback port and is never called, s
 here authenticates. nginx ships its mail proxy as a dynamic module on Debian
 (``libnginx-mod-mail``); ``mail_module_directive`` finds it, or says it is missing.
 
-``MailNginx`` is the lab's ``Nginx`` with this configuration and a readiness probe that speaks
-each protocol's STARTTLS with the standard library's clients and checks the leaf served.
+Certificates, keys and the manifest are written and reloaded by ``lab_manifest``, as for the
+HTTPS lab. ``MailNginx`` is the lab's ``Nginx`` with this configuration and a readiness probe
+that speaks each protocol's STARTTLS with the standard library's clients and checks the leaf
+served.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import imaplib
 import ipaddress
-import json
 import poplib
 import shutil
 import smtplib
@@ -29,13 +30,12 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+import lab_manifest
 import nginx_lab
 from nginx_lab import Endpoint, Lab
-
-from scanner import certgen
 
 MAIL_NETWORK = ipaddress.IPv4Network("127.4.0.0/24")
 MAIL_SIZE = 160
@@ -80,103 +80,40 @@ def mail_module_directive(nginx: str) -> str | None:
 
 
 def _generate(root: Path) -> None:
-    certs, keys = root / "certs", root / "keys"
-    certs.mkdir(parents=True, exist_ok=True)
-    keys.mkdir(parents=True, exist_ok=True)
-    ca = certgen.make_ca("certscan bench mail root", org="certscan bench")
-    inter = {
-        "rsa": certgen.make_ca(
-            "certscan bench mail RSA intermediate",
-            org="certscan bench",
-            issuer=ca,
-            key=certgen.make_key("rsa", 2048),
-            path_length=0,
-        ),
-        "ec": certgen.make_ca(
-            "certscan bench mail ECDSA intermediate",
-            org="certscan bench",
-            issuer=ca,
-            path_length=0,
-        ),
-    }
-    rsa_keys = [certgen.make_key("rsa", 2048) for _ in range(RSA_KEYS)]
-    for n, rsa_key in enumerate(rsa_keys):
-        path = keys / f"rsa-{n}.key"
-        path.write_bytes(certgen.Issued(ca.cert, rsa_key).key_pem)
-        path.chmod(0o600)
+    h = lab_manifest.make_hierarchy(root, "mail ", RSA_KEYS)
     endpoints: list[dict[str, object]] = []
     not_after: datetime | None = None
     for index, (address, port, protocol) in enumerate(mail_addresses()):
-        kind = "ec" if (index // len(MAIL_PORTS)) % 2 == 0 else "rsa"
-        name = f"mail{index:03d}.bench.certscan.test"
-        key = certgen.make_key("ec") if kind == "ec" else rsa_keys[index % RSA_KEYS]
-        leaf = certgen.make_leaf(
-            inter[kind],
-            cn=name,
-            org="certscan bench",
-            dns_names=(name,),
-            ip_addresses=(address,),
-            key=key,
-            days=nginx_lab.LEAF_DAYS,
+        entry, not_after = lab_manifest.issue_endpoint(
+            h,
+            address=address,
+            name=f"mail{index:03d}.bench.certscan.test",
+            kind="ec" if (index // len(MAIL_PORTS)) % 2 == 0 else "rsa",
+            rsa_index=index % RSA_KEYS,
+            stem=f"{index:03d}",
+            port=port,
+            protocol=protocol,
         )
-        not_after = leaf.cert.not_valid_after_utc
-        chain_file = certs / f"{index:03d}.pem"
-        chain_file.write_bytes(certgen.chain_pem(leaf, inter[kind]))
-        if kind == "ec":
-            key_file = keys / f"ec-{index:03d}.key"
-            key_file.write_bytes(leaf.key_pem)
-            key_file.chmod(0o600)
-        else:
-            key_file = keys / f"rsa-{index % RSA_KEYS}.key"
-        endpoints.append(
-            {
-                "address": address,
-                "port": port,
-                "protocol": protocol,
-                "key_type": kind,
-                "leaf_sha256": hashlib.sha256(leaf.der).hexdigest(),
-                "leaf_sha1": hashlib.sha1(leaf.der).hexdigest(),
-                "intermediate_sha256": hashlib.sha256(inter[kind].der).hexdigest(),
-                "chain_file": str(chain_file),
-                "key_file": str(key_file),
-            }
-        )
+        endpoints.append(entry)
     assert not_after is not None
-    manifest = {
-        "layout_version": MAIL_LAYOUT_VERSION,
-        "network": str(MAIL_NETWORK),
-        "count": len(endpoints),
-        "generated": datetime.now(UTC).isoformat(),
-        "not_after": not_after.isoformat(),
-        "endpoints": endpoints,
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (root / "fingerprints.txt").write_text(
-        "# address port protocol leaf-sha256 intermediate-sha256 key-type\n"
-        + "".join(
-            f"{e['address']} {e['port']} {e['protocol']} {e['leaf_sha256']} "
-            f"{e['intermediate_sha256']} {e['key_type']}\n"
-            for e in endpoints
-        )
+    lab_manifest.write_manifest(
+        root,
+        h,
+        endpoints,
+        layout_version=MAIL_LAYOUT_VERSION,
+        not_after=not_after,
+        columns=("address", "port", "protocol", "leaf_sha256", "intermediate_sha256", "key_type"),
+        network=str(MAIL_NETWORK),
     )
 
 
 def _load(root: Path) -> Lab | None:
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-        if manifest["layout_version"] != MAIL_LAYOUT_VERSION or manifest["count"] != MAIL_SIZE:
-            return None
-        left = datetime.fromisoformat(manifest["not_after"]) - datetime.now(UTC)
-        if left < nginx_lab.MIN_REMAINING:
-            return None
-        endpoints = tuple(Endpoint(**e) for e in manifest["endpoints"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if [(e.address, e.port, e.protocol) for e in endpoints] != list(mail_addresses()):
-        return None
-    if not all(Path(e.chain_file).is_file() and Path(e.key_file).is_file() for e in endpoints):
-        return None
-    return Lab(root=root, endpoints=endpoints)
+    return lab_manifest.load_endpoints(
+        root,
+        layout_version=MAIL_LAYOUT_VERSION,
+        expected=list(mail_addresses()),
+        identity=lambda e: (e.address, e.port, e.protocol),
+    )
 
 
 def mail_conf(lab: Lab, run_dir: Path, load_module: str) -> str:

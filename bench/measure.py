@@ -15,7 +15,12 @@ as on a real network. Counters are reset before each run and read after it.
 ``timed_run`` starts a tool under ``/usr/bin/time -v`` in its own session, waits at most ``cap``
 seconds, and past it kills every process of that session but ``time`` (which then still reports
 what the killed tool used), then the whole process group. Wall time is measured here; user+system
-CPU and peak RSS come from ``time -v``.
+CPU and peak RSS come from ``time -v``. That peak RSS is the largest single process's (the
+kernel's ``ru_maxrss`` of the children), which undercounts a tool that runs several processes
+(``certscan sweep --workers N``), so ``TreeSampler`` also reads ``/proc`` every 50 ms while the
+tool runs: every process of its session but ``time`` itself, each one's ``VmHWM`` (its own peak
+RSS, kept by the kernel, so a sample only has to catch the process alive) summed over all of
+them, and the largest simultaneous sum of ``VmRSS`` seen.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class RunStats:
     cpu_s: float | None
     rss_mb: float | None
     stderr_tail: str
+    tree_hwm_mb: float | None = None  # sum of every process's peak RSS (VmHWM), sampled
+    tree_rss_mb: float | None = None  # largest sum of VmRSS seen at one sample
+    processes: int = 0  # processes of the tool's session seen by the sampler
 
 
 def _parse_time_v(text: str) -> tuple[float | None, float | None]:
@@ -160,6 +168,67 @@ def _parse_time_v(text: str) -> tuple[float | None, float | None]:
     except (KeyError, ValueError):
         return None, None
     return cpu, rss
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (not namespaced)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+SAMPLE_S = 0.05
+
+
+def _status_kb(text: str, key: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+class TreeSampler:
+    """Memory of every process in the session led by ``leader`` (``time``), ``leader`` excluded."""
+
+    def __init__(self, leader: int) -> None:
+        self._leader = leader
+        self._hwm_kb: dict[tuple[int, str], int] = {}  # (pid, start time) -> latest VmHWM
+        self.max_sum_rss_kb = 0
+
+    def sample(self) -> None:
+        total_rss = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self._leader:
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) != self._leader:  # session id
+                    continue
+                status = (entry / "status").read_text()
+            except (OSError, ValueError, IndexError):
+                continue
+            hwm = _status_kb(status, "VmHWM:")
+            if hwm:  # zombies and kernel threads have none
+                key = (int(entry.name), fields[19])
+                self._hwm_kb[key] = max(self._hwm_kb.get(key, 0), hwm)
+            total_rss += _status_kb(status, "VmRSS:")
+        self.max_sum_rss_kb = max(self.max_sum_rss_kb, total_rss)
+
+    @property
+    def processes(self) -> int:
+        return len(self._hwm_kb)
+
+    @property
+    def sum_hwm_mb(self) -> float | None:
+        return sum(self._hwm_kb.values()) / 1024 if self._hwm_kb else None
+
+    @property
+    def max_rss_mb(self) -> float | None:
+        return self.max_sum_rss_kb / 1024 if self._hwm_kb else None
 
 
 def _stop_tool(proc: subprocess.Popen[bytes]) -> None:
@@ -220,8 +289,18 @@ def timed_run(
             env=dict(env) if env is not None else None,
         )
         timed_out = False
+        sampler = TreeSampler(proc.pid)
         try:
-            proc.wait(timeout=max(cap, 0.1))
+            while True:
+                sampler.sample()
+                left = started + max(cap, 0.1) - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(full, cap)
+                try:  # returns as soon as the tool ends: the wall time stays exact
+                    proc.wait(timeout=min(SAMPLE_S, left))
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop_tool(proc)
@@ -237,7 +316,15 @@ def timed_run(
     tail = stderr.read_text(errors="replace")[-800:].strip()
     code = None if timed_out else _tool_exit_code(proc.returncode, time_file)
     return RunStats(
-        wall_s=wall, exit_code=code, timed_out=timed_out, cpu_s=cpu, rss_mb=rss, stderr_tail=tail
+        wall_s=wall,
+        exit_code=code,
+        timed_out=timed_out,
+        cpu_s=cpu,
+        rss_mb=rss,
+        stderr_tail=tail,
+        tree_hwm_mb=sampler.sum_hwm_mb,
+        tree_rss_mb=sampler.max_rss_mb,
+        processes=sampler.processes,
     )
 
 

@@ -10,6 +10,7 @@ still has its own serial, names and fingerprint. ``manifest.json`` records each 
 address and the SHA-256/SHA-1 fingerprints a scanner's output is checked against
 (``fingerprints.txt`` lists the same for people). A lab is
 reused while its manifest matches this code's layout and its leaves stay valid for a month.
+Issuing, the manifest and reloading it are ``lab_manifest``'s, shared with the mail lab.
 
 The endpoints are the first 1,000 addresses after the network address of 127.1.0.0/22, that is
 127.1.0.1 .. 127.1.3.232; the other 24 addresses of the /22 (127.1.0.0 and 127.1.3.233 ..
@@ -23,65 +24,28 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scanner import certgen
+import lab_manifest
+from lab_manifest import HTTPS_PORT, Endpoint, Lab
 
 LAB_NETWORK = ipaddress.IPv4Network("127.1.0.0/22")
 LAB_SIZE = 1000
-LAB_PORT = 443
+LAB_PORT = HTTPS_PORT
 LAYOUT_VERSION = 3
 RSA_KEYS = 8
-LEAF_DAYS = 397
-MIN_REMAINING = timedelta(days=30)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
-    """One lab endpoint and the fingerprints (lowercase hex) of what it serves."""
-
-    address: str
-    key_type: str  # "ec" or "rsa"
-    leaf_sha256: str
-    leaf_sha1: str
-    intermediate_sha256: str
-    chain_file: str
-    key_file: str
-    port: int = LAB_PORT
-    protocol: str = "tls"  # "tls", or the STARTTLS protocol of a mail endpoint
 
 
 class LabError(RuntimeError):
     """A lab cannot be built or served here."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Lab:
-    """A generated lab on disk."""
-
-    root: Path
-    endpoints: tuple[Endpoint, ...]
-
-    @property
-    def by_address(self) -> dict[str, Endpoint]:
-        return {e.address: e for e in self.endpoints}
-
-    @property
-    def conf(self) -> Path:
-        return self.root / "nginx.conf"
 
 
 def lab_addresses() -> Iterator[str]:
@@ -91,110 +55,42 @@ def lab_addresses() -> Iterator[str]:
         yield str(ipaddress.IPv4Address(first + offset))
 
 
-def _fingerprints(issued: certgen.Issued) -> tuple[str, str]:
-    der = issued.der
-    return hashlib.sha256(der).hexdigest(), hashlib.sha1(der).hexdigest()
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.write_bytes(data)
-    path.chmod(mode)
-
-
 def _generate(root: Path) -> None:
     """Write certificates, keys and the manifest for a fresh lab into ``root``."""
-    certs, keys = root / "certs", root / "keys"
-    certs.mkdir(parents=True, exist_ok=True)
-    keys.mkdir(parents=True, exist_ok=True)
-    ca = certgen.make_ca("certscan bench root", org="certscan bench")
-    inter = {
-        "rsa": certgen.make_ca(
-            "certscan bench RSA intermediate",
-            org="certscan bench",
-            issuer=ca,
-            key=certgen.make_key("rsa", 2048),
-            path_length=0,
-        ),
-        "ec": certgen.make_ca(
-            "certscan bench ECDSA intermediate", org="certscan bench", issuer=ca, path_length=0
-        ),
-    }
-    _write(root / "root.pem", ca.cert_pem)
-    rsa_keys = [certgen.make_key("rsa", 2048) for _ in range(RSA_KEYS)]
-    for n, rsa_key in enumerate(rsa_keys):
-        _write(keys / f"rsa-{n}.key", certgen.Issued(ca.cert, rsa_key).key_pem, 0o600)
-    endpoints: list[dict[str, str]] = []
+    h = lab_manifest.make_hierarchy(root, "", RSA_KEYS)
+    endpoints: list[dict[str, object]] = []
     not_after: datetime | None = None
     for index, address in enumerate(lab_addresses()):
-        kind = "ec" if index % 2 == 0 else "rsa"
-        name = f"ep{index:04d}.bench.certscan.test"
-        key = certgen.make_key("ec") if kind == "ec" else rsa_keys[(index // 2) % RSA_KEYS]
-        leaf = certgen.make_leaf(
-            inter[kind],
-            cn=name,
-            org="certscan bench",
-            dns_names=(name,),
-            ip_addresses=(address,),
-            key=key,
-            days=LEAF_DAYS,
+        entry, not_after = lab_manifest.issue_endpoint(
+            h,
+            address=address,
+            name=f"ep{index:04d}.bench.certscan.test",
+            kind="ec" if index % 2 == 0 else "rsa",
+            rsa_index=(index // 2) % RSA_KEYS,
+            stem=f"{index:04d}",
         )
-        not_after = leaf.cert.not_valid_after_utc
-        chain_file = certs / f"{index:04d}.pem"
-        _write(chain_file, certgen.chain_pem(leaf, inter[kind]))
-        if kind == "ec":
-            key_file = keys / f"ec-{index:04d}.key"
-            _write(key_file, leaf.key_pem, 0o600)
-        else:
-            key_file = keys / f"rsa-{(index // 2) % RSA_KEYS}.key"
-        sha256, sha1 = _fingerprints(leaf)
-        endpoints.append(
-            {
-                "address": address,
-                "key_type": kind,
-                "leaf_sha256": sha256,
-                "leaf_sha1": sha1,
-                "intermediate_sha256": _fingerprints(inter[kind])[0],
-                "chain_file": str(chain_file),
-                "key_file": str(key_file),
-            }
-        )
+        endpoints.append(entry)
     assert not_after is not None
-    manifest = {
-        "layout_version": LAYOUT_VERSION,
-        "network": str(LAB_NETWORK),
-        "port": LAB_PORT,
-        "count": len(endpoints),
-        "generated": datetime.now(UTC).isoformat(),
-        "not_after": not_after.isoformat(),
-        "root_sha256": _fingerprints(ca)[0],
-        "endpoints": endpoints,
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    (root / "fingerprints.txt").write_text(
-        "# address leaf-sha256 intermediate-sha256 key-type\n"
-        + "".join(
-            f"{e['address']} {e['leaf_sha256']} {e['intermediate_sha256']} {e['key_type']}\n"
-            for e in endpoints
-        )
+    lab_manifest.write_manifest(
+        root,
+        h,
+        endpoints,
+        layout_version=LAYOUT_VERSION,
+        not_after=not_after,
+        columns=("address", "leaf_sha256", "intermediate_sha256", "key_type"),
+        network=str(LAB_NETWORK),
+        port=LAB_PORT,
     )
 
 
 def _load(root: Path) -> Lab | None:
     """The lab in ``root`` if it is complete, current and valid for a while yet."""
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-        if manifest["layout_version"] != LAYOUT_VERSION or manifest["count"] != LAB_SIZE:
-            return None
-        if datetime.fromisoformat(manifest["not_after"]) - datetime.now(UTC) < MIN_REMAINING:
-            return None
-        endpoints = tuple(Endpoint(**e) for e in manifest["endpoints"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if [e.address for e in endpoints] != list(lab_addresses()):
-        return None
-    if not all(Path(e.chain_file).is_file() and Path(e.key_file).is_file() for e in endpoints):
-        return None
-    return Lab(root=root, endpoints=endpoints)
+    return lab_manifest.load_endpoints(
+        root,
+        layout_version=LAYOUT_VERSION,
+        expected=list(lab_addresses()),
+        identity=lambda e: e.address,
+    )
 
 
 def nginx_conf(lab: Lab, run_dir: Path) -> str:

@@ -59,6 +59,8 @@ class Summary:
     syns: float | None
     found: str
     unavailable: str = ""
+    tree_mb: float | None = None  # sum of every process's peak RSS (sampled from /proc)
+    walls: tuple[float | None, ...] = ()  # wall time per round (None: skipped or capped)
 
 
 def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Summary:
@@ -94,25 +96,50 @@ def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Su
         rss_mb=_median([s.rss_mb for s in stats]),
         syns=_median([r.syns_per_endpoint for r in done]),
         found=found,
+        tree_mb=_median([s.tree_hwm_mb for s in stats]),
+        walls=tuple(_round_wall(records, n) for n in sorted({r.run for r in records})),
     )
 
 
+def _round_wall(records: Sequence[RunRecord], run: int) -> float | None:
+    for r in records:
+        if r.run == run and r.stats is not None and not r.stats.timed_out:
+            return r.stats.wall_s
+    return None
+
+
+#: Multi-process variants and the single-process tool each is compared with.
+BASELINE = {"certscan-w2": "certscan"}
+
+
+def speed_up(variant: Summary, base: Summary) -> float | None:
+    """``base`` median wall ÷ ``variant`` median wall (None if either is missing or capped)."""
+    if variant.timeouts or base.timeouts or not variant.wall_s or not base.wall_s:
+        return None
+    return base.wall_s / variant.wall_s
+
+
 HEADER = (
-    "| Scenario | Tool | Target | Runs | Wall s | Endpoints/s | Certificates found "
-    "| CPU s | Peak RSS MB | SYNs/endpoint |\n"
-    "|---|---|---|--:|--:|--:|---|--:|--:|--:|\n"
+    "| Scenario | Tool | Target | Runs | Wall s | Endpoints/s | Speed-up vs 1 process "
+    "| Certificates found | CPU s | Peak RSS MB (largest process) | Σ peak RSS MB (all processes) "
+    "| SYNs/endpoint |\n"
+    "|---|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n"
 )
 
 
 def table(summaries: Sequence[Summary]) -> str:
+    by_key = {(s.scenario.key, s.tool): s for s in summaries}
     rows = []
     for s in summaries:
         if s.unavailable:
             rows.append(
                 f"| {s.scenario.key} | {s.tool} | {s.target} | {s.unavailable} "
-                "| — | — | — | — | — | — |"
+                "| — | — | — | — | — | — | — | — |"
             )
             continue
+        base = by_key.get((s.scenario.key, BASELINE.get(s.tool, "")))
+        gain = speed_up(s, base) if base else None
+        gain_text = f"{gain:.2f}×" if gain else "—"
         runs = str(s.runs) if s.runs else "0 (time budget used up)"
         # A capped run's wall time is a lower bound, so the true median is at least ours.
         bound, rate_bound = ("≥", "≤") if s.timeouts else ("", "")
@@ -122,44 +149,60 @@ def table(summaries: Sequence[Summary]) -> str:
             runs += f" ({s.failures} failed)"
         rows.append(
             f"| {s.scenario.key} | {s.tool} | {s.target} | {runs} | {bound}{fmt(s.wall_s)} "
-            f"| {rate_bound}{fmt(s.eps, 0)} | {s.found} | {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} "
-            f"| {fmt(s.syns)} |"
+            f"| {rate_bound}{fmt(s.eps, 0)} | {gain_text} | {s.found} | {fmt(s.cpu_s)} "
+            f"| {fmt(s.rss_mb, 1)} | {fmt(s.tree_mb, 1)} | {fmt(s.syns)} |"
         )
     return HEADER + "\n".join(rows) + "\n"
 
 
 def ratios(summaries: Sequence[Summary]) -> list[str]:
-    """certscan/nmap endpoints-per-second ratio per scenario, where both ran."""
+    """Per scenario: each certscan variant's endpoints-per-second ratio to nmap, where both ran,
+    and each multi-process variant's speed-up over single-process certscan in the same run."""
     lines = []
     by_key: dict[tuple[str, str], Summary] = {(s.scenario.key, s.tool): s for s in summaries}
     for key in sorted({s.scenario.key for s in summaries}):
-        ours, theirs = by_key.get((key, "certscan")), by_key.get((key, "nmap"))
-        if ours and theirs and ours.eps and theirs.eps:
-            # A capped run makes its rate an upper bound; both capped: no meaningful ratio.
-            bound = {(True, False): "≤", (False, True): "≥"}.get(
-                (bool(ours.timeouts), bool(theirs.timeouts)), ""
-            )
-            if ours.timeouts and theirs.timeouts:
-                bound = "~ (both capped) "
-            lines.append(
-                f"scenario {key}: certscan/nmap endpoints per second = "
-                f"{bound}{ours.eps / theirs.eps:.2f} ({ours.eps:,.0f} / {theirs.eps:,.0f})"
-            )
+        theirs = by_key.get((key, "nmap"))
+        for tool in ("certscan", *BASELINE):
+            ours = by_key.get((key, tool))
+            if ours and theirs and ours.eps and theirs.eps:
+                # A capped run makes its rate an upper bound; both capped: no meaningful ratio.
+                bound = {(True, False): "≤", (False, True): "≥"}.get(
+                    (bool(ours.timeouts), bool(theirs.timeouts)), ""
+                )
+                if ours.timeouts and theirs.timeouts:
+                    bound = "~ (both capped) "
+                lines.append(
+                    f"scenario {key}: {tool}/nmap endpoints per second = "
+                    f"{bound}{ours.eps / theirs.eps:.2f} ({ours.eps:,.0f} / {theirs.eps:,.0f})"
+                )
+        for tool, base_tool in BASELINE.items():
+            variant, base = by_key.get((key, tool)), by_key.get((key, base_tool))
+            gain = speed_up(variant, base) if variant and base else None
+            if variant and base and gain:
+                rounds = [
+                    f"{b / v:.2f}" if b and v else "—"
+                    for b, v in zip(base.walls, variant.walls, strict=False)
+                ]
+                lines.append(
+                    f"scenario {key}: {tool} speed-up over {base_tool} (1 process) = "
+                    f"{base_tool} wall ÷ {tool} wall = {base.wall_s:.2f} s / {variant.wall_s:.2f} s"
+                    f" = {gain:.2f}× (per round: {', '.join(rounds)})"
+                )
     return lines
 
 
 def runs_table(records: Sequence[RunRecord]) -> str:
     """Every run, for the record."""
     out = [
-        "| Scenario | Tool | Run | Wall s | Exit | CPU s | Peak RSS MB | Leaves ✓ | Chains "
-        "| SYNs | Note |",
-        "|---|---|--:|--:|---|--:|--:|--:|--:|--:|---|",
+        "| Scenario | Tool | Run | Wall s | Exit | CPU s | Peak RSS MB (largest) "
+        "| Σ peak RSS MB (processes) | Max Σ RSS MB | Leaves ✓ | Chains | SYNs | Note |",
+        "|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in records:
         if r.stats is None:
             out.append(
-                f"| {r.scenario} | {r.tool} | {r.run} | — | skipped | — | — | — | — | — "
-                f"| {r.note} |"
+                f"| {r.scenario} | {r.tool} | {r.run} | — | skipped | — | — | — | — | — | — "
+                f"| — | {r.note} |"
             )
             continue
         s, f = r.stats, r.found
@@ -170,7 +213,9 @@ def runs_table(records: Sequence[RunRecord]) -> str:
         note = "; ".join(x for x in (r.note, mail, f.note if f else "", garbled) if x)
         out.append(
             f"| {r.scenario} | {r.tool} | {r.run} | {s.wall_s:.2f} | {exit_text} "
-            f"| {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} | {f.matched if f else '—'} "
+            f"| {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} "
+            f"| {fmt(s.tree_hwm_mb, 1)} ({s.processes}) | {fmt(s.tree_rss_mb, 1)} "
+            f"| {f.matched if f else '—'} "
             f"| {f.full_chain if f and f.full_chain is not None else '—'} | {syns} | {note} |"
         )
     return "\n".join(out) + "\n"

@@ -27,7 +27,12 @@ from typing import Any
 
 from nginx_lab import LAB_PORT, Endpoint
 
-TOOLS = ("certscan", "nmap", "sslyze")
+TOOLS = ("certscan", "certscan-w2", "nmap", "sslyze")
+#: certscan variants: the same sweep command plus these arguments (checked like certscan).
+CERTSCAN_VARIANTS: dict[str, tuple[str, ...]] = {
+    "certscan": (),
+    "certscan-w2": ("--workers", "2"),
+}
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
@@ -68,7 +73,7 @@ SCENARIOS: dict[str, Scenario] = {
         title="1,000 TLS endpoints (127.1.0.0/22)",
         targets={t: "127.1.0.0/22" for t in TOOLS},
         tools=TOOLS,
-        cap_s={"certscan": 120, "nmap": 120, "sslyze": 150},
+        cap_s={"certscan": 120, "certscan-w2": 120, "nmap": 120, "sslyze": 150},
         counters=(("lab_live", LAB_LIVE), ("lab_all", "127.1.0.0/22")),
         per_endpoint={"lab_live": 1000},
         nmap_args=("--script", "ssl-cert"),
@@ -77,9 +82,9 @@ SCENARIOS: dict[str, Scenario] = {
     "2": Scenario(
         key="2",
         title="65,536 closed addresses (127.2.0.0/16)",
-        targets={"certscan": "127.2.0.0/16", "nmap": "127.2.0.0/16"},
-        tools=("certscan", "nmap"),
-        cap_s={"certscan": 120, "nmap": 120},
+        targets={t: "127.2.0.0/16" for t in ("certscan", "certscan-w2", "nmap")},
+        tools=("certscan", "certscan-w2", "nmap"),
+        cap_s={"certscan": 120, "certscan-w2": 120, "nmap": 120},
         counters=(("closed", "127.2.0.0/16"),),
         per_endpoint={"closed": 65536},
     ),
@@ -122,11 +127,11 @@ def command(
 ) -> tuple[list[str], Path]:
     """The argument list for ``tool`` in ``scenario`` and the file its results land in."""
     target = scenario.targets[tool]
-    if tool == "certscan":
+    if tool in CERTSCAN_VARIANTS:
         db = run_dir / "inventory.db"
         argv = [*certscan, "sweep", *scenario.networks(tool), "-p", scenario.ports, "--db", str(db)]
         argv += ["--no-progress", "--json", *scenario.certscan_args, *certscan_extra]
-        return argv, run_dir / "stdout"
+        return [*argv, *CERTSCAN_VARIANTS[tool]], run_dir / "stdout"
     if tool == "nmap":
         xml = run_dir / "nmap.xml"
         argv = ["nmap", "-n", "-Pn", "-sT", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
@@ -286,7 +291,7 @@ def count_found(
     tool: str, output: Path, run_dir: Path, lab: Mapping[str, Endpoint]
 ) -> Found | None:
     """The run's findings checked against the lab (None for a tool with nothing to check)."""
-    if tool == "certscan":
+    if tool in CERTSCAN_VARIANTS:
         text = output.read_text(errors="replace") if output.is_file() else ""
         found = parse_certscan(text.splitlines(), lab)
         db_certs = certscan_db_certificates(run_dir / "inventory.db")
