@@ -259,10 +259,26 @@ def exclusive(engine: Engine) -> Iterator[Connection]:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
             yield conn
         return
-    # pysqlite starts transactions lazily and never before DDL: drive them by hand instead.
+    with sqlite_immediate(engine) as conn:
+        yield conn
+
+
+def insert_for(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT for ``conn``'s back end that knows ``ON CONFLICT`` (SQLite or PostgreSQL)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
+
+
+@contextmanager
+def sqlite_immediate(engine: Engine) -> Iterator[Connection]:
+    """A SQLite transaction that holds the write lock from its start (``BEGIN IMMEDIATE``,
+    waiting up to the busy timeout), so that writers queue instead of failing when a read lock
+    would have to be upgraded. pysqlite starts transactions lazily and never before DDL, so the
+    transaction is driven by hand."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now, waiting up to the timeout
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             yield conn
         except BaseException:

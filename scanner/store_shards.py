@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from scanner import tables as t
+from scanner.store_schema import insert_for
 
 #: Shard states; ``done`` and ``failed`` are final.
 SHARD_STATUSES = ("queued", "running", "done", "failed", "interrupted")
@@ -109,13 +110,7 @@ def add(
         for i, total in enumerate(totals)
     ]
     if rows:
-        conn.execute(_insert(conn, t.SCAN_SHARD).on_conflict_do_nothing(), rows)
-
-
-def _insert(conn: Connection, table: sa.Table) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return (sqlite if conn.dialect.name == "sqlite" else postgresql).insert(table)
+        conn.execute(insert_for(conn, t.SCAN_SHARD).on_conflict_do_nothing(), rows)
 
 
 def _where(scan_id: int, shard: int) -> Any:
@@ -233,7 +228,7 @@ def claim_batch(
         "ingested_at": now,
     }
     b = t.INGESTED_BATCH
-    stmt = _insert(conn, b).on_conflict_do_nothing().returning(b.c.seq)
+    stmt = insert_for(conn, b).on_conflict_do_nothing().returning(b.c.seq)
     return conn.execute(stmt, row).first() is not None
 
 

@@ -243,21 +243,9 @@ def run_agent(zone: str, broker: str, *, concurrency: int, time_limit: float) ->
     zapp.check_broker(app)
     engine.raise_open_files_limit()  # inherited by the worker processes
     register(app)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            queue,
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            "prefork",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"certscan-agent-{zone}@{socket.gethostname()}",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+    zapp.run_worker(
+        app,
+        queue=queue,
+        concurrency=concurrency,
+        hostname=f"certscan-agent-{zone}@{socket.gethostname()}",
     )

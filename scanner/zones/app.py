@@ -188,3 +188,26 @@ def publish(
         timeout=PUBLISH_SECONDS,
         confirm_timeout=PUBLISH_SECONDS,
     )
+
+
+def run_worker(app: Any, *, queue: str, concurrency: int, hostname: str) -> None:
+    """Run a Celery worker of ``app`` on ``queue`` until it is stopped (SIGTERM: warm shutdown):
+    prefork processes, no gossip, mingle or heartbeat (certscan's workers need none)."""
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )

@@ -238,21 +238,9 @@ def run_ingest(db_url: str, broker: str, *, queue: str, concurrency: int) -> Non
     zapp.check_broker(app)
     Inventory(db_url).close()  # fail now (exit 3) when the database cannot be opened
     register(app, db_url)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            queue,
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            "prefork",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"certscan-ingest@{socket.gethostname()}",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+    zapp.run_worker(
+        app,
+        queue=queue,
+        concurrency=concurrency,
+        hostname=f"certscan-ingest@{socket.gethostname()}",
     )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import trio
 from sqlalchemy import exc as sa_exc
 
-from scanner import certgen, tables
+from scanner import certgen, store_write, tables
 from scanner.errors import StoreError
 from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import parse_certificate
@@ -186,7 +186,7 @@ def test_a_certificate_stored_meanwhile_is_not_a_conflict(
     scan = inventory.start_scan(spec={}, total=2)
     inventory.record_batch(scan, [handshake(target(1), pki["a"])], watermark=1)
     # Another scanner stored it between our IN query and our INSERT (PostgreSQL, shared db).
-    monkeypatch.setattr(inventory, "_known", lambda conn, sha256s: set())
+    monkeypatch.setattr(store_write, "known", lambda conn, sha256s: set())
     inventory.record_batch(scan, [handshake(target(2), pki["a"])], watermark=2)
     assert inventory.stats()["certificates"] == 1
 
@@ -286,6 +286,7 @@ _CRASHING_WRITER = """
 import sys
 from datetime import UTC, datetime
 from scanner.models import FailureKind, ScanFailure, Target
+from scanner import store_write
 from scanner.store import Inventory
 
 def item(i):
@@ -297,14 +298,15 @@ def item(i):
 inv = Inventory(sys.argv[1])
 scan = inv.start_scan(spec={"crash": True}, total=6)
 inv.record_batch(scan, [item(i) for i in range(3)], watermark=3)
-store_observations = Inventory._insert_observations
+store_observations = store_write._insert_observations
 
-def stall(self, *args):
-    store_observations(self, *args)
+def stall(*args):
+    inserted = store_observations(*args)
     print(scan, flush=True)  # the second batch is written but not committed
     sys.stdin.read()  # wait here until SIGKILL
+    return inserted
 
-Inventory._insert_observations = stall
+store_write._insert_observations = stall
 inv.record_batch(scan, [item(i) for i in range(3, 6)], watermark=6)
 """
 
