@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 import trio
 
-from tests.conftest import PG_ADMIN_URL, missing
+from tests.conftest import fresh_pg_database, missing
 
 RABBIT = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -110,21 +110,8 @@ def queues(rabbit: str) -> Iterator[Queues]:
 @pytest.fixture
 def second_pg_url() -> Iterator[str]:
     """Another fresh PostgreSQL database (for a reference sweep), dropped afterwards."""
-    import psycopg
-
-    conninfo = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"certscan_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        missing(f"PostgreSQL at {conninfo} is not reachable: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database() as url:
+        yield url
 
 
 def env(broker: str) -> dict[str, str]:
