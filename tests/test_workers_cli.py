@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from scanner import lab as lab_mod
+from scanner.lab_certs import Service
 from scanner.store import Inventory, db_url
 from tests.test_cli import PY, certscan, lab_specs, one_line_error
 
@@ -102,7 +103,10 @@ async def test_workers_land_what_one_process_lands(lab: lab_mod.Lab, db: str) ->
 
 
 async def test_shards_cover_the_plan_exactly_once(lab: lab_mod.Lab, tmp_path: Path) -> None:
-    specs = [*lab_specs(lab), "127.78.0.0/28"]  # plus 16 closed addresses
+    # Every lab endpoint but the one that never answers (it would cost --deadline per sweep),
+    # plus 16 closed addresses.
+    quick = [f"{e.address}:{e.port}" for e in lab.endpoints if e.service is not Service.HANG]
+    specs = [*quick, "127.78.0.0/28"]
     url = db_url(str(tmp_path / "shards.db"))
     plan = await certscan("sweep", *specs, "--dry-run")
     assert plan.returncode == 0, plan.stderr
