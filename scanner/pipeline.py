@@ -39,6 +39,7 @@ flushed under a shielded scope, so nothing that completed is lost.
 from __future__ import annotations
 
 import heapq
+import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -297,6 +298,29 @@ async def _tick(
         await collector.flush(batches)
         if on_tick is not None:
             on_tick()
+
+
+async def until_signalled(work: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``work`` until it returns or SIGINT/SIGTERM arrives (which cancels it: the pipeline
+    flushes what completed). Returns True when a signal stopped it."""
+    interrupted = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def run() -> None:
+                await work()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            nursery.start_soon(run)
+    return interrupted
 
 
 def scan_spec(**options: Any) -> dict[str, Any]:

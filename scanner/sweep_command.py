@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from scanner.pipeline import (
     inventory_sink,
     run_sweep,
     scan_spec,
+    until_signalled,
 )
 from scanner.serialize import json_line, outcome_to_dict
 from scanner.shards import Plan, ShardSpec, shard_plan
@@ -377,31 +377,18 @@ async def _sweep_into(
     )
     cache = CertCache(CACHE_ENTRIES)
     emit = _json_writer(options, out, cache)
-    interrupted = False
     display = ProgressDisplay(err, counters, enabled=options.progress)
-    with display, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def watch_signals() -> None:
-                nonlocal interrupted
-                async for _ in signals:
-                    interrupted = True
-                    nursery.cancel_scope.cancel()
-                    return
-
-            async def sweep() -> None:
-                await run_sweep(
-                    job,
-                    inventory_sink(inventory, scan_id),
-                    counters,
-                    on_result=emit,
-                    on_tick=display.refresh,
-                    cache=cache,
-                )
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch_signals)
-            nursery.start_soon(sweep)
+    with display:
+        interrupted = await until_signalled(
+            lambda: run_sweep(
+                job,
+                inventory_sink(inventory, scan_id),
+                counters,
+                on_result=emit,
+                on_tick=display.refresh,
+                cache=cache,
+            )
+        )
     status = "interrupted" if interrupted else "finished"
     with trio.CancelScope(shield=True):
         await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))

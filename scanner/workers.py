@@ -110,7 +110,13 @@ def _one_line(exc: BaseException) -> str:
 
 async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
     from scanner.parse import CertCache
-    from scanner.pipeline import CACHE_ENTRIES, SweepJob, inventory_sink, run_sweep
+    from scanner.pipeline import (
+        CACHE_ENTRIES,
+        SweepJob,
+        inventory_sink,
+        run_sweep,
+        until_signalled,
+    )
     from scanner.serialize import json_line, outcome_to_dict
     from scanner.store import Inventory
 
@@ -148,30 +154,16 @@ async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
             already_done=done,
             discovery=job.discovery,
         )
-        interrupted = False
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-
-                async def watch() -> None:
-                    nonlocal interrupted
-                    async for _ in signals:
-                        interrupted = True
-                        nursery.cancel_scope.cancel()
-                        return
-
-                async def run() -> None:
-                    await run_sweep(
-                        sweep,
-                        inventory_sink(inventory, job.scan_id, shard=shard),
-                        counters,
-                        on_result=None if job.json_mode == "off" else emit,
-                        on_tick=reporter.tick,
-                        cache=cache,
-                    )
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch)
-                nursery.start_soon(run)
+        interrupted = await until_signalled(
+            lambda: run_sweep(
+                sweep,
+                inventory_sink(inventory, job.scan_id, shard=shard),
+                counters,
+                on_result=None if job.json_mode == "off" else emit,
+                on_tick=reporter.tick,
+                cache=cache,
+            )
+        )
         reporter.tick(force=True)
         status = "interrupted" if interrupted else "done"
         with trio.CancelScope(shield=True):
