@@ -251,11 +251,23 @@ class Pool:
     procs: list[Any]
     pipes: list[Any]
     messages: Any
+    started: bool = False
+
+    def send(self, jobs: list[WorkerJob]) -> None:
+        """Give worker ``i`` job ``i``."""
+        for pipe, job in zip(self.pipes, jobs, strict=True):
+            pipe.send(job)
+        self.started = True
+        self.close()
 
     def close(self) -> None:
-        """Tell workers that got no job to exit (they exit when their pipe closes)."""
+        """Tell workers that got no job to exit, and let go of the pipes."""
         for pipe in self.pipes:
+            if not self.started:
+                with contextlib.suppress(OSError):
+                    pipe.send(None)
             pipe.close()
+        self.pipes = []
 
 
 def start_pool(size: int, *, method: str = "fork") -> Pool:
@@ -263,13 +275,20 @@ def start_pool(size: int, *, method: str = "fork") -> Pool:
     threads, event loop or open database (the command line, before ``trio.run``)."""
     context: Any = multiprocessing.get_context(method)
     messages = context.Queue()
-    procs, pipes = [], []
+    procs: list[Any] = []
+    pipes: list[Any] = []
     sys.stdout.flush()  # a forked worker flushes its copy of these buffers when it exits
     sys.stderr.flush()
+    parent = os.getpid()
     for i in range(size):
         ours, theirs = context.Pipe()
+        # A forked worker inherits the parent's ends of its own and earlier pipes: it closes
+        # them, or a closed end in the parent would never read as closed in the worker.
+        inherited = [*pipes, ours] if method == "fork" else []
         proc = context.Process(
-            target=_wait_for_job, args=(theirs, messages), name=f"certscan-shard-{i}"
+            target=_wait_for_job,
+            args=(theirs, messages, parent, inherited),
+            name=f"certscan-shard-{i}",
         )
         proc.start()
         theirs.close()
@@ -278,9 +297,15 @@ def start_pool(size: int, *, method: str = "fork") -> Pool:
     return Pool(procs, pipes, messages)
 
 
-def _wait_for_job(pipe: Any, messages: Any) -> None:
-    """A pooled worker: wait for a job and run it; exit quietly if none comes."""
+def _wait_for_job(pipe: Any, messages: Any, parent: int, inherited: list[Any]) -> None:
+    """A pooled worker: wait for a job and run it; exit quietly if none comes (the parent
+    says so, closes the pipe, or dies)."""
+    for other in inherited:
+        other.close()
     try:
+        while not pipe.poll(0.5):
+            if os.getppid() != parent:
+                raise SystemExit(0)
         job = pipe.recv()
     except (EOFError, OSError, KeyboardInterrupt):
         raise SystemExit(0) from None
@@ -311,9 +336,7 @@ async def run_workers(
     ended: dict[int, tuple[str, str | None]] = {}
     interrupted = False
     try:
-        for pipe, job in zip(pool.pipes, jobs, strict=True):
-            pipe.send(job)
-        pool.close()
+        pool.send(jobs)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 

@@ -195,3 +195,28 @@ async def test_bad_sharding_is_a_usage_error(extra: list[str], needle: str, tmp_
     one_line_error(err)
     assert needle in err
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "needle"),
+    [
+        (["--exclude", "127.0.0.1"], 2, "nothing to scan"),
+        (["--db", "/proc/certscan-nowhere/x.db"], 3, "cannot open inventory"),
+    ],
+)
+async def test_workers_forked_for_nothing_exit_with_the_error(
+    extra: list[str], code: int, needle: str, tmp_path: Path
+) -> None:
+    """The workers are forked before planning; an error after that still ends the command at
+    once (they are told there is no job) and leaves no process behind."""
+    args = ["sweep", "127.0.0.1", "-p", "9", "--workers", "2", "--db", str(tmp_path / "x.db")]
+    with trio.fail_after(20):
+        result = await certscan(*args, *extra)
+    assert result.returncode == code, result.stderr
+    err = result.stderr.decode()
+    one_line_error(err)
+    assert needle in err
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert leftover.stdout == ""
