@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 # The certscan checkout's scanner package, also when the benchmark's Python has no certscan.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scanner import certgen
+
+T = TypeVar("T")
 
 HTTPS_PORT = 443
 LEAF_DAYS = 397
@@ -206,3 +211,24 @@ def load_endpoints(
     if not all(Path(e.chain_file).is_file() and Path(e.key_file).is_file() for e in endpoints):
         return None
     return Lab(root=lab_root, endpoints=endpoints)
+
+
+def cached_lab(
+    root: Path,
+    what: str,
+    load: Callable[[Path], T | None],
+    generate: Callable[[Path], None],
+) -> T:
+    """The lab under ``root``: loaded when it is there and current, else generated afresh
+    (printing how long that took) and loaded."""
+    lab = load(root)
+    if lab is not None:
+        return lab
+    started = time.monotonic()
+    print(f"bench: generating {what} in {root} ...", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
+    generate(root)
+    lab = load(root)
+    assert lab is not None, f"freshly generated {what} does not load"
+    print(f"bench: {what} generated in {time.monotonic() - started:.1f} s", flush=True)
+    return lab

@@ -24,11 +24,9 @@ import hashlib
 import imaplib
 import ipaddress
 import poplib
-import shutil
 import smtplib
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -152,15 +150,7 @@ def build_mail_lab(out: Path, nginx: str) -> Lab:
         )
     out = out.resolve()
     root = out / "mail-lab"
-    lab = _load(root)
-    if lab is None:
-        started = time.monotonic()
-        print(f"bench: generating the mail lab of {MAIL_SIZE} endpoints in {root} ...", flush=True)
-        shutil.rmtree(root, ignore_errors=True)
-        _generate(root)
-        lab = _load(root)
-        assert lab is not None, "freshly generated mail lab does not load"
-        print(f"bench: mail lab generated in {time.monotonic() - started:.1f} s", flush=True)
+    lab = lab_manifest.cached_lab(root, f"the mail lab of {MAIL_SIZE} endpoints", _load, _generate)
     run_dir = out / MailNginx.RUN_DIR_NAME
     run_dir.mkdir(parents=True, exist_ok=True)
     lab.conf.write_text(mail_conf(lab, run_dir, load_module))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import shutil
 import signal
 import socket
 import ssl
@@ -126,15 +125,7 @@ def build_lab(out: Path) -> Lab:
     """The lab under ``out/lab``, generated on first use (or when stale) and cached."""
     out = out.resolve()
     root = out / "lab"
-    lab = _load(root)
-    if lab is None:
-        started = time.monotonic()
-        print(f"bench: generating the lab of {LAB_SIZE} endpoints in {root} ...", flush=True)
-        shutil.rmtree(root, ignore_errors=True)
-        _generate(root)
-        lab = _load(root)
-        assert lab is not None, "freshly generated lab does not load"
-        print(f"bench: lab generated in {time.monotonic() - started:.1f} s", flush=True)
+    lab = lab_manifest.cached_lab(root, f"the lab of {LAB_SIZE} endpoints", _load, _generate)
     run_dir = out / "nginx"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
