@@ -30,7 +30,7 @@ from typing import TypeVar
 # The certscan checkout's scanner package, also when the benchmark's Python has no certscan.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scanner import certgen
+from scanner.lab import certgen
 
 T = TypeVar("T")
 

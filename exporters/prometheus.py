@@ -3,8 +3,10 @@ on every scrape (no scanning on scrape, no gauges updated on a timer).
 
 Theory of operation
 -------------------
-:class:`CertscanCollector` ``collect()`` reads one :class:`~scanner.store_metrics.MetricsSnapshot`
-(a few set-based queries in one read transaction, see ``scanner.store_metrics``) and turns it into
+:class:`CertscanCollector` ``collect()`` reads one
+:class:`~scanner.inventory.metrics.MetricsSnapshot`
+(a few set-based queries in one read transaction, see ``scanner.inventory.metrics``) and turns it
+into
 metric families with :func:`build_metrics`, a pure function. ``describe()`` returns nothing, so
 registering the collector never touches the database. A database failure raises
 :class:`~scanner.errors.StoreError` out of ``collect()``: the scrape fails as a whole (HTTP 5xx in
@@ -28,7 +30,7 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     1 per distinct leaf in the not_after series (or unparsable leaf: labels other than sha256 '').
 ``certscan_certificate_error{address,port,sni,sha256,reason}``
     1 per reason a certificate of the endpoint fails verification or parsing: the open findings
-    of the kinds in :data:`scanner.store_metrics.PROBLEM_KINDS` (``untrusted_root``,
+    of the kinds in :data:`scanner.inventory.metrics.PROBLEM_KINDS` (``untrusted_root``,
     ``hostname_mismatch``, ``expired``...), plus ``unparsable_certificate`` whenever the leaf
     could not be loaded. ``sha256`` is '' for a finding about the endpoint as a whole.
 ``certscan_findings{kind,severity}``
@@ -69,10 +71,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from scanner import store_metrics
+from scanner.inventory import metrics as store_metrics
+from scanner.inventory.metrics import MetricsSnapshot
+from scanner.inventory.store import Inventory
 from scanner.models import STATUS_CLIENT_CERT_REQUIRED, STATUS_OK
-from scanner.store import Inventory
-from scanner.store_metrics import MetricsSnapshot
 
 __all__ = [
     "DEFAULT_JOB",

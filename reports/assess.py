@@ -5,7 +5,8 @@ Theory of operation
 The findings rules (:mod:`reports.findings`) judge observations; the inventory holds them. This
 module joins the two, in two layers:
 
-* **Pure** -- :func:`to_input` turns a stored :class:`~scanner.store.EndpointRecord` into the
+* **Pure** -- :func:`to_input` turns a stored :class:`~scanner.inventory.store.EndpointRecord` into
+the
   rules' :class:`~reports.findings.EndpointInput`; :func:`assess` evaluates the endpoints a
   report shows with their context (the previous leaf of each endpoint for
   ``certificate_changed``, the stored protocol probe for ``legacy_protocol``, and, for
@@ -16,7 +17,8 @@ module joins the two, in two layers:
 * **Edges** -- :func:`load_criteria` reads the config file and the CA bundles once per command;
   :func:`read_views` reads what ``certscan report`` shows; :func:`record_scan` evaluates the
   endpoints one sweep observed and applies the result to the findings lifecycle
-  (:meth:`~scanner.store.Inventory.record_findings`). Each reads the inventory in a few bulk
+  (:meth:`~scanner.inventory.store.Inventory.record_findings`). Each reads the inventory in a few
+  bulk
   queries and does all the judging in memory, so 1,000 endpoints take well under a second.
 
 Which endpoints a report shows: those whose chosen observation presented a chain, or whose TCP
@@ -53,12 +55,12 @@ from reports.findings import (
     leaf_key_peers,
 )
 from reports.model import EndpointView, Finding, Severity
+from reports.output import ScanInfo
 from reports.policy import KINDS, Policy, load_config
-from reports.report import ScanInfo
 from reports.trust import TrustStore
 from scanner.errors import UsageError
-from scanner.store import EndpointRecord, FindingChanges, Inventory
-from scanner.store_read import CHAIN_STATUSES
+from scanner.inventory.read import CHAIN_STATUSES
+from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
 
 __all__ = [
     "Criteria",

@@ -2,6 +2,6 @@
 
 import sys
 
-from scanner.cli import main
+from scanner.cli.app import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ class Target:
     ``address`` is a canonical IP literal (``ipaddress`` string form, no brackets).
     ``sni`` is the server name to send, or ``None`` to send none (bare IP targets).
     ``protocol`` is how TLS starts: ``"tls"`` for implicit TLS, a STARTTLS protocol name (one
-    of :data:`PROTOCOLS`), or ``None`` to choose by port (``scanner.starttls``).
+    of :data:`PROTOCOLS`), or ``None`` to choose by port (``scanner.engine.starttls.session``).
     """
 
     address: str
@@ -36,7 +36,8 @@ class Target:
 
 
 #: How TLS may start on a port: implicit ``tls``, or the STARTTLS preamble of a protocol
-#: (``scanner.starttls`` speaks each). ``xmpp`` is client-to-server, ``xmpp-server`` is
+#: (``scanner.engine.starttls.session`` speaks each). ``xmpp`` is client-to-server, ``xmpp-server``
+# is
 #: server-to-server.
 PROTOCOLS: tuple[str, ...] = (
     "tls",
@@ -54,7 +55,8 @@ PROTOCOLS: tuple[str, ...] = (
 
 
 class FailureKind(enum.StrEnum):
-    """Why a target yielded no certificate chain. One classification point: ``scanner.tls``."""
+    """Why a target yielded no certificate chain. One classification point:
+    ``scanner.engine.tls``."""
 
     REFUSED = "refused"  # RST in answer to SYN: nothing listens there
     UNREACHABLE = "unreachable"  # ICMP unreachable / no route

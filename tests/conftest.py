@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import trio
 
-from scanner import lab as lab_mod
+from scanner.lab import servers as lab_mod
 
 PG_ADMIN_URL = os.environ.get(
     "CERTSCAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from scanner.certgen import Issued, chain_pem, make_ca, make_leaf
+from scanner.lab.certgen import Issued, chain_pem, make_ca, make_leaf
 from scanner.models import Target
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]

@@ -40,10 +40,10 @@ import trio
 from exporters.hooks.base import ActionResult, HookContext
 from exporters.hooks.config import Hook, HooksConfig
 from reports.model import Finding
-from scanner import store_hooks
+from scanner.inventory import hooks as store_hooks
+from scanner.inventory.read import EndpointKey, EndpointRecord
+from scanner.inventory.store import Inventory
 from scanner.serialize import iso
-from scanner.store import Inventory
-from scanner.store_read import EndpointKey, EndpointRecord
 
 RETRY_BASE = timedelta(minutes=5)
 RETRY_CAP = timedelta(days=1)

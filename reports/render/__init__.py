@@ -1,6 +1,6 @@
 """Report renderers: one small class per format behind :class:`Renderer` (see ``base``)."""
 
-from reports.render.base import (
+from reports.render.interface import (
     CSV_KINDS,
     FORMATS,
     CsvKind,

@@ -40,8 +40,8 @@ from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from reports.model import EndpointView
-from reports.render.base import CsvKind, Renderer
-from reports.report import Report, days_left, key_label
+from reports.output import Report, days_left, key_label
+from reports.render.interface import CsvKind, Renderer
 from scanner.serialize import iso
 
 __all__ = ["FINDINGS_COLUMNS", "INVENTORY_COLUMNS", "CsvRenderer", "neutralise"]

@@ -51,9 +51,9 @@ import jinja2
 from markupsafe import Markup
 
 from reports.model import EndpointView, Finding
-from reports.render.base import Renderer
+from reports.output import CertificateUse, Placement, Report, days_left, endpoint_label, key_label
+from reports.render.interface import Renderer
 from reports.render.timeline import Timeline, timeline
-from reports.report import CertificateUse, Placement, Report, days_left, endpoint_label, key_label
 from scanner.models import CertInfo
 
 __all__ = ["MAX_DETAILS", "MAX_PLACEMENTS", "PAGE_ROWS", "HtmlRenderer", "content_security_policy"]

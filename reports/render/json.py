@@ -29,8 +29,8 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from reports.model import EndpointView, Finding
-from reports.render.base import Renderer
-from reports.report import CertificateUse, Report, ScanInfo, Summary
+from reports.output import CertificateUse, Report, ScanInfo, Summary
+from reports.render.interface import Renderer
 from scanner.serialize import cert_to_dict, iso, observed_dict
 
 __all__ = ["JsonRenderer", "load_schema", "report_to_dict"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reports.report import Report
+from reports.output import Report
 
 __all__ = ["TIMELINE_WEEKS", "Bar", "Timeline", "timeline"]
 

@@ -8,9 +8,9 @@ resolved there and only there -- records a sharded scan in the inventory and pub
 inputs (never the targets), so it stays small however large the plan.
 
 ``certscan agent`` (:mod:`scanner.zones.agent`) runs in the zone with no database credentials.
-For each shard task it rebuilds the same plan with :func:`scanner.targets.build_plan` (a pure
+For each shard task it rebuilds the same plan with :func:`scanner.plan.targets.build_plan` (a pure
 function of the inputs, resolved names included), takes its shard
-(:class:`scanner.shards.ShardedPlan`), sweeps it with the trio engine and publishes what it saw
+(:class:`scanner.plan.shards.ShardedPlan`), sweeps it with the trio engine and publishes what it saw
 to the ingest queue: ``shard_started``, then numbered ``batch`` messages, then
 ``shard_finished`` -- all under one fresh *attempt* id.
 
@@ -22,7 +22,7 @@ When the last shard of a scan settles, it records the scan's findings and closes
 Delivery: tasks are acknowledged late (after the work), one at a time per worker process, and
 requeued when the worker dies, so a killed agent's shard runs again elsewhere; Celery's hard
 time limit stays under RabbitMQ's consumer timeout. Messages are JSON only
-(:mod:`scanner.zones.messages`, :mod:`scanner.wire`), versioned, bounded and validated on
+(:mod:`scanner.zones.messages`, :mod:`scanner.zones.wire`), versioned, bounded and validated on
 arrival; a malformed one is logged on one line and dropped, never retried.
 
 Celery is imported only here, inside this package: ``certscan sweep`` never pays for it.

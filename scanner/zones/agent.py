@@ -7,7 +7,7 @@ time, ``--concurrency`` processes):
    one line and dropped;
 2. start a new *attempt* (uuid4 hex, start time) and publish ``shard_started``;
 3. rebuild the plan from the task's inputs, take the shard, and sweep it with the trio engine
-   through :func:`scanner.pipeline.run_sweep`, whose sink publishes each batch (numbered from
+   through :func:`scanner.sweep.pipeline.run_sweep`, whose sink publishes each batch (numbered from
    0) to the ingest queue from a worker thread, under a bounded timeout;
 4. publish ``shard_finished`` with the number of batches and the final progress, or with the
    error that stopped the shard (a plan that does not rebuild identically, the time limit).
@@ -34,13 +34,12 @@ from typing import Any
 
 import trio
 
-from scanner import engine
-from scanner.console import SweepCounters
+from scanner.cli.console import SweepCounters
+from scanner.engine import crew as engine
 from scanner.errors import CertscanError
 from scanner.models import Handshake, Outcome
-from scanner.pipeline import Batch, Progress, SweepJob, run_sweep
-from scanner.shards import ShardedPlan
-from scanner.wire import DEFAULT_LIMITS, WireError
+from scanner.plan.shards import ShardedPlan
+from scanner.sweep.pipeline import Batch, Progress, SweepJob, run_sweep
 from scanner.zones import app as zapp
 from scanner.zones.messages import (
     MAX_ITEMS,
@@ -50,6 +49,7 @@ from scanner.zones.messages import (
     ShardStarted,
     ShardTask,
 )
+from scanner.zones.wire import DEFAULT_LIMITS, WireError
 
 log = logging.getLogger("certscan.agent")
 

@@ -20,10 +20,10 @@ from typing import Any
 import trio
 
 from scanner.errors import OperationalError, TargetError
-from scanner.pipeline import scan_spec
-from scanner.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
-from scanner.store import Inventory
-from scanner.sweep_command import SweepOptions, resolve_hostnames, starttls_default, sweep_spec
+from scanner.inventory.store import Inventory
+from scanner.plan.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
+from scanner.sweep.pipeline import scan_spec
+from scanner.sweep.run import SweepOptions, resolve_hostnames, starttls_default, sweep_spec
 from scanner.zones import app as zapp
 from scanner.zones.messages import PlanInputs, ShardTask
 

@@ -3,7 +3,7 @@
 Four tasks on the ingest queue, each taking one JSON message:
 
 * ``shard_started``: :meth:`Inventory.shard_started` (the attempt takes the shard over);
-* ``batch``: decode and check the outcomes (:mod:`scanner.wire`), parse each distinct
+* ``batch``: decode and check the outcomes (:mod:`scanner.zones.wire`), parse each distinct
   certificate once (:class:`scanner.parse.CertCache`), :meth:`Inventory.ingest_batch`; a batch
   seen before changes nothing, and the batches of an attempt that started on a shard already
   settled (a duplicated shard task) are skipped by the process that saw it start;
@@ -32,13 +32,13 @@ from typing import Any
 
 from reports import assess
 from scanner.errors import StoreError
+from scanner.inventory.store import Inventory
 from scanner.models import CertInfo, Handshake
 from scanner.parse import CertCache
-from scanner.pipeline import CACHE_ENTRIES
-from scanner.store import Inventory
-from scanner.wire import WireError, integer, mapping, only_keys
+from scanner.sweep.pipeline import CACHE_ENTRIES
 from scanner.zones import app as zapp
 from scanner.zones.messages import VERSION, BatchMessage, ShardFinished, ShardStarted, kind_of
+from scanner.zones.wire import WireError, integer, mapping, only_keys
 
 log = logging.getLogger("certscan.ingest")
 

@@ -2,8 +2,8 @@
 
 Every message is a JSON object with ``"v": 1`` and a ``"type"``; :func:`parse` checks both and
 the fields of that type (exact JSON types, bounds, no unknown keys) and raises
-:class:`scanner.wire.WireError` naming the first problem. Outcomes and certificates inside a
-batch use :mod:`scanner.wire`. Pure: no broker, no database.
+:class:`scanner.zones.wire.WireError` naming the first problem. Outcomes and certificates inside a
+batch use :mod:`scanner.zones.wire`. Pure: no broker, no database.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scanner import targets
-from scanner.discovery import DiscoveryOptions
+from scanner.engine.discovery import DiscoveryOptions
 from scanner.models import EngineLimits, Outcome
-from scanner.pipeline import Progress
-from scanner.shards import MAX_SEED, ShardedPlan, ShardSpec, shard_size
-from scanner.wire import (
+from scanner.plan import targets
+from scanner.plan.shards import MAX_SEED, ShardedPlan, ShardSpec, shard_size
+from scanner.sweep.pipeline import Progress
+from scanner.zones.app import QUEUE_NAME
+from scanner.zones.wire import (
     DEFAULT_LIMITS,
     DerTable,
     WireError,
@@ -36,7 +37,6 @@ from scanner.wire import (
     to_datetime,
     typed,
 )
-from scanner.zones.app import QUEUE_NAME
 
 VERSION = 1
 MAX_ITEMS = 2000  # outcomes in one batch (the pipeline cuts at 400)
@@ -74,7 +74,7 @@ def _header(value: object, kind: str, keys: frozenset[str]) -> Mapping[str, Any]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlanInputs:
-    """Everything :func:`scanner.targets.build_plan` needs, names already resolved."""
+    """Everything :func:`scanner.plan.targets.build_plan` needs, names already resolved."""
 
     specs: tuple[str, ...]
     ports: tuple[int, ...]

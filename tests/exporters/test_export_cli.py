@@ -1,4 +1,4 @@
-"""``certscan export prometheus`` run in-process through ``scanner.cli.main``: the file it
+"""``certscan export prometheus`` run in-process through ``scanner.cli.app.main``: the file it
 writes, standard output, and the exit codes of its failures (with the old file left alone)."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from scanner import certgen
+from scanner.inventory.store import Inventory, db_url
+from scanner.lab import certgen
 from scanner.models import FailureKind
-from scanner.store import Inventory, db_url
 from tests.exporters.test_prometheus import failure, handshake, promtool_accepts, record_scan
-from tests.test_cli import one_line_error, run_main
+from tests.scanner.cli.test_app import one_line_error, run_main
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The Prometheus collector over real inventories: SQLite files and fresh PostgreSQL databases,
 filled through ``Inventory.start_scan`` + ``record_batch`` with certificates built by
-``scanner.certgen`` and parsed by ``scanner.parse``; each test reads a fresh registry."""
+``scanner.lab.certgen`` and parsed by ``scanner.parse``; each test reads a fresh registry."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.prometheus import LABEL_LIMIT, CertscanCollector, build_metrics, label_value
 from reports.model import Finding, Severity
-from scanner import certgen, store_metrics
 from scanner.errors import StoreError
+from scanner.inventory import metrics as store_metrics
+from scanner.inventory.store import Inventory, db_url
+from scanner.lab import certgen
 from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import parse_certificate
-from scanner.store import Inventory, db_url
 from tests.conftest import require_tool
 
 T0 = datetime(2030, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from exporters.prometheus import build_metrics
-from scanner.store_metrics import MetricsSnapshot
+from scanner.inventory.metrics import MetricsSnapshot
 from tests.conftest import require_tool
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "exporters" / "rules"

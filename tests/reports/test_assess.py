@@ -18,17 +18,17 @@ import pytest
 from reports import assess
 from reports.findings import EndpointKey
 from reports.model import EndpointView, Finding, Severity
+from reports.output import build_report
 from reports.policy import Policy
 from reports.render import get_renderer
 from reports.render.json import load_schema
-from reports.report import build_report
 from reports.trust import TrustStore
-from scanner import certgen
-from scanner.certgen import Issued
 from scanner.errors import UsageError
+from scanner.inventory.store import EndpointRecord, Inventory
+from scanner.lab import certgen
+from scanner.lab.certgen import Issued
 from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
 from scanner.parse import parse_certificate
-from scanner.store import EndpointRecord, Inventory
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

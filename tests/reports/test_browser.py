@@ -19,7 +19,7 @@ from reports.atomic import write_atomic
 from reports.render import html as html_module
 from reports.render.html import HtmlRenderer
 from tests.conftest import missing
-from tests.reports.test_render_html import IMG_TEXT, SCRIPT_CN, TEMPLATE_TEXT, sample_report
+from tests.reports.render.test_html import IMG_TEXT, SCRIPT_CN, TEMPLATE_TEXT, sample_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = [

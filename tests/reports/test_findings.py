@@ -27,8 +27,8 @@ from reports.findings import (
 from reports.model import Finding, Severity
 from reports.policy import KINDS, Policy
 from reports.trust import TrustStore
-from scanner import certgen
-from scanner.certgen import Issued
+from scanner.lab import certgen
+from scanner.lab.certgen import Issued
 from scanner.parse import parse_certificate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

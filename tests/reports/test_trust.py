@@ -1,6 +1,6 @@
 """Chain building and trust (reports.trust) and host-name matching (reports.names).
 
-Certificates are built in code with scanner.certgen; nothing touches the network.
+Certificates are built in code with scanner.lab.certgen; nothing touches the network.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from reports.names import clean, hostname_matches, quote
 from reports.trust import ChainVerdict, TrustStore, evaluate_chain
-from scanner import certgen
-from scanner.certgen import Issued
 from scanner.errors import UsageError
+from scanner.lab import certgen
+from scanner.lab.certgen import Issued
 from scanner.models import CertInfo
 from scanner.parse import parse_certificate
 

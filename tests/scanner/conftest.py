@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from scanner import certgen
-from scanner.store import Inventory, db_url
+from scanner.inventory.store import Inventory, db_url
+from scanner.lab import certgen
 
 PG_URL = os.environ.get("CERTSCAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

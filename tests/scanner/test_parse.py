@@ -24,7 +24,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner import certgen
+from scanner.lab import certgen
 from scanner.models import CertInfo
 from scanner.parse import CertCache, parse_certificate, sha256_hex
 

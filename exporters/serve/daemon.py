@@ -1,0 +1,364 @@
+"""``certscan serve``: one trio process running the HTTP app (hypercorn's trio worker) and the
+scan scheduler in one nursery.
+
+Theory of operation
+-------------------
+:func:`run_daemon` loads the config (``[serve]``, ``[jobs.NAME]``, the policy and trust), opens
+two read lanes on the inventory for the app, and runs three tasks: hypercorn serving
+:func:`exporters.serve.api.create_app`, the :class:`~exporters.serve.scheduler.Scheduler`, and a
+signal
+watcher. Each job run is exactly ``certscan sweep``'s code path (:func:`scanner.sweep.run.run`)
+with the job's targets, so a scheduled scan stores, judges and records findings as a manual one.
+
+A job with ``zone = "NAME"`` is not scanned here: each run is ``certscan dispatch --zone NAME``
+(:func:`scanner.zones.dispatch.dispatch`, in a worker thread): it plans the sweep, records a
+sharded scan whose spec names the job, and queues its shards for that zone's agents. The run
+ends when the shards are queued; the daemon does not wait for the agents, whose results
+``certscan ingest`` stores (findings included) as they come. So the job's metrics
+(``certscan_job_*``) count dispatches, and the scan's progress is in the inventory
+(``certscan_scan_shards``, ``certscan_scan_progress_ratio``, ``/api/v1/scans/{id}/shards``).
+A dispatch that cannot reach the broker fails the run (logged; the job runs again at its next
+slot) and leaves no scan behind. Celery is imported only by a dispatching run.
+
+Signals. SIGTERM/SIGINT stop the process: hypercorn stops accepting and finishes requests in
+flight (at most :data:`GRACE_SECONDS`), the scheduler is cancelled, and exit status is 0. While a
+sweep runs it holds its own SIGINT/SIGTERM receiver (as on the command line): the sweep stops,
+marks its scan ``interrupted`` (what it stored stays) and returns; the daemon sees the
+interrupted sweep and shuts down the same way. SIGHUP re-reads the config: policy, trust, token
+and jobs change (a job whose schedule is unchanged keeps its next slot); ``listen`` and ``db``
+need a restart. A config that fails to load is logged and the old one kept.
+
+``--once`` runs every job once, one after another, and exits: 0 when all succeeded, 3 when one
+failed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import sqlalchemy as sa
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+from rich.console import Console
+
+from exporters.hooks.config import HooksConfig, parse_hooks
+from exporters.serve.api import ApiState, Reader, create_app
+from exporters.serve.config import (
+    DEFAULT_PORT,
+    JobSpec,
+    ServeSettings,
+    parse_listen,
+    serve_settings,
+)
+from exporters.serve.log import LogStream
+from exporters.serve.scheduler import Scheduler
+from reports import assess
+from reports.policy import load_config
+from scanner.cli.report import findings_line
+from scanner.errors import OperationalError, UsageError
+from scanner.inventory.store import Inventory, db_url
+from scanner.sweep.run import EXIT_INTERRUPTED, SweepOptions
+from scanner.sweep.run import run as run_sweep
+
+__all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "run_daemon"]
+
+log = logging.getLogger("certscan.serve")
+#: Longest wait for HTTP requests in flight at shutdown.
+GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonOptions:
+    """The command line: each ``None`` falls back to the config, then the default."""
+
+    config: Path | None = None
+    db: str | None = None
+    listen: str | None = None
+    once: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """One reading of the config file."""
+
+    settings: ServeSettings
+    criteria: assess.Criteria
+    hooks: HooksConfig | None  # the renewal hooks run after each job; None when none is declared
+
+
+def load(options: DaemonOptions) -> Loaded:
+    """Read and validate the config (UsageError, one line, for a mistake)."""
+    config = load_config(options.config, env=os.environ)
+    settings = serve_settings(config)
+    criteria = assess.load_criteria(options.config, env=os.environ)
+    source = str(config.path) if config.path is not None else "config"
+    hooks = parse_hooks(config.sections.get("hooks"), source=source)
+    return Loaded(settings=settings, criteria=criteria, hooks=hooks if hooks.hooks else None)
+
+
+class Daemon:
+    """The daemon's moving parts; built by :func:`run_daemon`, driven by :meth:`serve`."""
+
+    def __init__(self, options: DaemonOptions, loaded: Loaded) -> None:
+        self.options = options
+        self.loaded = loaded
+        url = db_url(options.db or os.environ.get("CERTSCAN_DB") or loaded.settings.db)
+        self.db_url = url
+        self.db_label = sa.make_url(url).render_as_string(hide_password=True)
+        self.shutdown = trio.Event()
+        self.interrupted = False
+        self.reader: Reader | None = None  # the API lane, while serving
+        self.scheduler = Scheduler(
+            {n: j.schedule for n, j in loaded.settings.jobs.items()}, self.run_job
+        )
+
+    def token(self) -> str | None:
+        return os.environ.get("CERTSCAN_API_TOKEN") or self.loaded.settings.token
+
+    async def run_job(self, name: str) -> None:
+        """One run of job ``name`` as configured now: ``certscan sweep`` with its options."""
+        job = self.loaded.settings.jobs[name]
+        options = SweepOptions(
+            specs=job.specs,
+            ports=tuple(port for port, _ in job.ports),
+            protocols=tuple((port, p) for port, p in job.ports if p is not None),
+            starttls=job.starttls,
+            excludes=job.excludes,
+            sni=job.sni,
+            allow_public=job.allow_public,
+            limits=job.limits,
+            db_url=self.db_url,
+            db_label=self.db_label,
+            progress=False,
+            summary=False,
+            criteria=self.loaded.criteria,
+            job=name,
+            hooks=self.loaded.hooks,
+        )
+        err = Console(
+            file=cast(IO[str], LogStream(log, job=name)),
+            width=200,
+            no_color=True,
+            highlight=False,
+            soft_wrap=True,
+        )
+        if job.zone is not None:
+            await self._dispatch(name, job, options)
+            return
+        before = await self._newest_scan_id()
+        try:
+            report = await run_sweep(options, out=io.StringIO(), err=err)
+        except trio.Cancelled:
+            # stopped before the sweep took the signal itself: close what it started
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):
+                await self._interrupt_running(after=before)
+            raise
+        c = report.counters
+        log.info(
+            "scan stored",
+            extra={
+                "job": name,
+                "scan_id": report.scan_id,
+                "targets": c.total,
+                "done": c.done,
+                "open": c.open,
+                "chains": c.chains,
+                "certificates": len(c.certificates),
+                "findings": findings_line(report.views),
+                "interrupted": report.interrupted,
+            },
+        )
+        if report.interrupted:  # the sweep took SIGTERM/SIGINT: the daemon stops too
+            self.interrupted = True
+            self.shutdown.set()
+
+    async def _dispatch(self, name: str, job: JobSpec, options: SweepOptions) -> None:
+        """One run of a zone job: queue its shards (module docstring); no waiting for agents."""
+        from scanner.zones.app import broker_url, safe_url
+        from scanner.zones.dispatch import DispatchOptions, dispatch
+
+        assert job.zone is not None
+        request = DispatchOptions(
+            sweep=options,
+            zone=job.zone,
+            addresses_per_shard=job.shard_size,
+            seed=None,
+            broker=broker_url(job.broker),
+        )
+        if job.ingest_queue is not None:
+            request = dataclasses.replace(request, ingest_queue=job.ingest_queue)
+        # dispatch() resolves names with its own trio.run: that needs a thread of its own
+        sent = await trio.to_thread.run_sync(dispatch, request)
+        log.info(
+            "scan dispatched",
+            extra={
+                "job": name,
+                "scan_id": sent.scan_id,
+                "zone": sent.zone,
+                "queue": sent.queue,
+                "shards": sent.shards,
+                "targets": sent.targets,
+                "broker": safe_url(request.broker),
+            },
+        )
+        for note in sent.notes:
+            log.warning(note, extra={"job": name, "scan_id": sent.scan_id})
+
+    async def _newest_scan_id(self) -> int:
+        if self.reader is None:
+            return 2**62  # no inventory open: nothing to look after
+        newest = await self.reader.call(lambda inv: inv.latest_scan())
+        return 0 if newest is None else newest.id
+
+    async def _interrupt_running(self, *, after: int) -> None:
+        reader = self.reader
+        if reader is None:
+            return
+
+        def close(inv: Inventory) -> list[int]:
+            stuck = [s.id for s in inv.scans(limit=10) if s.id > after and s.status == "running"]
+            for scan_id in stuck:
+                inv.finish_scan(scan_id, "interrupted")
+            return stuck
+
+        closed = await reader.call(close)
+        if closed:
+            log.info("scans marked interrupted", extra={"scan_ids": closed})
+
+    async def _signals(self, state: ApiState) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload(state)
+                    continue
+                log.info("stopping", extra={"signal": signal.Signals(signum).name})
+                self.shutdown.set()
+                return
+
+    async def reload(self, state: ApiState) -> None:
+        try:
+            loaded = await trio.to_thread.run_sync(load, self.options)
+        except UsageError as exc:
+            log.error("reload failed; keeping the old config", extra={"error": str(exc)})
+            return
+        old = self.loaded.settings
+        if (loaded.settings.listen, loaded.settings.db) != (old.listen, old.db):
+            log.warning("serve.listen and serve.db change only on restart")
+        self.loaded = loaded
+        state.criteria, state.token = loaded.criteria, self.token()
+        self.scheduler.replace({n: j.schedule for n, j in loaded.settings.jobs.items()})
+        log.info("config reloaded", extra={"jobs": sorted(loaded.settings.jobs)})
+
+    async def serve(self) -> int:
+        listen = self.options.listen or self.loaded.settings.listen or f"127.0.0.1:{DEFAULT_PORT}"
+        host, port = parse_listen(listen)
+        reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
+        self.reader = reader
+        metrics_reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
+        state = ApiState(
+            reader=reader,
+            metrics_reader=metrics_reader,
+            criteria=self.loaded.criteria,
+            token=self.token(),
+            scheduler=self.scheduler,
+        )
+        config = HypercornConfig()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("certscan.http")
+        config.graceful_timeout = GRACE_SECONDS
+        scheduling, watching = trio.CancelScope(), trio.CancelScope()
+
+        async def scheduler(task_status: trio.TaskStatus[None]) -> None:
+            with scheduling:
+                await self.scheduler.serve(task_status=task_status)
+
+        async def signals() -> None:
+            with watching:
+                await self._signals(state)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(signals)
+                try:
+                    binds = await nursery.start(
+                        lambda task_status: hypercorn_serve(
+                            cast(Any, create_app(state)),  # its ASGI types and ours differ
+                            config,
+                            shutdown_trigger=self.shutdown.wait,
+                            task_status=task_status,
+                        )
+                    )
+                except BaseException as exc:
+                    found = _sole(exc)
+                    if isinstance(found, OSError):
+                        reason = found.strerror or str(found)
+                        raise OperationalError(f"cannot listen on {listen}: {reason}") from None
+                    raise
+                log.info(
+                    "listening",
+                    extra={"urls": binds, "db": self.db_label, "jobs": sorted(self.scheduler.jobs)},
+                )
+                await nursery.start(scheduler)
+                await self.shutdown.wait()
+                scheduling.cancel()
+                watching.cancel()
+                # hypercorn finishes requests in flight, for at most GRACE_SECONDS
+                nursery.cancel_scope.deadline = trio.current_time() + GRACE_SECONDS + 1
+        finally:
+            reader.close()
+            metrics_reader.close()
+        log.info("stopped")
+        return 0
+
+    async def once(self) -> int:
+        self.reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
+        try:
+            return await self._once()
+        finally:
+            self.reader.close()
+
+    async def _once(self) -> int:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:  # between sweeps (a sweep takes its own signals)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+                        self.interrupted = True
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            ok = await self.scheduler.run_once(stop=lambda: self.interrupted)
+            nursery.cancel_scope.cancel()
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return 0 if ok else 3
+
+
+def _sole(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    """Run ``certscan serve`` (see the module docstring); returns the exit status."""
+    loaded = load(options)
+    if options.listen is not None:
+        parse_listen(options.listen)
+    daemon = Daemon(options, loaded)
+    if options.once:
+        if not loaded.settings.jobs:
+            raise UsageError("--once: the config has no [jobs.NAME] section")
+        return trio.run(daemon.once)
+    return trio.run(daemon.serve)

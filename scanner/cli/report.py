@@ -1,0 +1,377 @@
+"""``certscan report`` and ``certscan findings``, and the report output ``sweep --report`` shares.
+
+``report`` judges the inventory at report time (so a policy change shows without rescanning) and
+writes HTML, CSV or JSON; ``findings`` lists the lifecycle the sweeps recorded. Every option is
+checked before the inventory is opened, so a usage error never waits on a database. Exit codes
+follow :mod:`scanner.cli.app`: 1 when ``--fail-on`` matched, 2 usage, 3 operational.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reports import assess
+from reports.atomic import write_atomic
+from reports.model import EndpointView, Severity
+from reports.output import Report, build_report, endpoint_label
+from reports.render import CSV_KINDS, FORMATS, format_for_path, get_renderer
+from scanner.cli.console import cell, safe, stdout_console
+from scanner.errors import OperationalError, UsageError
+from scanner.inventory.store import FindingRecord, Inventory, db_url
+from scanner.serialize import iso, json_line
+
+SEVERITY_NAMES = "|".join(s.label for s in sorted(Severity, reverse=True))
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="PATH|URL",
+        envvar="CERTSCAN_DB",
+        show_envvar=True,
+        help="Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db)."
+        " Default: $XDG_DATA_HOME/certscan/inventory.db.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Policy and trust config (TOML). Default: $CERTSCAN_CONFIG, else "
+        "$XDG_CONFIG_HOME/certscan/config.toml when it exists.",
+    ),
+]
+CaBundleOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of extra trusted roots (private PKI); repeatable.",
+    ),
+]
+FailOnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fail-on",
+        metavar=SEVERITY_NAMES,
+        help="Exit 1 when a reported finding is at or above this severity.",
+    ),
+]
+
+
+# --- report output -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportOutput:
+    """Where and how a report is written. ``path`` ``-`` is standard output."""
+
+    path: str
+    format: str
+    csv_kind: str = "findings"
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.path == "-"
+
+
+def report_output(
+    path: str, fmt: str | None, csv_kind: str = "findings", *, option: str = "-o"
+) -> ReportOutput:
+    """Check the output options before any work: the format (given, or implied by the file's
+    extension; HTML otherwise), the CSV kind, and that the file's directory exists."""
+    path = path.strip() or "-"
+    name = fmt.strip().lower() if fmt else None
+    if name is None:
+        name = "html" if path == "-" else format_for_path(path)
+        if name is None:
+            raise UsageError(
+                f"{option} {safe(path, 200)}: cannot tell the format from the extension; "
+                f"use --format {'|'.join(FORMATS)}"
+            )
+    get_renderer(name, csv_kind=csv_kind)  # UsageError for an unknown format or CSV kind
+    if path != "-":
+        parent = Path(path).expanduser().absolute().parent
+        if not parent.is_dir():
+            raise UsageError(f"{option} {safe(path, 200)}: directory {safe(parent, 200)} not found")
+        if Path(path).is_dir():
+            raise UsageError(f"{option} {safe(path, 200)}: is a directory")
+    return ReportOutput(path=path, format=name, csv_kind=csv_kind)
+
+
+def write_report(report: Report, output: ReportOutput, *, stdout: TextIO | None = None) -> int:
+    """Render ``report`` and write it (atomically for a file; ``-``: to ``stdout``, default
+    ``sys.stdout``, as bytes when it has a binary buffer); returns the bytes written."""
+    data = get_renderer(output.format, csv_kind=output.csv_kind).render(report)
+    if output.to_stdout:
+        stream = stdout if stdout is not None else sys.stdout
+        buffer = getattr(stream, "buffer", None)
+        stream.flush()
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            stream.write(data.decode("utf-8"))
+            stream.flush()
+        return len(data)
+    try:
+        write_atomic(Path(output.path).expanduser(), data)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OperationalError(f"cannot write report {safe(output.path, 200)}: {reason}") from None
+    return len(data)
+
+
+def findings_line(views: Sequence[EndpointView]) -> str:
+    """``12 findings on 5 of 9 endpoints: 2 critical, 7 high, 3 low`` (zero counts left out)."""
+    counts = {s: 0 for s in sorted(Severity, reverse=True)}
+    with_findings = 0
+    for view in views:
+        with_findings += bool(view.findings)
+        for finding in view.findings:
+            counts[finding.severity] += 1
+    total = sum(counts.values())
+    parts = [f"{n} {s.label}" for s, n in counts.items() if n]
+    head = (
+        f"{total} finding{'' if total == 1 else 's'} on {with_findings} of {len(views)} endpoints"
+    )
+    return head + (": " + ", ".join(parts) if parts else "")
+
+
+def findings_summary_table(views: Sequence[EndpointView], title: str = "findings") -> Table:
+    """One row per endpoint with findings: its worst severity and every kind, most severe first."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("endpoint", no_wrap=True)
+    table.add_column("worst", no_wrap=True)
+    table.add_column("findings", overflow="fold")
+    table.add_column("subject CN", overflow="ellipsis", no_wrap=True, max_width=36)
+    rows = [v for v in views if v.findings]
+    rows.sort(key=lambda v: (-max(f.severity for f in v.findings), v.address, v.port, v.sni or ""))
+    for view in rows:
+        worst = max(f.severity for f in view.findings)
+        kinds = ", ".join(
+            f"{f.kind} ({f.severity.label})"
+            for f in sorted(view.findings, key=lambda f: -f.severity)
+        )
+        leaf = view.chain[0] if view.chain else None
+        table.add_row(
+            cell(endpoint_label(view.address, view.port, view.sni), 60),
+            cell(worst.label, style=SEVERITY_STYLE[worst]),
+            cell(kinds, 400),
+            cell(leaf.subject_cn if leaf else ""),
+        )
+    return table
+
+
+def lifecycle_table(records: Sequence[FindingRecord], *, resolved: bool) -> Table:
+    """``certscan findings``: each stored finding with when it was first and last seen."""
+    title = "findings (open and resolved)" if resolved else "open findings"
+    table = Table(title=title, title_justify="left")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("endpoint", no_wrap=True)
+    table.add_column("message", overflow="fold")
+    table.add_column("first seen", no_wrap=True)
+    table.add_column("last seen", no_wrap=True)
+    if resolved:
+        table.add_column("resolved", no_wrap=True)
+    for rec in records:
+        row = [
+            cell(rec.severity.label, style=SEVERITY_STYLE[rec.severity]),
+            cell(rec.kind),
+            cell(endpoint_label(rec.address, rec.port, rec.sni), 60),
+            cell(rec.message, 300),
+            cell(_when(rec.first_seen)),
+            cell(_when(rec.last_seen)),
+        ]
+        if resolved:
+            row.append(cell(_when(rec.resolved_at) if rec.resolved_at else "open"))
+        table.add_row(*row)
+    return table
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def finding_dict(rec: FindingRecord) -> dict[str, object]:
+    """One line of ``certscan findings --json``."""
+    return {
+        "address": rec.address,
+        "port": rec.port,
+        "sni": rec.sni,
+        "kind": rec.kind,
+        "severity": rec.severity.label,
+        "message": rec.message,
+        "sha256": rec.sha256,
+        "first_seen": iso(rec.first_seen),
+        "last_seen": iso(rec.last_seen),
+        "resolved_at": iso(rec.resolved_at),
+        "first_scan_id": rec.first_scan_id,
+        "last_scan_id": rec.last_scan_id,
+    }
+
+
+def open_existing(db: str | None) -> Inventory:
+    """The inventory for reading; a SQLite file that does not exist is an error, not created."""
+    url = db_url(db)
+    parsed = sa.make_url(url) if url.startswith("sqlite") else None
+    database = parsed.database if parsed is not None else None
+    if database and database != ":memory:" and not Path(database).exists():
+        raise OperationalError(
+            f"no inventory at {safe(database, 200)}: run certscan sweep first (or pass --db)"
+        )
+    return Inventory(url)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def report(
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE|-",
+            help="Write the report here ('-': standard output). Written atomically.",
+        ),
+    ] = "-",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="|".join(FORMATS),
+            help="Report format (default: from the -o extension, else html).",
+        ),
+    ] = None,
+    csv_kind: Annotated[
+        str,
+        typer.Option(
+            "--csv-kind",
+            metavar="|".join(CSV_KINDS),
+            help="CSV rows: one per endpoint x finding, or one per endpoint.",
+        ),
+    ] = "findings",
+    severity: Annotated[
+        str | None,
+        typer.Option(
+            "--severity", metavar=SEVERITY_NAMES, help="Only findings at or above this severity."
+        ),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind", metavar="KIND", help="Only findings of this kind (repeatable, or a,b)."
+        ),
+    ] = None,
+    expiring_within: Annotated[
+        str | None,
+        typer.Option(
+            "--expiring-within",
+            metavar="30d|12h|2w",
+            help="Only endpoints presenting a certificate that expires within this window.",
+        ),
+    ] = None,
+    scan: Annotated[
+        int | None,
+        typer.Option(
+            "--scan",
+            metavar="ID",
+            help="Report this scan's observations (default: the latest of every endpoint).",
+        ),
+    ] = None,
+    fail_on: FailOnOption = None,
+    config: ConfigOption = None,
+    ca_bundle: CaBundleOption = None,
+    db: DbOption = None,
+) -> int:
+    """Judge the inventory with the current policy and write an HTML, CSV or JSON report."""
+    target = report_output(output, fmt, csv_kind)
+    flt = assess.ReportFilter(
+        severity=None if severity is None else assess.parse_severity(severity, option="--severity"),
+        kinds=assess.parse_kinds(kind or ()),
+        expiring_within=None if expiring_within is None else assess.parse_window(expiring_within),
+    )
+    threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
+    criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
+    now = datetime.now(UTC)
+    inventory = open_existing(db)
+    try:
+        info = None if scan is None else assess.scan_info(inventory, scan)
+        views = assess.read_views(inventory, criteria=criteria, now=now, scan_id=scan)
+    finally:
+        inventory.close()
+    shown = assess.select(views, flt, now=now)
+    size = write_report(build_report(shown, generated_at=now, scan=info), target)
+    if not target.to_stdout:
+        _err().print(
+            f"wrote {safe(target.path, 200)} ({target.format}, {size:,} bytes): "
+            f"{findings_line(shown)}",
+            markup=False,
+        )
+    return 1 if assess.failing(shown, threshold) else 0
+
+
+def findings(
+    all_findings: Annotated[
+        bool, typer.Option("--all", help="Include resolved findings (with when they resolved).")
+    ] = False,
+    severity: Annotated[
+        str | None,
+        typer.Option(
+            "--severity", metavar=SEVERITY_NAMES, help="Only findings at or above this severity."
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per finding.")] = False,
+    db: DbOption = None,
+) -> int:
+    """List the findings the sweeps recorded: open ones with first and last seen (--all: also
+    resolved ones), most severe first."""
+    threshold = None if severity is None else assess.parse_severity(severity, option="--severity")
+    inventory = open_existing(db)
+    try:
+        records = inventory.findings(open_only=not all_findings)
+    finally:
+        inventory.close()
+    if threshold is not None:
+        records = [r for r in records if r.severity >= threshold]
+    if json_out:
+        for rec in records:
+            sys.stdout.write(json_line(finding_dict(rec)) + "\n")
+        return 0
+    out = stdout_console()
+    out.print(lifecycle_table(records, resolved=all_findings))
+    out.print(_lifecycle_summary(records), markup=False)
+    return 0
+
+
+def _lifecycle_summary(records: Sequence[FindingRecord]) -> str:
+    opened = [r for r in records if r.resolved_at is None]
+    resolved = [r for r in records if r.resolved_at is not None]
+    endpoints = {(r.address, r.port, r.sni) for r in opened}
+    text = f"{len(opened)} open findings on {len(endpoints)} endpoints"
+    return text + (f", {len(resolved)} resolved" if resolved else "")

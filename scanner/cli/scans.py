@@ -1,0 +1,290 @@
+"""``certscan scans``: list recent scan runs, and ``certscan scans show ID``: one scan in detail.
+
+A sharded scan (``sweep --workers``, ``certscan dispatch --zone``) is one ``scan_run`` with one
+``scan_shard`` row per shard (:mod:`scanner.inventory.shards`). The list gives such a scan a
+``shards`` cell (``3/4 done``); ``show`` adds a summary of its shards by state and a table of
+them (zone, status, progress, attempts, agent, times, error), so the progress of a distributed
+scan can be followed from the central inventory.
+
+The JSON shapes (:func:`scan_dict`, :func:`shard_dict`) are the ones the HTTP API serves
+(:mod:`exporters.serve.api`): one name per idea. Every text cell goes through
+:func:`scanner.cli.console.safe` (zone, agent and error are certscan's own text, but an error may
+quote a server). Exit codes follow :mod:`scanner.cli.app`: an unknown scan id is a usage error (2),
+an inventory that cannot be opened an operational one (3).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from scanner.cli.console import cell, safe, simple_table, stdout_console
+from scanner.cli.report import DbOption, open_existing
+from scanner.errors import UsageError
+from scanner.inventory.read import ScanRun
+from scanner.inventory.shards import SHARD_STATUSES, ShardRecord
+from scanner.serialize import iso, json_line
+
+__all__ = [
+    "rate",
+    "scan_dict",
+    "scans_app",
+    "shard_dict",
+    "shard_states",
+    "shards_cell",
+    "spec_summary",
+]
+
+scans_app = typer.Typer(
+    help="Scan runs: list the recent ones, show one with its shards.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    rich_markup_mode=None,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
+_TIME = "%Y-%m-%d %H:%M:%S"
+_SHARD_FIELDS = tuple(f.name for f in fields(ShardRecord))
+
+
+# --- pure helpers (also used by the HTTP API) --------------------------------------------------
+
+
+def shard_states(counts: Mapping[str, int] | None) -> dict[str, int]:
+    """Shards per state, every state present (0 when none), in :data:`SHARD_STATUSES` order;
+    a state certscan does not know yet is kept after them."""
+    given = dict(counts or {})
+    out = {state: int(given.pop(state, 0)) for state in SHARD_STATUSES}
+    return out | {state: int(n) for state, n in sorted(given.items())}
+
+
+def scan_dict(run: ScanRun, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A scan as JSON: ``shards`` is None for a scan that is not sharded; ``shard_states`` is
+    then None too, else its shards per state (``counts`` from ``Inventory.shard_counts``)."""
+    return {
+        "id": run.id,
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "total": run.total,
+        "done": run.done,
+        "ok": run.ok,
+        "failed": run.failed,
+        "version": run.version,
+        "shards": run.shards,
+        "shard_states": None if run.shards is None else shard_states(counts),
+    }
+
+
+def shard_dict(record: ShardRecord) -> dict[str, Any]:
+    """A shard as JSON: every ``scan_shard`` column, times in ISO 8601 UTC."""
+    out: dict[str, Any] = {}
+    for name in _SHARD_FIELDS:
+        value = getattr(record, name)
+        out[name] = iso(value) if isinstance(value, datetime) else value
+    return out
+
+
+def shards_cell(run: ScanRun, counts: Mapping[str, int] | None) -> str:
+    """``3/4 done`` (``, 1 failed`` when some failed) for a sharded scan, '' otherwise."""
+    if run.shards is None:
+        return ""
+    states = shard_states(counts)
+    text = f"{states['done']}/{run.shards} done"
+    return text + (f", {states['failed']} failed" if states["failed"] else "")
+
+
+def rate(run: ScanRun, now: datetime) -> float | None:
+    """Targets stored per second since the scan started (until it finished); None before a
+    measurable time has passed."""
+    end = run.finished_at or now
+    seconds = (end - run.started_at).total_seconds()
+    return run.done / seconds if seconds > 0 else None
+
+
+def _listing(values: object, limit: int = 3) -> str:
+    items = [str(v) for v in values] if isinstance(values, list) else [str(values)]
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def spec_summary(spec: str) -> str:
+    """One line saying what a scan swept, from its stored spec
+    (``scanner.sweep.pipeline.scan_spec``):
+    the first targets, the ports, and the job, zone, workers or shard options when set."""
+    try:
+        data = json.loads(spec)
+    except ValueError:
+        return "(unreadable spec)"
+    if not isinstance(data, dict):
+        return "(unreadable spec)"
+    parts = []
+    if data.get("specs"):
+        parts.append(f"targets {_listing(data['specs'])}")
+    if data.get("ports"):
+        parts.append(f"ports {_listing(data['ports'], limit=8)}")
+    if data.get("excludes"):
+        parts.append(f"excluding {_listing(data['excludes'])}")
+    for key in ("job", "zone"):
+        if isinstance(data.get(key), str):
+            parts.append(f"{key} {data[key]}")
+    workers = data.get("workers")
+    if isinstance(workers, list) and len(workers) == 2:
+        parts.append(f"{workers[1]} workers (seed {workers[0]})")
+    shard = data.get("shard")
+    if isinstance(shard, list) and len(shard) == 3:
+        parts.append(f"shard {shard[2]} of {shard[1]} (seed {shard[0]})")
+    if isinstance(data.get("shard_size"), int):
+        parts.append(f"{data['shard_size']} addresses a shard")
+    return "; ".join(parts) or "(empty spec)"
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime(_TIME) if moment is not None else ""
+
+
+@scans_app.callback()
+def scans(
+    ctx: typer.Context,
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", help="How many recent scans.")] = 20,
+    json_out: JsonOption = False,
+) -> int:
+    """List recent scan runs (the ids that --scan and --resume refer to); 'scans show ID' shows
+    one with its shards."""
+    ctx.obj = db
+    if ctx.invoked_subcommand is not None:
+        return 0
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    with open_existing(db) as inv:
+        runs = inv.scans(limit=limit)
+        counts = inv.shard_counts([r.id for r in runs if r.shards is not None])
+    if json_out:
+        for r in runs:
+            sys.stdout.write(json_line(scan_dict(r, counts.get(r.id))) + "\n")
+        return 0
+    headers = ["id", "started", "finished", "status", "targets", "done", "shards"]
+    table = simple_table("scans", headers)
+    for r in runs:
+        table.add_row(
+            str(r.id),
+            _when(r.started_at),
+            _when(r.finished_at),
+            cell(r.status),
+            str(r.total),
+            str(r.done),
+            cell(shards_cell(r, counts.get(r.id))),
+        )
+    stdout_console().print(table)
+    return 0
+
+
+@scans_app.command("show")
+def show(
+    ctx: typer.Context,
+    scan_id: Annotated[int, typer.Argument(metavar="ID", help="The scan id (certscan scans).")],
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> int:
+    """Show one scan: its status, what it swept, its progress and, when sharded, its shards."""
+    chosen = db if db is not None else ctx.obj
+    with open_existing(chosen) as inv:
+        run = inv.scan(scan_id) if 0 <= scan_id < 2**63 else None
+        if run is None:
+            raise UsageError(f"no scan {scan_id} in the inventory (see certscan scans)")
+        shards = inv.shards(scan_id) if run.shards is not None else []
+    counts: dict[str, int] = {}
+    for s in shards:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    if json_out:
+        body = {
+            "scan": scan_dict(run, counts) | {"spec": _spec_json(run.spec)},
+            "shards": [shard_dict(s) for s in shards],
+        }
+        sys.stdout.write(json_line(body) + "\n")
+        return 0
+    _print_header(run, counts, now=datetime.now(UTC))
+    if run.shards is not None:
+        stdout_console().print(_shard_table(shards))
+    return 0
+
+
+def _spec_json(spec: str) -> object:
+    try:
+        return json.loads(spec)
+    except ValueError:
+        return None
+
+
+def _print_header(run: ScanRun, counts: Mapping[str, int], *, now: datetime) -> None:
+    lines = [
+        f"scan {run.id}: {run.status}",
+        f"spec:     {spec_summary(run.spec)}",
+        f"started:  {_when(run.started_at)} UTC",
+    ]
+    if run.finished_at is not None:
+        took = int((run.finished_at - run.started_at).total_seconds())
+        lines.append(f"finished: {_when(run.finished_at)} UTC (after {_duration(took)})")
+    share = f" ({100 * run.done / run.total:.1f}%)" if run.total else ""
+    lines.append(
+        f"targets:  total {run.total}, done {run.done}{share}, ok {run.ok}, failed {run.failed}"
+    )
+    per_second = rate(run, now)
+    if per_second is not None:
+        lines.append(f"rate:     {per_second:.1f} targets/s")
+    if run.shards is not None:
+        states = shard_states(counts)
+        summary = ", ".join(f"{state} {n}" for state, n in states.items())
+        lines.append(f"shards:   {run.shards}: {summary}")
+    for line in lines:
+        typer.echo(safe(line, 400))
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def _shard_table(shards: list[ShardRecord]) -> Any:
+    headers = (
+        "shard",
+        "zone",
+        "status",
+        "done/total",
+        "ok",
+        "failed",
+        "attempts",
+        "agent",
+        "started",
+        "finished",
+        "error",
+    )
+    table = simple_table("shards", headers)
+    for s in shards:
+        table.add_row(
+            str(s.shard),
+            cell(s.zone or ""),
+            cell(s.status),
+            f"{s.done}/{s.total}",
+            str(s.ok),
+            str(s.failed),
+            str(s.attempts),
+            cell(s.agent or ""),
+            _when(s.started_at),
+            _when(s.finished_at),
+            cell(s.error or "", 200),
+        )
+    return table

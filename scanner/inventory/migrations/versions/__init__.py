@@ -1,0 +1,1 @@
+"""The revisions of the inventory schema, oldest first (``scanner.inventory.migrations``)."""

@@ -1,0 +1,221 @@
+"""Reading the inventory: the records :class:`scanner.inventory.store.Inventory` returns, and the
+queries
+behind its observation listings. Each function runs inside a transaction the caller holds.
+
+"Latest" always means the order ``(observed_at, id)``: the observation that began last, and of
+two that began at the same instant the one stored last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from scanner.inventory import tables as t
+from scanner.models import STATUS_CLIENT_CERT_REQUIRED, STATUS_OK, CertInfo
+
+CHAIN_STATUSES = (STATUS_OK, STATUS_CLIENT_CERT_REQUIRED)
+IN_CHUNK = 500  # values per IN (...) list: well under every backend's parameter limit
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+#: ``(address, port, sni)`` as targets carry it: ``sni`` is None when none is sent.
+EndpointKey = tuple[str, int, str | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRun:
+    """One sweep as stored. ``spec`` is the normalised JSON of its command-line targets/options."""
+
+    id: int
+    started_at: datetime  # UTC
+    finished_at: datetime | None  # UTC; None while running (and after a crash)
+    status: str  # "running", "finished", "interrupted" or "failed"
+    spec: str
+    total: int  # targets in the sweep
+    watermark: int  # every target index below it is stored
+    done: int  # targets stored: ok + failed
+    ok: int  # targets that presented a chain (status ok or client_cert_required)
+    failed: int  # targets that did not
+    version: str  # the certscan version that started it
+    shards: int | None = None  # how many shards; None for a scan that is not sharded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointRecord:
+    """An endpoint with one observation of it and the chain it presented, in presented order."""
+
+    address: str
+    port: int
+    sni: str | None  # None when no SNI was sent
+    status: str  # "ok", "client_cert_required" or a FailureKind value
+    error: str | None  # the failure's detail; None for a handshake
+    tls_version: str | None  # None for a failure
+    cipher: str | None
+    alpn: str | None
+    observed_at: datetime  # UTC, when the connection began
+    scan_id: int
+    chain: tuple[CertInfo, ...]  # empty for a failure
+    #: Legacy versions the endpoint also accepted when probed; None when not probed (and for
+    #: failures and observations stored before schema 2), ``()`` when it accepted none.
+    legacy_versions: tuple[str, ...] | None = None
+    #: The TCP connection was accepted (always true with a chain); None before schema 2.
+    connected: bool | None = None
+    #: How TLS started: "tls" (implicit) or the STARTTLS protocol spoken; None for failures
+    #: and observations stored before schema 3.
+    protocol: str | None = None
+    #: The other chains presented when only one key type was offered (``--all-certs``), each
+    #: in presented order; ``()`` when none was seen or the probe was not run.
+    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+
+    @property
+    def leaf(self) -> CertInfo | None:
+        """The first certificate presented, or None."""
+        return self.chain[0] if self.chain else None
+
+
+_SCAN_FIELDS = tuple(f.name for f in fields(ScanRun))
+_RECORD_COLUMNS = (
+    "status",
+    "error",
+    "tls_version",
+    "cipher",
+    "alpn",
+    "observed_at",
+    "scan_id",
+    "connected",
+    "protocol",
+)
+
+
+def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``values`` in slices short enough for one ``IN (...)`` list."""
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+def scan_run(row: sa.Row[Any]) -> ScanRun:
+    return ScanRun(**{name: row._mapping[name] for name in _SCAN_FIELDS})
+
+
+def _newest_first() -> Any:
+    """Observations of each endpoint numbered from 1, newest first."""
+    o = t.OBSERVATION
+    return sa.func.row_number().over(
+        partition_by=o.c.endpoint_id, order_by=(o.c.observed_at.desc(), o.c.id.desc())
+    )
+
+
+def latest_endpoints(
+    conn: Connection, *, scan_id: int | None, include_failures: bool
+) -> list[EndpointRecord]:
+    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`."""
+    o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
+    if scan_id is None:
+        ranked = sa.select(o.c.id, _newest_first().label("rank")).subquery()
+        chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+    else:
+        chosen = sa.select(o.c.id).where(o.c.scan_id == scan_id)
+    picked = sa.select(o.c.id).where(o.c.id.in_(chosen))
+    if not include_failures:
+        picked = picked.where(o.c.status.in_(CHAIN_STATUSES))
+    picked_ids = picked.subquery()
+    observations = (
+        sa.select(o, e.c.address, e.c.port, e.c.sni)
+        .join_from(o, e, o.c.endpoint_id == e.c.id)
+        .join(picked_ids, picked_ids.c.id == o.c.id)
+    )
+    links = (
+        sa.select(oc.c.observation_id, c.c.sha256, c.c.der, c.c.info)
+        .join_from(oc, c, oc.c.sha256 == c.c.sha256)
+        .join(picked_ids, picked_ids.c.id == oc.c.observation_id)
+        .order_by(oc.c.observation_id, oc.c.position)
+    )
+    ac = t.OBSERVATION_ALT_CERTIFICATE
+    alt_links = (
+        sa.select(ac.c.observation_id, ac.c.variant, c.c.sha256, c.c.der, c.c.info)
+        .join_from(ac, c, ac.c.sha256 == c.c.sha256)
+        .join(picked_ids, picked_ids.c.id == ac.c.observation_id)
+        .order_by(ac.c.observation_id, ac.c.variant, ac.c.position)
+    )
+    rows = conn.execute(observations).all()
+    chains: dict[int, list[CertInfo]] = {}
+    parsed: dict[str, CertInfo] = {}
+
+    def decoded(sha256: str, der: bytes, info: str) -> CertInfo:
+        cert = parsed.get(sha256)
+        if cert is None:
+            cert = parsed[sha256] = t.decode_cert_info(der, sha256, info)
+        return cert
+
+    for obs_id, sha256, der, info in conn.execute(links):
+        chains.setdefault(obs_id, []).append(decoded(sha256, der, info))
+    alts: dict[int, dict[int, list[CertInfo]]] = {}
+    for obs_id, variant, sha256, der, info in conn.execute(alt_links):
+        alts.setdefault(obs_id, {}).setdefault(variant, []).append(decoded(sha256, der, info))
+    records = [
+        EndpointRecord(
+            address=m["address"],
+            port=m["port"],
+            sni=m["sni"] or None,
+            chain=tuple(chains.get(m["id"], ())),
+            alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
+            legacy_versions=t.decode_versions(m["legacy_versions"]),
+            **{name: m[name] for name in _RECORD_COLUMNS},
+        )
+        for m in (row._mapping for row in rows)
+    ]
+    records.sort(key=_expiry_order)
+    return records
+
+
+def previous_leaves(conn: Connection, scan_id: int | None) -> dict[EndpointKey, str]:
+    """See :meth:`scanner.inventory.store.Inventory.previous_leaves`."""
+    o, e, oc = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE
+    # The reference observation of each endpoint: its latest, or its one in scan_id.
+    if scan_id is None:
+        ranked = sa.select(
+            o.c.endpoint_id, o.c.observed_at, o.c.id, _newest_first().label("rank")
+        ).subquery()
+        reference = sa.select(ranked.c.endpoint_id, ranked.c.observed_at, ranked.c.id).where(
+            ranked.c.rank == 1
+        )
+    else:
+        reference = sa.select(o.c.endpoint_id, o.c.observed_at, o.c.id).where(
+            o.c.scan_id == scan_id
+        )
+    ref = reference.subquery("ref")
+    earlier = sa.or_(
+        o.c.observed_at < ref.c.observed_at,
+        sa.and_(o.c.observed_at == ref.c.observed_at, o.c.id < ref.c.id),
+    )
+    # Earlier observations that presented a chain (a leaf at position 0), newest first.
+    candidates = (
+        sa.select(o.c.endpoint_id, oc.c.sha256, _newest_first().label("rank"))
+        .join_from(o, ref, ref.c.endpoint_id == o.c.endpoint_id)
+        .join(oc, sa.and_(oc.c.observation_id == o.c.id, oc.c.position == 0))
+        .where(earlier)
+        .subquery()
+    )
+    query = (
+        sa.select(e.c.address, e.c.port, e.c.sni, candidates.c.sha256)
+        .join_from(candidates, e, e.c.id == candidates.c.endpoint_id)
+        .where(candidates.c.rank == 1)
+    )
+    return {(a, p, sni or None): sha256 for a, p, sni, sha256 in conn.execute(query)}
+
+
+def _expiry_order(record: EndpointRecord) -> tuple[bool, datetime, str, int, str]:
+    leaf = record.leaf
+    not_after = leaf.not_after if leaf is not None else None
+    return (
+        not_after is None,
+        not_after or _FAR_FUTURE,
+        record.address,
+        record.port,
+        record.sni or "",
+    )

@@ -1,0 +1,98 @@
+"""``sweep --workers N`` inside the sweep command: record the sharded scan, run the worker
+processes (``scanner.sweep.pool``) with one combined progress display, and close the scan."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+
+from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_table
+from scanner.errors import OperationalError
+from scanner.inventory.store import Inventory
+from scanner.models import EngineLimits
+from scanner.plan.shards import ShardSpec
+from scanner.plan.targets import TargetPlan
+from scanner.sweep.pool import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
+from scanner.sweep.run import SweepOptions, SweepReport, sweep_spec
+
+
+async def sweep_with_workers(
+    inventory: Inventory,
+    plan: TargetPlan,
+    limits: EngineLimits,
+    options: SweepOptions,
+    *,
+    out: TextIO,
+    err: Console,
+    pool: Pool | None = None,
+) -> SweepReport:
+    """Sweep ``plan`` with ``options.workers`` processes (``pool``'s, if given) into one
+    sharded scan."""
+    import trio
+
+    workers, seed = options.workers, options.seed
+    spec = sweep_spec(options)
+    previous = inventory.find_resumable(spec) if options.resume else None
+    if previous is not None:
+        scan_id = previous.id
+        await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
+        err.print(f"resuming scan {scan_id} ({workers} shards)", markup=False)
+    else:
+        if options.resume:
+            err.print("note: no interrupted sweep with these options; starting a new one")
+
+        def start() -> int:
+            scan = inventory.start_scan(spec=spec, total=plan.count, shards=workers)
+            inventory.add_shards(scan, shard_totals(plan.count, seed, workers))
+            return scan
+
+        scan_id = await trio.to_thread.run_sync(start)
+    jobs = [
+        WorkerJob(
+            db_url=options.db_url,
+            scan_id=scan_id,
+            plan=plan,
+            spec=ShardSpec(seed, workers, i),
+            limits=per_worker_limits(limits, workers),
+            discovery=options.discovery,
+            resume=previous is not None,
+            json_mode=options.json_mode,
+        )
+        for i in range(workers)
+    ]
+    counters = SweepCounters(total=plan.count)
+
+    def write_json(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    with ProgressDisplay(err, counters, enabled=options.progress) as display:
+        result = await run_workers(
+            jobs, counters, write_json=write_json, on_tick=display.refresh, pool=pool
+        )
+    status = "failed" if result.errors else "interrupted" if result.interrupted else "finished"
+
+    def close() -> None:
+        settled = {s.shard for s in inventory.shards(scan_id) if s.status in ("done", "failed")}
+        for shard in result.unfinished:
+            if shard not in settled:  # its worker died before it could say so
+                inventory.mark_shard(scan_id, shard, "interrupted")
+        inventory.finish_scan(scan_id, status)
+
+    with trio.CancelScope(shield=True):
+        await trio.to_thread.run_sync(close)
+    if options.summary:
+        err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+    if result.errors:
+        raise OperationalError(
+            f"scan {scan_id}: {safe('; '.join(result.errors), 400)} "
+            "(run the same command with --resume to finish it)"
+        )
+    if result.interrupted:
+        err.print(
+            f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "
+            "run the same command with --resume to continue",
+            markup=False,
+        )
+    return SweepReport(scan_id, counters, result.interrupted)
