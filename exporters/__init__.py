@@ -1,1 +1,3 @@
-"""Exporters: Prometheus, the serve daemon and renewal hooks (later issues)."""
+"""The edges that act on the inventory: ``prometheus`` (the collector and alert rules),
+``textfile`` (the node-exporter textfile export), ``hooks/`` (renewal actions) and ``serve/``
+(the daemon, on top of them all)."""

@@ -46,21 +46,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from reports.findings import (
-    Context,
-    EndpointInput,
-    EndpointKey,
-    evaluate,
-    key_context,
-    leaf_key_peers,
-)
-from reports.model import EndpointView, Finding, Severity
+from reports.findings import evaluate, key_context, leaf_key_peers
+from reports.model import Context, EndpointInput, EndpointKey, EndpointView
 from reports.output import ScanInfo
 from reports.policy import KINDS, Policy, load_config
 from reports.trust import TrustStore
 from scanner.errors import UsageError
 from scanner.inventory.read import CHAIN_STATUSES
 from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
+from scanner.models import Finding, Severity
 
 __all__ = [
     "Criteria",

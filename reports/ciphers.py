@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from reports.model import Severity
+from scanner.models import Severity
 
 __all__ = ["CipherWeakness", "cipher_weakness"]
 

@@ -31,14 +31,14 @@ tabled in :mod:`reports.rules`, which holds the rules themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
-from reports.model import Finding, Severity
+from reports.model import Context, EndpointInput, EndpointKey
 from reports.policy import Policy
 from reports.rules import LEGACY_VERSIONS, Rules, expiry_severity
 from reports.trust import TrustStore
-from scanner.models import CertInfo
+from scanner.models import CertInfo, Finding, Severity
 
 __all__ = [
     "LEGACY_VERSIONS",
@@ -54,46 +54,6 @@ __all__ = [
     "leaf_key_peers",
     "shared_key_peers",
 ]
-
-EndpointKey = tuple[str, int, str | None]  # (address, port, sni)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndpointInput:
-    """One observation of an endpoint. ``chain`` is as presented (leaf first), possibly empty;
-    ``tls_version`` and ``cipher`` are ``None`` when no handshake completed. ``alt_chains`` are
-    the other chains the endpoint presented (``--all-certs``), each leaf first."""
-
-    address: str
-    port: int
-    sni: str | None
-    status: str
-    tls_version: str | None = None
-    cipher: str | None = None
-    chain: tuple[CertInfo, ...] = ()
-    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
-
-    @property
-    def key(self) -> EndpointKey:
-        return (self.address, self.port, self.sni)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Context:
-    """What the rules know beyond the observation itself.
-
-    ``previous_leaf`` is the leaf SHA-256 of the previous observation of the same endpoint
-    (``None``: none, or it had no chain). ``key_shared_with`` holds the other endpoints serving the
-    same leaf key with a different certificate (see :func:`shared_key_peers`).
-    ``accepted_versions`` is the protocol probe's result (``None``: not probed).
-    ``alt_key_shared_with`` maps the SHA-256 of an alternative chain's leaf to the same for that
-    leaf's key.
-    """
-
-    previous_leaf: str | None = None
-    key_shared_with: frozenset[EndpointKey] = field(default_factory=frozenset)
-    alt_key_shared_with: Mapping[str, frozenset[EndpointKey]] = field(default_factory=dict)
-    accepted_versions: frozenset[str] | None = None
 
 
 def evaluate(

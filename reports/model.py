@@ -1,52 +1,15 @@
-"""Findings and the data a report is rendered from. Plain frozen data, no I/O."""
+"""What the rules judge and what a report shows: an observation as the rules take it
+(:class:`EndpointInput` with its :class:`Context`), and an endpoint as a report shows it
+(:class:`EndpointView`). Plain frozen data, no I/O. ``Finding`` and ``Severity`` live one floor
+down, in :mod:`scanner.models`, because the inventory stores them."""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from scanner.models import CertInfo
-
-
-class Severity(enum.IntEnum):
-    """Ordered severities; compare with ``>=`` for ``--fail-on``. Names are the public strings."""
-
-    INFO = 0
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-    CRITICAL = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, text: str) -> Severity:
-        try:
-            return cls[text.strip().upper()]
-        except KeyError:
-            names = ", ".join(s.label for s in cls)
-            raise ValueError(f"unknown severity {text!r} (expected one of {names})") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    """One thing wrong (or worth knowing) about an endpoint or one of its certificates.
-
-    ``kind`` is stable and machine-readable (``expired``, ``weak_key``...); ``message`` is one line
-    for a person, with the evidence. ``sha256`` names the certificate concerned, ``None`` when the
-    finding is about the endpoint as a whole (``legacy_protocol``, ``weak_cipher``).
-    """
-
-    kind: str
-    severity: Severity
-    message: str
-    address: str
-    port: int
-    sni: str | None
-    sha256: str | None = None
+from scanner.models import CertInfo, Finding
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,3 +32,44 @@ class EndpointView:
     chain: tuple[CertInfo, ...]
     findings: tuple[Finding, ...]
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+
+
+EndpointKey = tuple[str, int, str | None]  # (address, port, sni)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointInput:
+    """One observation of an endpoint. ``chain`` is as presented (leaf first), possibly empty;
+    ``tls_version`` and ``cipher`` are ``None`` when no handshake completed. ``alt_chains`` are
+    the other chains the endpoint presented (``--all-certs``), each leaf first."""
+
+    address: str
+    port: int
+    sni: str | None
+    status: str
+    tls_version: str | None = None
+    cipher: str | None = None
+    chain: tuple[CertInfo, ...] = ()
+    alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+
+    @property
+    def key(self) -> EndpointKey:
+        return (self.address, self.port, self.sni)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What the rules know beyond the observation itself.
+
+    ``previous_leaf`` is the leaf SHA-256 of the previous observation of the same endpoint
+    (``None``: none, or it had no chain). ``key_shared_with`` holds the other endpoints serving the
+    same leaf key with a different certificate (see :func:`shared_key_peers`).
+    ``accepted_versions`` is the protocol probe's result (``None``: not probed).
+    ``alt_key_shared_with`` maps the SHA-256 of an alternative chain's leaf to the same for that
+    leaf's key.
+    """
+
+    previous_leaf: str | None = None
+    key_shared_with: frozenset[EndpointKey] = field(default_factory=frozenset)
+    alt_key_shared_with: Mapping[str, frozenset[EndpointKey]] = field(default_factory=dict)
+    accepted_versions: frozenset[str] | None = None

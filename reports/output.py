@@ -13,12 +13,12 @@ HTML, CSV and JSON disagree. ``generated_at`` is the one "now" of a report: days
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from reports.model import EndpointView, Severity
-from scanner.models import CertInfo
+from reports.model import EndpointView
+from scanner.models import CertInfo, Severity
 
 __all__ = [
     "CertificateUse",
@@ -30,6 +30,7 @@ __all__ = [
     "build_report",
     "days_left",
     "endpoint_label",
+    "findings_line",
     "key_label",
 ]
 
@@ -219,3 +220,19 @@ def _next_expiry(use: CertificateUse, now: datetime) -> NextExpiry:
         port=where.port,
         sni=where.sni,
     )
+
+
+def findings_line(views: Sequence[EndpointView]) -> str:
+    """``12 findings on 5 of 9 endpoints: 2 critical, 7 high, 3 low`` (zero counts left out)."""
+    counts = {s: 0 for s in sorted(Severity, reverse=True)}
+    with_findings = 0
+    for view in views:
+        with_findings += bool(view.findings)
+        for finding in view.findings:
+            counts[finding.severity] += 1
+    total = sum(counts.values())
+    parts = [f"{n} {s.label}" for s, n in counts.items() if n]
+    head = (
+        f"{total} finding{'' if total == 1 else 's'} on {with_findings} of {len(views)} endpoints"
+    )
+    return head + (": " + ", ".join(parts) if parts else "")

@@ -52,8 +52,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from reports.model import Severity
 from scanner.errors import UsageError
+from scanner.models import Severity
 
 __all__ = [
     "KINDS",

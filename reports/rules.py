@@ -62,17 +62,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from reports.ciphers import cipher_weakness
-from reports.model import Finding, Severity
+from reports.model import Context, EndpointInput
 from reports.names import clean, hostname_matches, quote
 from reports.policy import Policy
 from reports.trust import ChainVerdict, TrustStore, evaluate_chain
-from scanner.models import CertInfo
-
-if TYPE_CHECKING:
-    from reports.findings import Context, EndpointInput
+from scanner.models import CertInfo, Finding, Severity
 
 __all__ = ["LEGACY_VERSIONS", "Rules", "expiry_severity"]
 

@@ -201,3 +201,55 @@ class EngineLimits:
     tls_min_version: str = "TLSv1"  # lowest version offered; "SSLv3" is not supported
     probe_protocols: bool = False  # after a handshake, also try TLS 1.1 and 1.0 (legacy_versions)
     all_certs: bool = False  # after a handshake, also offer only RSA, then only ECDSA (alt_chains)
+
+
+class Severity(enum.IntEnum):
+    """Ordered severities; compare with ``>=`` for ``--fail-on``. Names are the public strings."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (expected one of {names})") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One thing wrong (or worth knowing) about an endpoint or one of its certificates.
+
+    ``kind`` is stable and machine-readable (``expired``, ``weak_key``...); ``message`` is one line
+    for a person, with the evidence. ``sha256`` names the certificate concerned, ``None`` when the
+    finding is about the endpoint as a whole (``legacy_protocol``, ``weak_cipher``).
+    """
+
+    kind: str
+    severity: Severity
+    message: str
+    address: str
+    port: int
+    sni: str | None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a sweep had got when a batch was cut: positions below ``watermark`` are complete;
+    ``done`` planned targets, ``ok`` of them handshook, ``failed`` did not (discovered endpoints
+    are not counted)."""
+
+    watermark: int
+    done: int
+    ok: int
+    failed: int

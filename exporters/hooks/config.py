@@ -43,9 +43,9 @@ from typing import Any, Final
 from exporters.hooks.base import Action
 from exporters.hooks.command import CommandAction
 from exporters.hooks.webhook import WebhookAction
-from reports.model import Severity
 from reports.policy import KINDS
 from scanner.errors import UsageError
+from scanner.models import Severity
 
 __all__ = ["DEFAULT_CONCURRENCY", "Hook", "HooksConfig", "Selector", "parse_hooks"]
 

@@ -32,18 +32,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import trio
 
 from exporters.hooks.base import ActionResult, HookContext
 from exporters.hooks.config import Hook, HooksConfig
-from reports.model import Finding
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
 from scanner.inventory.store import Inventory
+from scanner.models import Finding
 from scanner.serialize import iso
+from scanner.sweep.events import SweepEvents
+from scanner.sweep.options import AfterSweep
 
 RETRY_BASE = timedelta(minutes=5)
 RETRY_CAP = timedelta(days=1)
@@ -242,6 +244,24 @@ async def run_hooks(
     ``serve`` daemon after a scheduled scan."""
     steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now, only=only))
     return await execute(inventory, steps, concurrency=config.concurrency, now=now)
+
+
+def after_sweep(config: HooksConfig) -> AfterSweep:
+    """The sweep's after-step that runs ``config``'s hooks on the open findings (``sweep
+    --run-hooks``, and ``serve`` after each job): one summary note; returns the failures."""
+
+    async def run(inventory: Inventory, events: SweepEvents) -> int:
+        outcomes = await run_hooks(inventory, config, now=datetime.now(UTC))
+        queued = sum(o.planned.step == "queue" for o in outcomes)
+        done = [o.result for o in outcomes if o.result is not None]
+        failed = sum(not r.ok for r in done)
+        events.note(
+            f"hooks: {len(done) - failed} succeeded, {failed} failed, {queued} queued for "
+            "approval (certscan hooks history)"
+        )
+        return failed
+
+    return run
 
 
 async def _one(inventory: Inventory, item: Planned, now: datetime) -> Outcome:

@@ -48,13 +48,13 @@ from exporters.serve.scheduler import Scheduler
 from reports import assess
 from reports.output import build_report
 from reports.render import get_renderer
-from scanner.cli.scans import scan_dict as scans_json
-from scanner.cli.scans import shard_dict
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointRecord, ScanRun
 from scanner.inventory.shards import ShardRecord
 from scanner.inventory.store import Inventory
+from scanner.inventory.views import scan_dict as scans_json
+from scanner.inventory.views import shard_dict
 from scanner.serialize import cert_to_dict, iso, observed_dict
 
 __all__ = ["ApiState", "Reader", "create_app", "scan_dict"]

@@ -42,7 +42,8 @@ from reports.policy import Config
 from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
 from scanner.plan import targets
-from scanner.sweep.run import read_list_file, starttls_default
+from scanner.plan.lists import read_list_file
+from scanner.sweep.options import starttls_default
 
 __all__ = [
     "DEFAULT_PORT",

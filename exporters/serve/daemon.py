@@ -41,15 +41,15 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-from rich.console import Console
 
 from exporters.hooks.config import HooksConfig, parse_hooks
+from exporters.hooks.runner import after_sweep
 from exporters.serve.api import ApiState, Reader, create_app
 from exporters.serve.config import (
     DEFAULT_PORT,
@@ -58,14 +58,14 @@ from exporters.serve.config import (
     parse_listen,
     serve_settings,
 )
-from exporters.serve.log import LogStream
+from exporters.serve.log import LogEvents
 from exporters.serve.scheduler import Scheduler
 from reports import assess
+from reports.output import findings_line
 from reports.policy import load_config
-from scanner.cli.report import findings_line
 from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import Inventory, db_url
-from scanner.sweep.run import EXIT_INTERRUPTED, SweepOptions
+from scanner.sweep.options import EXIT_INTERRUPTED, SweepOptions
 from scanner.sweep.run import run as run_sweep
 
 __all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "run_daemon"]
@@ -141,21 +141,15 @@ class Daemon:
             summary=False,
             criteria=self.loaded.criteria,
             job=name,
-            hooks=self.loaded.hooks,
+            after=None if self.loaded.hooks is None else after_sweep(self.loaded.hooks),
         )
-        err = Console(
-            file=cast(IO[str], LogStream(log, job=name)),
-            width=200,
-            no_color=True,
-            highlight=False,
-            soft_wrap=True,
-        )
+        events = LogEvents(log, job=name)
         if job.zone is not None:
             await self._dispatch(name, job, options)
             return
         before = await self._newest_scan_id()
         try:
-            report = await run_sweep(options, out=io.StringIO(), err=err)
+            report = await run_sweep(options, out=io.StringIO(), events=events)
         except trio.Cancelled:
             # stopped before the sweep took the signal itself: close what it started
             with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):

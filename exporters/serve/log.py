@@ -9,14 +9,17 @@ format replaces control characters, so one record is always one line.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["LogStream", "setup_logging"]
+from scanner.sweep.counters import SweepCounters
+from scanner.sweep.events import Tick, quiet_progress
+
+__all__ = ["LogEvents", "setup_logging"]
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -67,20 +70,20 @@ def setup_logging(fmt: str, stream: TextIO | None = None) -> None:
     root.setLevel(logging.INFO)
 
 
-class LogStream(io.TextIOBase):
-    """A write-only text stream that logs each complete line (for a rich Console whose output,
-    like a sweep's notes, should become log records)."""
+class LogEvents:
+    """A sweep's events (:class:`scanner.sweep.events.SweepEvents`) as log records of ``logger``
+    with ``fields`` (the job): each note is one INFO record; progress and the summary are left
+    to the daemon, which logs one "scan stored" record per run."""
 
     def __init__(self, logger: logging.Logger, **fields: Any) -> None:
-        self._logger, self._fields, self._buffer = logger, fields, ""
+        self._logger, self._fields = logger, fields
 
-    def write(self, text: str) -> int:
-        self._buffer += text
-        *lines, self._buffer = self._buffer.split("\n")
-        for line in lines:
-            if line.strip():
-                self._logger.info(line.strip(), extra=self._fields)
-        return len(text)
+    def note(self, text: str) -> None:
+        if text.strip():
+            self._logger.info(text.strip(), extra=self._fields)
 
-    def writable(self) -> bool:
-        return True
+    def live(self, counters: SweepCounters) -> AbstractContextManager[Tick]:
+        return quiet_progress()
+
+    def finished(self, counters: SweepCounters, *, scan_id: int | None, db_label: str) -> None:
+        return None

@@ -1,12 +1,49 @@
-"""Report renderers: one small class per format behind :class:`Renderer` (see ``base``)."""
+"""Report renderers: one small class per format behind :class:`Renderer`.
 
-from reports.render.interface import (
-    CSV_KINDS,
-    FORMATS,
-    CsvKind,
-    Renderer,
-    format_for_path,
-    get_renderer,
-)
+Theory of operation: ``interface`` declares the renderer contract and imports no format; each
+format module (``csv``, ``html``, ``json``) implements it and imports only the interface and
+``reports.output``; this face is the registry, the one place that knows every format, and the
+caller (the CLI, the daemon's live report) picks one with :func:`get_renderer`. Renderers do no
+I/O: writing the bytes is the caller's.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from reports.render.csv import CsvRenderer
+from reports.render.html import HtmlRenderer
+from reports.render.interface import CSV_KINDS, FORMATS, CsvKind, Renderer
+from reports.render.json import JsonRenderer
+from scanner.errors import UsageError
 
 __all__ = ["CSV_KINDS", "FORMATS", "CsvKind", "Renderer", "format_for_path", "get_renderer"]
+
+
+def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
+    """The renderer for format ``name``; ``csv_kind`` selects the CSV rows.
+
+    Raises :class:`scanner.errors.UsageError` for an unknown format or CSV kind.
+    """
+    match name.strip().lower():
+        case "html":
+            return HtmlRenderer()
+        case "json":
+            return JsonRenderer()
+        case "csv":
+            if csv_kind == "findings":
+                return CsvRenderer(kind="findings")
+            if csv_kind == "inventory":
+                return CsvRenderer(kind="inventory")
+            kinds = ", ".join(CSV_KINDS)
+            raise UsageError(f"unknown CSV kind {csv_kind!r} (expected one of {kinds})")
+        case _:
+            raise UsageError(
+                f"unknown report format {name!r} (expected one of {', '.join(FORMATS)})"
+            )
+
+
+def format_for_path(path: str) -> str | None:
+    """The format a file name implies by its suffix (``report.html`` -> ``html``), else None."""
+    aliases = {".htm": "html", ".html": "html", ".csv": "csv", ".json": "json"}
+    return aliases.get(PurePath(path).suffix.lower())

@@ -50,11 +50,11 @@ from typing import ClassVar
 import jinja2
 from markupsafe import Markup
 
-from reports.model import EndpointView, Finding
+from reports.model import EndpointView
 from reports.output import CertificateUse, Placement, Report, days_left, endpoint_label, key_label
 from reports.render.interface import Renderer
 from reports.render.timeline import Timeline, timeline
-from scanner.models import CertInfo
+from scanner.models import CertInfo, Finding
 
 __all__ = ["MAX_DETAILS", "MAX_PLACEMENTS", "PAGE_ROWS", "HtmlRenderer", "content_security_policy"]
 

@@ -28,9 +28,10 @@ import json
 from importlib import resources
 from typing import Any, ClassVar
 
-from reports.model import EndpointView, Finding
+from reports.model import EndpointView
 from reports.output import CertificateUse, Report, ScanInfo, Summary
 from reports.render.interface import Renderer
+from scanner.models import Finding
 from scanner.serialize import cert_to_dict, iso, observed_dict
 
 __all__ = ["JsonRenderer", "load_schema", "report_to_dict"]

@@ -7,7 +7,6 @@ Every error is one line on stderr; a traceback is shown only with ``CERTSCAN_DEB
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ import typer
 from rich.console import Console
 from typer.main import get_command
 
-from reports import assess
 from scanner import __version__
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
@@ -28,14 +26,15 @@ from scanner.cli import options as sa
 from scanner.cli import report as commands_report
 from scanner.cli import scans as commands_scans
 from scanner.cli import serve as commands_serve
+from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
-from scanner.cli.console import inventory_table, safe, stdout_console
-from scanner.cli.report import CaBundleOption, ConfigOption, open_existing
-from scanner.errors import CertscanError, UsageError
+from scanner.cli.console import inventory_table, stdout_console
+from scanner.cli.report import open_existing
+from scanner.errors import CertscanError
 from scanner.inventory.store import db_url
-from scanner.plan.shards import shard_spec
 from scanner.serialize import json_line, record_dict
-from scanner.sweep.run import EXIT_INTERRUPTED, run_command
+from scanner.sweep.options import EXIT_INTERRUPTED
+from scanner.text import safe
 
 app = typer.Typer(
     name="certscan",
@@ -51,18 +50,7 @@ app.add_typer(commands_export.export_app, name="export")
 app.add_typer(commands_hooks.hooks_app, name="hooks")
 app.add_typer(commands_scans.scans_app, name="scans")
 app.add_typer(commands_db.db_app, name="db")
-
-#: ``--workers`` above this is a mistake, not a bigger machine.
-MAX_WORKERS = 256
-DB_HELP = (
-    "Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db). "
-    "Default: $XDG_DATA_HOME/certscan/inventory.db."
-)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", metavar="PATH|URL", envvar="CERTSCAN_DB", help=DB_HELP, show_envvar=True),
-]
+app.command()(commands_sweep.sweep)
 
 
 def _err() -> Console:
@@ -87,154 +75,9 @@ def _root(
     """certscan: sweep networks for TLS endpoints, inventory every certificate, watch expiry."""
 
 
-def _db_label(url: str) -> str:
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///")
-    return url.split("@")[-1] if "@" in url else url
-
-
-@app.command()
-def sweep(
-    ctx: typer.Context,
-    # The options that describe the sweep (scanner.cli.options): read through ctx.params.
-    target: sa.TargetArgument = None,
-    file: sa.FileOption = None,
-    ports: sa.PortsOption = None,
-    starttls: sa.StarttlsOption = "auto",
-    exclude: sa.ExcludeOption = None,
-    exclude_file: sa.ExcludeFileOption = None,
-    blocklist: sa.BlocklistOption = None,
-    sni: sa.SniOption = None,
-    sni_from: sa.SniFromOption = None,
-    sni_file: sa.SniFileOption = None,
-    all_certs: sa.AllCertsOption = False,
-    resolve: sa.ResolveOption = "all",
-    allow_public: sa.AllowPublicOption = False,
-    max_targets: sa.MaxTargetsOption = 2**24,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Print the target count and the first targets; send nothing."
-        ),
-    ] = False,
-    concurrency: sa.ConcurrencyOption = 4096,
-    rate: sa.RateOption = None,
-    handshakes: sa.HandshakesOption = 256,
-    probe_protocols: sa.ProbeProtocolsOption = False,
-    per_address: sa.PerAddressOption = 2,
-    connect_timeout: sa.ConnectTimeoutOption = 3.0,
-    handshake_timeout: sa.HandshakeTimeoutOption = 5.0,
-    deadline: sa.DeadlineOption = 10.0,
-    db: DbOption = None,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Continue the last interrupted sweep with the same options."),
-    ] = False,
-    json_out: Annotated[
-        bool,
-        typer.Option("--json", help="One JSON object per endpoint that accepted a connection."),
-    ] = False,
-    json_all: Annotated[
-        bool, typer.Option("--json-all", help="Like --json, for every target.")
-    ] = False,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="No progress bar or progress lines.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No summary table.")] = False,
-    report: Annotated[
-        str | None,
-        typer.Option(
-            "--report",
-            metavar="FILE",
-            help="After the sweep, write a report of what it observed (format from the "
-            "extension: .html, .csv, .json).",
-        ),
-    ] = None,
-    fail_on: Annotated[
-        str | None,
-        typer.Option(
-            "--fail-on",
-            metavar=commands_report.SEVERITY_NAMES,
-            help="Exit 1 when an endpoint this sweep observed has a finding at or above this "
-            "severity.",
-        ),
-    ] = None,
-    config: ConfigOption = None,
-    ca_bundle: CaBundleOption = None,
-    run_hooks: Annotated[
-        bool,
-        typer.Option(
-            "--run-hooks",
-            help="After the sweep, run the config's renewal hooks on the open findings "
-            "(as `certscan hooks run`).",
-        ),
-    ] = False,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed", metavar="S", help="Seed of the target permutation that --shards cuts up."
-        ),
-    ] = None,
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            "--shards",
-            metavar="N",
-            help="Cut the seeded target permutation into N shards (needs --seed and --shard); "
-            "the N shards together cover every target exactly once.",
-        ),
-    ] = None,
-    shard: Annotated[
-        int | None,
-        typer.Option("--shard", metavar="I", help="Sweep only shard I (0 .. N-1)."),
-    ] = None,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            metavar="N",
-            help="Sweep with N processes (N shards of one scan, one inventory) to use N cores.",
-        ),
-    ] = 1,
-) -> int:
-    """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
-    url = db_url(db)
-    base = sa.sweep_options(ctx.params, db_url=url, db_label=_db_label(url))
-    if workers < 1 or workers > MAX_WORKERS:
-        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS} (got {workers})")
-    if workers > 1 and (shards is not None or shard is not None):
-        raise UsageError("--workers shards the sweep itself: drop --shards/--shard")
-    shard_choice = shard_spec(seed, shards, shard) if workers == 1 else shard_spec(seed, None, None)
-    if workers > 1:
-        shard_choice = None  # the workers' shards are cut from the same seed
-    if report == "-" and (json_out or json_all):
-        raise UsageError("--report - and --json both write to standard output: pick one")
-    output = (
-        None if report is None else commands_report.report_output(report, None, option="--report")
-    )
-    threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
-    criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
-    options = dataclasses.replace(
-        base,
-        resume=resume,
-        json_mode="all" if json_all else "open" if json_out else "off",
-        progress=not no_progress,
-        summary=not quiet,
-        dry_run=dry_run,
-        criteria=criteria,
-        report=output,
-        fail_on=threshold,
-        hooks=commands_hooks.load_hooks(config) if run_hooks else None,
-        shard=shard_choice,
-        workers=workers,
-        seed=seed or 0,
-    )
-    return run_command(options, out=sys.stdout, err=_err()).exit_code
-
-
 @app.command()
 def inventory(
-    db: DbOption = None,
+    db: sa.DbOption = None,
     scan: Annotated[
         int | None,
         typer.Option("--scan", metavar="ID", help="Show the observations of this scan only."),
@@ -257,7 +100,9 @@ def inventory(
         return 0
     out = stdout_console()
     out.print(inventory_table(records))
-    out.print(f"{len(records)} endpoints in {safe(_db_label(url), 200)}", markup=False)
+    out.print(
+        f"{len(records)} endpoints in {safe(commands_sweep.db_label(url), 200)}", markup=False
+    )
     return 0
 
 

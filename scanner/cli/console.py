@@ -9,9 +9,8 @@ objects so no ``[markup]`` in a certificate is ever interpreted.
 from __future__ import annotations
 
 import time
-import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,27 +27,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from scanner.sweep.counters import SweepCounters
+from scanner.sweep.events import Tick
+from scanner.text import MAX_CELL, safe
+
 if TYPE_CHECKING:
     from scanner.inventory.store import EndpointRecord
-
-MAX_CELL = 80
-
-
-def safe(value: object, limit: int = MAX_CELL) -> str:
-    """``value`` as one printable line: control and format characters escaped, length bounded."""
-    text = "" if value is None else str(value)
-    out: list[str] = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    result = "".join(out)
-    if len(result) > limit:
-        result = result[: limit - 1] + "…"
-    return result
 
 
 def cell(value: object, limit: int = MAX_CELL, style: str = "") -> Text:
@@ -74,37 +58,6 @@ def expiry_style(days: int | None) -> str:
     if days <= 30:
         return "yellow"
     return "green"
-
-
-@dataclass(slots=True)
-class SweepCounters:
-    """Live counters of a sweep, updated by the pipeline and read by progress displays."""
-
-    total: int
-    done: int = 0
-    open: int = 0  # targets whose TCP connection was accepted
-    chains: int = 0  # targets that yielded a certificate chain
-    certificates: set[str] = field(default_factory=set)  # distinct sha256 seen
-    by_status: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    def count(self, status: str, *, connected: bool, chain: Sequence[str]) -> None:
-        self.done += 1
-        self.by_status[status] = self.by_status.get(status, 0) + 1
-        if connected:
-            self.open += 1
-        if chain:
-            self.chains += 1
-            self.certificates.update(chain)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def rate(self) -> float:
-        elapsed = self.elapsed
-        return self.done / elapsed if elapsed > 0 else 0.0
 
 
 class ProgressDisplay:
@@ -163,6 +116,28 @@ class ProgressDisplay:
                     markup=False,
                     highlight=False,
                 )
+
+
+class ConsoleEvents:
+    """The sweep's events (:class:`scanner.sweep.events.SweepEvents`) on a terminal: notes as
+    plain lines (never markup), a progress bar or periodic lines, the summary table."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def note(self, text: str) -> None:
+        self._console.print(text, markup=False, highlight=False)
+
+    def live(self, counters: SweepCounters) -> AbstractContextManager[Tick]:
+        return self._live(counters)
+
+    @contextmanager
+    def _live(self, counters: SweepCounters) -> Iterator[Tick]:
+        with ProgressDisplay(self._console, counters, enabled=True) as display:
+            yield display.refresh
+
+    def finished(self, counters: SweepCounters, *, scan_id: int | None, db_label: str) -> None:
+        self._console.print(summary_table(counters, scan_id=scan_id, db_label=db_label))
 
 
 def summary_table(counters: SweepCounters, *, scan_id: int | None, db_label: str) -> Table:

@@ -22,11 +22,11 @@ import typer
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from scanner.cli.console import safe
-from scanner.cli.report import DbOption
+from scanner.cli.options import DbOption
 from scanner.errors import OperationalError, StoreError, UsageError
 from scanner.inventory import schema as store_schema
 from scanner.serialize import json_line
+from scanner.text import safe
 
 db_app = typer.Typer(
     help="The inventory's schema: show its revision, upgrade or downgrade it.",

@@ -10,16 +10,17 @@ exposition has been rendered, so a failure never leaves a partial or empty file 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from scanner.cli.console import safe
-from scanner.cli.report import DbOption, open_existing
+from reports.destination import write_stdout
+from scanner.cli.options import DbOption
+from scanner.cli.report import open_existing
 from scanner.errors import OperationalError, UsageError
+from scanner.text import safe
 
 export_app = typer.Typer(
     help="Export the inventory in other formats (Prometheus metrics).",
@@ -39,18 +40,6 @@ def _check_output(output: str) -> str:
     if not parent.is_dir():
         raise UsageError(f"-o {safe(path, 200)}: directory {safe(parent, 200)} not found")
     return str(target)
-
-
-def _write_stdout(data: bytes) -> None:
-    stream = sys.stdout
-    stream.flush()
-    buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        buffer.write(data)
-        buffer.flush()
-    else:
-        stream.write(data.decode("utf-8"))
-        stream.flush()
 
 
 @export_app.command("prometheus")
@@ -80,7 +69,7 @@ def prometheus(
         registry = CollectorRegistry()
         registry.register(CertscanCollector(inventory))
         if path == "-":
-            _write_stdout(generate_latest(registry))
+            write_stdout(generate_latest(registry))
             return 0
         try:
             write_textfile(path, registry)

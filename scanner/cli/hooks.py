@@ -21,11 +21,13 @@ import typer
 from exporters.hooks.config import HooksConfig, parse_hooks
 from exporters.hooks.runner import describe, evaluate, execute
 from reports.policy import load_config
-from scanner.cli.console import cell, safe, simple_table, stdout_console
-from scanner.cli.report import ConfigOption, DbOption, open_existing
+from scanner.cli.console import cell, simple_table, stdout_console
+from scanner.cli.options import ConfigOption, DbOption
+from scanner.cli.report import open_existing
 from scanner.errors import UsageError
 from scanner.inventory import hooks as store_hooks
 from scanner.serialize import iso, json_line
+from scanner.text import safe
 
 hooks_app = typer.Typer(
     help="Renewal hooks: act on findings (commands, webhooks, ACME) and keep the record.",

@@ -13,13 +13,17 @@ from rich.console import Console
 
 from reports import assess
 from reports.atomic import write_atomic
-from scanner.cli.console import cell, inventory_table, safe, simple_table, stdout_console
-from scanner.cli.report import ReportOutput, findings_line, findings_summary_table
+from reports.destination import ReportOutput
+from reports.output import findings_line
+from scanner.cli.console import ConsoleEvents, cell, inventory_table, simple_table, stdout_console
+from scanner.cli.report import findings_summary_table
 from scanner.errors import UsageError
 from scanner.inventory.store import Inventory, default_db_path
 from scanner.lab import servers as lab_mod
 from scanner.models import EngineLimits
-from scanner.sweep.run import SweepOptions, SweepReport, run
+from scanner.sweep.options import SweepOptions, SweepReport
+from scanner.sweep.run import run
+from scanner.text import safe
 
 lab_app = typer.Typer(
     help="The built-in lab: TLS servers with good and bad certificates on loopback.",
@@ -121,7 +125,7 @@ def demo(db: Path | None) -> int:
                 criteria=criteria,
                 report=ReportOutput(path=str(report_path), format="html"),
             )
-            report = await run(options, out=sys.stdout, err=err)
+            report = await run(options, out=sys.stdout, events=ConsoleEvents(err))
             nursery.cancel_scope.cancel()
         return report
 

@@ -21,13 +21,56 @@ from typing import Annotated, Any
 
 import typer
 
-from scanner.cli.console import safe
 from scanner.engine import discovery
-from scanner.engine.starttls.session import STARTTLS_PORTS
+from scanner.engine.starttls.protocols import STARTTLS_PORTS
 from scanner.errors import UsageError
-from scanner.models import PROTOCOLS, EngineLimits
+from scanner.models import PROTOCOLS, EngineLimits, Severity
 from scanner.plan import targets
-from scanner.sweep.run import SweepOptions, join_specs, read_list_file, starttls_default
+from scanner.plan.lists import read_list_file
+from scanner.sweep.options import SweepOptions, join_specs, starttls_default
+from scanner.text import safe
+
+# --- options several commands share ---------------------------------------------------------
+
+SEVERITY_NAMES = "|".join(s.label for s in sorted(Severity, reverse=True))
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="PATH|URL",
+        envvar="CERTSCAN_DB",
+        show_envvar=True,
+        help="Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db)."
+        " Default: $XDG_DATA_HOME/certscan/inventory.db.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Policy and trust config (TOML). Default: $CERTSCAN_CONFIG, else "
+        "$XDG_CONFIG_HOME/certscan/config.toml when it exists.",
+    ),
+]
+CaBundleOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of extra trusted roots (private PKI); repeatable.",
+    ),
+]
+FailOnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fail-on",
+        metavar=SEVERITY_NAMES,
+        help="Exit 1 when a reported finding is at or above this severity.",
+    ),
+]
+
+# --- the options that describe a sweep (sweep and dispatch) -------------------------------
 
 PORTS_HELP = (
     "Ports: list and ranges, each with an optional /PROTOCOL (tls, or a STARTTLS protocol: "

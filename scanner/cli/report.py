@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
@@ -22,16 +21,24 @@ from rich.console import Console
 from rich.table import Table
 
 from reports import assess
-from reports.atomic import write_atomic
-from reports.model import EndpointView, Severity
-from reports.output import Report, build_report, endpoint_label
-from reports.render import CSV_KINDS, FORMATS, format_for_path, get_renderer
-from scanner.cli.console import cell, safe, stdout_console
-from scanner.errors import OperationalError, UsageError
+from reports.destination import report_output, write_report
+from reports.model import EndpointView
+from reports.output import build_report, endpoint_label, findings_line
+from reports.render import CSV_KINDS, FORMATS
+from scanner.cli.console import cell, stdout_console
+from scanner.cli.options import (
+    SEVERITY_NAMES,
+    CaBundleOption,
+    ConfigOption,
+    DbOption,
+    FailOnOption,
+)
+from scanner.errors import OperationalError
 from scanner.inventory.store import FindingRecord, Inventory, db_url
+from scanner.models import Severity
 from scanner.serialize import iso, json_line
+from scanner.text import safe
 
-SEVERITY_NAMES = "|".join(s.label for s in sorted(Severity, reverse=True))
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red",
     Severity.HIGH: "red",
@@ -39,122 +46,6 @@ SEVERITY_STYLE = {
     Severity.LOW: "cyan",
     Severity.INFO: "dim",
 }
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        metavar="PATH|URL",
-        envvar="CERTSCAN_DB",
-        show_envvar=True,
-        help="Inventory: a SQLite file path or an SQLAlchemy URL (postgresql+psycopg://user@host/db)."
-        " Default: $XDG_DATA_HOME/certscan/inventory.db.",
-    ),
-]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        metavar="FILE",
-        help="Policy and trust config (TOML). Default: $CERTSCAN_CONFIG, else "
-        "$XDG_CONFIG_HOME/certscan/config.toml when it exists.",
-    ),
-]
-CaBundleOption = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--ca-bundle",
-        metavar="FILE",
-        help="PEM file of extra trusted roots (private PKI); repeatable.",
-    ),
-]
-FailOnOption = Annotated[
-    str | None,
-    typer.Option(
-        "--fail-on",
-        metavar=SEVERITY_NAMES,
-        help="Exit 1 when a reported finding is at or above this severity.",
-    ),
-]
-
-
-# --- report output -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReportOutput:
-    """Where and how a report is written. ``path`` ``-`` is standard output."""
-
-    path: str
-    format: str
-    csv_kind: str = "findings"
-
-    @property
-    def to_stdout(self) -> bool:
-        return self.path == "-"
-
-
-def report_output(
-    path: str, fmt: str | None, csv_kind: str = "findings", *, option: str = "-o"
-) -> ReportOutput:
-    """Check the output options before any work: the format (given, or implied by the file's
-    extension; HTML otherwise), the CSV kind, and that the file's directory exists."""
-    path = path.strip() or "-"
-    name = fmt.strip().lower() if fmt else None
-    if name is None:
-        name = "html" if path == "-" else format_for_path(path)
-        if name is None:
-            raise UsageError(
-                f"{option} {safe(path, 200)}: cannot tell the format from the extension; "
-                f"use --format {'|'.join(FORMATS)}"
-            )
-    get_renderer(name, csv_kind=csv_kind)  # UsageError for an unknown format or CSV kind
-    if path != "-":
-        parent = Path(path).expanduser().absolute().parent
-        if not parent.is_dir():
-            raise UsageError(f"{option} {safe(path, 200)}: directory {safe(parent, 200)} not found")
-        if Path(path).is_dir():
-            raise UsageError(f"{option} {safe(path, 200)}: is a directory")
-    return ReportOutput(path=path, format=name, csv_kind=csv_kind)
-
-
-def write_report(report: Report, output: ReportOutput, *, stdout: TextIO | None = None) -> int:
-    """Render ``report`` and write it (atomically for a file; ``-``: to ``stdout``, default
-    ``sys.stdout``, as bytes when it has a binary buffer); returns the bytes written."""
-    data = get_renderer(output.format, csv_kind=output.csv_kind).render(report)
-    if output.to_stdout:
-        stream = stdout if stdout is not None else sys.stdout
-        buffer = getattr(stream, "buffer", None)
-        stream.flush()
-        if buffer is not None:
-            buffer.write(data)
-            buffer.flush()
-        else:
-            stream.write(data.decode("utf-8"))
-            stream.flush()
-        return len(data)
-    try:
-        write_atomic(Path(output.path).expanduser(), data)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OperationalError(f"cannot write report {safe(output.path, 200)}: {reason}") from None
-    return len(data)
-
-
-def findings_line(views: Sequence[EndpointView]) -> str:
-    """``12 findings on 5 of 9 endpoints: 2 critical, 7 high, 3 low`` (zero counts left out)."""
-    counts = {s: 0 for s in sorted(Severity, reverse=True)}
-    with_findings = 0
-    for view in views:
-        with_findings += bool(view.findings)
-        for finding in view.findings:
-            counts[finding.severity] += 1
-    total = sum(counts.values())
-    parts = [f"{n} {s.label}" for s, n in counts.items() if n]
-    head = (
-        f"{total} finding{'' if total == 1 else 's'} on {with_findings} of {len(views)} endpoints"
-    )
-    return head + (": " + ", ".join(parts) if parts else "")
 
 
 def findings_summary_table(views: Sequence[EndpointView], title: str = "findings") -> Table:

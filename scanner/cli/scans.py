@@ -6,7 +6,7 @@ A sharded scan (``sweep --workers``, ``certscan dispatch --zone``) is one ``scan
 them (zone, status, progress, attempts, agent, times, error), so the progress of a distributed
 scan can be followed from the central inventory.
 
-The JSON shapes (:func:`scan_dict`, :func:`shard_dict`) are the ones the HTTP API serves
+The JSON shapes (:mod:`scanner.inventory.views`) are the ones the HTTP API serves
 (:mod:`exporters.serve.api`): one name per idea. Every text cell goes through
 :func:`scanner.cli.console.safe` (zone, agent and error are certscan's own text, but an error may
 quote a server). Exit codes follow :mod:`scanner.cli.app`: an unknown scan id is a usage error (2),
@@ -18,25 +18,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from scanner.cli.console import cell, safe, simple_table, stdout_console
-from scanner.cli.report import DbOption, open_existing
+from scanner.cli.console import cell, simple_table, stdout_console
+from scanner.cli.options import DbOption
+from scanner.cli.report import open_existing
 from scanner.errors import UsageError
 from scanner.inventory.read import ScanRun
-from scanner.inventory.shards import SHARD_STATUSES, ShardRecord
-from scanner.serialize import iso, json_line
+from scanner.inventory.shards import ShardRecord
+from scanner.inventory.views import scan_dict, shard_dict, shard_states
+from scanner.serialize import json_line
+from scanner.text import safe
 
 __all__ = [
     "rate",
-    "scan_dict",
     "scans_app",
-    "shard_dict",
-    "shard_states",
     "shards_cell",
     "spec_summary",
 ]
@@ -50,45 +49,9 @@ scans_app = typer.Typer(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
 _TIME = "%Y-%m-%d %H:%M:%S"
-_SHARD_FIELDS = tuple(f.name for f in fields(ShardRecord))
 
 
 # --- pure helpers (also used by the HTTP API) --------------------------------------------------
-
-
-def shard_states(counts: Mapping[str, int] | None) -> dict[str, int]:
-    """Shards per state, every state present (0 when none), in :data:`SHARD_STATUSES` order;
-    a state certscan does not know yet is kept after them."""
-    given = dict(counts or {})
-    out = {state: int(given.pop(state, 0)) for state in SHARD_STATUSES}
-    return out | {state: int(n) for state, n in sorted(given.items())}
-
-
-def scan_dict(run: ScanRun, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """A scan as JSON: ``shards`` is None for a scan that is not sharded; ``shard_states`` is
-    then None too, else its shards per state (``counts`` from ``Inventory.shard_counts``)."""
-    return {
-        "id": run.id,
-        "status": run.status,
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "total": run.total,
-        "done": run.done,
-        "ok": run.ok,
-        "failed": run.failed,
-        "version": run.version,
-        "shards": run.shards,
-        "shard_states": None if run.shards is None else shard_states(counts),
-    }
-
-
-def shard_dict(record: ShardRecord) -> dict[str, Any]:
-    """A shard as JSON: every ``scan_shard`` column, times in ISO 8601 UTC."""
-    out: dict[str, Any] = {}
-    for name in _SHARD_FIELDS:
-        value = getattr(record, name)
-        out[name] = iso(value) if isinstance(value, datetime) else value
-    return out
 
 
 def shards_cell(run: ScanRun, counts: Mapping[str, int] | None) -> str:

@@ -13,11 +13,11 @@ from typing import Annotated
 import typer
 
 from scanner.cli import options as sa
-from scanner.cli.console import safe
-from scanner.cli.report import DbOption
+from scanner.cli.options import DbOption
 from scanner.errors import UsageError
 from scanner.inventory.store import db_url
 from scanner.serialize import json_line
+from scanner.text import safe
 
 BrokerOption = Annotated[
     str | None,

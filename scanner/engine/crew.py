@@ -64,7 +64,7 @@ import trio
 from OpenSSL import SSL
 
 from scanner.engine import net, rehandshake, tls
-from scanner.engine.starttls import session as starttls
+from scanner.engine.starttls import protocols as starttls
 from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
 
 log = logging.getLogger("certscan.engine")

@@ -34,9 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from reports.model import Finding, Severity
 from scanner.inventory import tables as t
 from scanner.inventory.read import EndpointKey, chunks
+from scanner.models import Finding, Severity
 
 #: A finding's identity in the table: (endpoint id, kind, sha256 or '').
 _Identity = tuple[int, str, str]

@@ -1,5 +1,5 @@
 """Running the inventory's Alembic migrations (``scanner/migrations``): upgrade, downgrade and the
-history, for :func:`scanner.inventory.schema.prepare` (on open) and ``certscan db``.
+history, for :func:`scanner.inventory.connect.prepare` (on open) and ``certscan db``.
 
 Importing this module imports Alembic, so ``scanner.inventory.schema`` imports it only when a
 database is not at the head revision.

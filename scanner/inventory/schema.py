@@ -1,13 +1,13 @@
-"""Opening an inventory database: where it is by default, the engine each backend needs, and
-bringing its schema up to date on open.
+"""An inventory database and its schema: where it is by default, the engine each backend needs,
+what state its schema is in, and the transactions that serialise writers and migrations.
 
 Theory of operation
 -------------------
 The schema is managed by Alembic (``scanner/migrations``, run by ``scanner.inventory.migrate``).
 Two facts say what a database holds: the ``alembic_version`` row (the revision), and
 ``certscan_meta.schema_version``, which certscans older than Alembic read to decide whether they
-understand a database (the baseline revision keeps writing 4 there). :func:`prepare` runs on
-every open:
+understand a database (the baseline revision keeps writing 4 there).
+:func:`scanner.inventory.connect.prepare` runs on every open:
 
 1. One query reads both facts, changing nothing. A ``schema_version`` newer than this code (or
    not a number) is refused here, before any statement could alter the database.
@@ -207,7 +207,7 @@ def read_state(conn: Connection) -> SchemaState:
     return SchemaState(revisions, version)
 
 
-def _quick_state(conn: Connection) -> SchemaState:
+def quick_state(conn: Connection) -> SchemaState:
     """:func:`read_state` in one query when both tables exist (the common case)."""
     try:
         rows = conn.execute(_BOTH).all()
@@ -232,25 +232,7 @@ def check_schema_version(state: SchemaState, label: str) -> None:
 def current_revision(engine: Engine) -> str | None:
     """The database's revision (None: none yet, or a database written before Alembic)."""
     with engine.connect() as conn:
-        return _quick_state(conn).revision
-
-
-def prepare(engine: Engine, label: str) -> None:
-    """Bring the database to the head revision if that is safe to do unasked (module docstring).
-
-    Raises StoreError for a database newer than this code or one that needs a revision that is
-    not additive (``certscan db upgrade``); SQLAlchemy errors propagate.
-    """
-    with engine.connect() as conn:
-        state = _quick_state(conn)
-    check_schema_version(state, label)
-    if state.current:
-        return
-    from scanner.inventory import (
-        migrate as store_migrate,  # imports Alembic: only when there is work to do
-    )
-
-    store_migrate.upgrade(engine, label, additive_only=True)
+        return quick_state(conn).revision
 
 
 @contextmanager

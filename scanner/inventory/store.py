@@ -53,9 +53,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from reports.model import Finding
 from scanner import __version__
 from scanner.errors import StoreError
+from scanner.inventory import connect
 from scanner.inventory import findings as store_findings
 from scanner.inventory import read as store_read
 from scanner.inventory import schema as store_schema
@@ -66,10 +66,10 @@ from scanner.inventory.findings import FindingChanges, FindingRecord
 from scanner.inventory.read import EndpointKey, EndpointRecord, ScanRun
 from scanner.inventory.schema import db_url, default_db_path
 from scanner.inventory.shards import ShardFinish, ShardRecord
-from scanner.models import CertInfo, Outcome
+from scanner.models import CertInfo, Finding, Outcome
 
 if TYPE_CHECKING:
-    from scanner.sweep.pipeline import Progress
+    from scanner.models import Progress
 
 __all__ = [
     "SCAN_STATUSES",
@@ -118,7 +118,7 @@ class Inventory:
         except (sa_exc.SQLAlchemyError, OSError, ImportError) as exc:
             raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
         try:
-            store_schema.prepare(self.engine, self.label)
+            connect.prepare(self.engine, self.label)
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc

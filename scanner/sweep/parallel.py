@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from rich.console import Console
-
-from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_table
 from scanner.errors import OperationalError
 from scanner.inventory.store import Inventory
 from scanner.models import EngineLimits
 from scanner.plan.shards import ShardSpec
 from scanner.plan.targets import TargetPlan
+from scanner.sweep.counters import SweepCounters
+from scanner.sweep.events import SweepEvents, quiet_progress
+from scanner.sweep.options import SweepOptions, SweepReport, sweep_spec
 from scanner.sweep.pool import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
-from scanner.sweep.run import SweepOptions, SweepReport, sweep_spec
+from scanner.text import safe
 
 
 async def sweep_with_workers(
@@ -24,7 +24,7 @@ async def sweep_with_workers(
     options: SweepOptions,
     *,
     out: TextIO,
-    err: Console,
+    events: SweepEvents,
     pool: Pool | None = None,
 ) -> SweepReport:
     """Sweep ``plan`` with ``options.workers`` processes (``pool``'s, if given) into one
@@ -37,10 +37,10 @@ async def sweep_with_workers(
     if previous is not None:
         scan_id = previous.id
         await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
-        err.print(f"resuming scan {scan_id} ({workers} shards)", markup=False)
+        events.note(f"resuming scan {scan_id} ({workers} shards)")
     else:
         if options.resume:
-            err.print("note: no interrupted sweep with these options; starting a new one")
+            events.note("note: no interrupted sweep with these options; starting a new one")
 
         def start() -> int:
             scan = inventory.start_scan(spec=spec, total=plan.count, shards=workers)
@@ -67,10 +67,8 @@ async def sweep_with_workers(
         out.write(line + "\n")
         out.flush()
 
-    with ProgressDisplay(err, counters, enabled=options.progress) as display:
-        result = await run_workers(
-            jobs, counters, write_json=write_json, on_tick=display.refresh, pool=pool
-        )
+    with events.live(counters) if options.progress else quiet_progress() as tick:
+        result = await run_workers(jobs, counters, write_json=write_json, on_tick=tick, pool=pool)
     status = "failed" if result.errors else "interrupted" if result.interrupted else "finished"
 
     def close() -> None:
@@ -83,16 +81,15 @@ async def sweep_with_workers(
     with trio.CancelScope(shield=True):
         await trio.to_thread.run_sync(close)
     if options.summary:
-        err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+        events.finished(counters, scan_id=scan_id, db_label=options.db_label)
     if result.errors:
         raise OperationalError(
             f"scan {scan_id}: {safe('; '.join(result.errors), 400)} "
             "(run the same command with --resume to finish it)"
         )
     if result.interrupted:
-        err.print(
+        events.note(
             f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "
-            "run the same command with --resume to continue",
-            markup=False,
+            "run the same command with --resume to continue"
         )
     return SweepReport(scan_id, counters, result.interrupted)

@@ -46,13 +46,13 @@ from typing import Any
 
 import trio
 
-from scanner.cli.console import SweepCounters
 from scanner.engine import crew as engine
 from scanner.engine.discovery import DiscoveryOptions, SniDiscovery
 from scanner.inventory.store import Inventory
-from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure, Target
+from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, Progress, ScanFailure, Target
 from scanner.parse import CertCache
 from scanner.plan.shards import Plan
+from scanner.sweep.counters import SweepCounters
 
 BATCH_SIZE = 400
 BATCH_SECONDS = 0.5
@@ -62,18 +62,6 @@ Item = tuple[Outcome, tuple[CertInfo, ...]]
 #: The parsed ``Handshake.alt_chains`` of an item (``--all-certs``); empty for most.
 Alts = tuple[tuple[CertInfo, ...], ...]
 OnResult = Callable[[Outcome, tuple[CertInfo, ...]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """How far a sweep had got when a batch was cut: positions below ``watermark`` are complete;
-    ``done`` planned targets, ``ok`` of them handshook, ``failed`` did not (discovered endpoints
-    are not counted)."""
-
-    watermark: int
-    done: int
-    ok: int
-    failed: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,11 +42,11 @@ from typing import Any
 
 import trio
 
-from scanner.cli.console import SweepCounters
 from scanner.engine.discovery import DiscoveryOptions
 from scanner.models import CertInfo, EngineLimits, Outcome
 from scanner.plan.shards import ShardedPlan, ShardSpec, shard_size
 from scanner.plan.targets import TargetPlan
+from scanner.sweep.counters import SweepCounters
 
 #: How often a worker reports its counters.
 REPORT_SECONDS = 0.25

@@ -1,126 +1,49 @@
-"""The ``sweep`` command apart from option parsing: plan, open the inventory, run, summarise,
-then judge what the sweep observed (findings lifecycle, ``--report``, ``--fail-on``).
+"""The sweep use case: plan, open the inventory, sweep (in this process or in forked workers),
+then judge what the sweep observed (findings lifecycle, ``--report``, ``--fail-on``) and run the
+caller's after-step (``--run-hooks``).
 
-Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
+One verb for every caller: ``certscan sweep`` and ``demo`` (the CLI), ``serve`` jobs and the
+planning half of ``dispatch``. It reports through :class:`~scanner.sweep.events.SweepEvents`
+and writes only data to ``out`` (``--json`` lines, ``--dry-run`` targets, ``--report -``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import trio
-from rich.console import Console
 
 from reports import assess
-from reports.model import EndpointView, Severity
-from reports.output import build_report
-from scanner import models
-from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_table
-from scanner.cli.report import ReportOutput, findings_line, write_report
+from reports.destination import write_report
+from reports.output import build_report, findings_line
 from scanner.engine import crew as engine
-from scanner.engine.discovery import DiscoveryOptions
-from scanner.errors import TargetError, UsageError
-from scanner.inventory.store import FindingChanges, Inventory
+from scanner.errors import TargetError
+from scanner.inventory.store import Inventory
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
 from scanner.parse import CertCache
 from scanner.plan import resolve, targets
-from scanner.plan.shards import Plan, ShardSpec, shard_plan
+from scanner.plan.shards import Plan, shard_plan
 from scanner.serialize import json_line, outcome_to_dict
+from scanner.sweep.counters import SweepCounters
+from scanner.sweep.events import SweepEvents, quiet_progress
+from scanner.sweep.options import SweepOptions, SweepReport, starttls_default, sweep_spec
 from scanner.sweep.pipeline import (
     CACHE_ENTRIES,
     OnResult,
     SweepJob,
     inventory_sink,
     run_sweep,
-    scan_spec,
     until_signalled,
 )
+from scanner.text import safe
 
 if TYPE_CHECKING:
-    from exporters.hooks.config import HooksConfig
     from scanner.sweep.pool import Pool
 
-#: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
-#: Exit code when a finding is at or above ``--fail-on``.
-EXIT_FINDINGS = 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SweepOptions:
-    """What the user asked for, already split into lists (files read, strings not yet parsed)."""
-
-    specs: tuple[str, ...]
-    ports: tuple[int, ...]
-    #: ``-p 2525/smtp``: the protocol of those ports (``Target.protocol``).
-    protocols: tuple[tuple[int, str], ...] = ()
-    #: ``--starttls``: ``auto`` (by port), ``off`` (implicit TLS) or a protocol for every port.
-    starttls: str = "auto"
-    excludes: tuple[str, ...] = ()
-    blocklist: tuple[str, ...] = ()
-    sni: str | None = None
-    #: ``--sni-from``/``--sni-file``: more names to try on each address that handshook.
-    discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
-    allow_public: bool = False
-    max_targets: int = 2**24
-    resolve_mode: str = "all"
-    limits: EngineLimits = field(default_factory=EngineLimits)
-    db_url: str
-    db_label: str
-    resume: bool = False
-    json_mode: str = "off"  # "off", "open" (endpoints that accepted a connection), "all"
-    progress: bool = True
-    summary: bool = True
-    dry_run: bool = False
-    dry_run_count: int = 20
-    #: Policy and trust for the findings; None: the default config (CERTSCAN_CONFIG, XDG).
-    criteria: assess.Criteria | None = None
-    report: ReportOutput | None = None  # --report: written after the sweep unless interrupted
-    fail_on: Severity | None = None  # --fail-on
-    job: str | None = None  # the `certscan serve` job running this sweep, None for a plain sweep
-    #: ``--run-hooks``: the config's hooks, run on the open findings after the sweep.
-    hooks: HooksConfig | None = None
-    #: ``--seed/--shards/--shard``: sweep only this shard of the seeded permutation.
-    shard: ShardSpec | None = None
-    #: ``--workers N``: N processes over N shards (seeded by ``seed``), one inventory.
-    workers: int = 1
-    seed: int = 0
-
-
-@dataclass(slots=True)
-class SweepReport:
-    """What a sweep did. ``views`` are the endpoints it observed, judged (empty for a dry run);
-    ``changes`` what recording their findings did; ``failing``: a finding reached --fail-on."""
-
-    scan_id: int | None
-    counters: SweepCounters
-    interrupted: bool
-    views: tuple[EndpointView, ...] = ()
-    changes: FindingChanges | None = None
-    failing: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_FINDINGS if self.failing else 0
-
-
-def read_list_file(path: Path) -> list[str]:
-    """Entries of a targets/exclude/blocklist file (``-`` reads standard input)."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read {path}: {reason}") from None
-    return targets.parse_lines(text, source=str(path))
+__all__ = ["build_sweep_plan", "resolve_hostnames", "run", "run_command"]
 
 
 async def resolve_hostnames(
@@ -137,7 +60,8 @@ async def resolve_hostnames(
     )
 
 
-async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
+async def build_sweep_plan(options: SweepOptions) -> targets.TargetPlan:
+    """The plan of ``options``: names resolved, exclusions and guards applied (lazy)."""
     resolved, failures = await resolve_hostnames(options)
     return targets.build_plan(
         options.specs,
@@ -151,54 +75,6 @@ async def _plan(options: SweepOptions, err: Console) -> targets.TargetPlan:
         resolve_errors=failures,
         protocols=dict(options.protocols),
         default_protocol=starttls_default(options.starttls),
-    )
-
-
-def starttls_default(mode: str) -> str | None:
-    """The ``Target.protocol`` of ports given without one: ``auto`` -> ``None`` (chosen by
-    port), ``off`` -> ``"tls"``, a protocol name -> itself. UsageError for anything else."""
-    if mode == "auto":
-        return None
-    if mode == "off":
-        return "tls"
-    try:
-        return targets.check_protocol(mode)
-    except ValueError:
-        choices = ", ".join(("auto", "off", *models.PROTOCOLS))
-        raise UsageError(f"--starttls must be one of {choices} (got {mode!r})") from None
-
-
-def sweep_spec(options: SweepOptions) -> dict[str, object]:
-    lim = options.limits
-    starttls: dict[str, object] = {}  # only when set: older scans stay resumable
-    if options.protocols:
-        starttls["protocols"] = [list(pair) for pair in options.protocols]
-    if options.starttls != "auto":
-        starttls["starttls"] = options.starttls
-    if options.discovery.sources:
-        starttls["sni_from"] = sorted(options.discovery.sources)
-    if options.discovery.names:
-        starttls["sni_names"] = list(options.discovery.names)
-    if lim.all_certs:
-        starttls["all_certs"] = True
-    if options.shard is not None:
-        starttls["shard"] = [options.shard.seed, options.shard.shards, options.shard.shard]
-    if options.workers > 1:
-        starttls["workers"] = [options.seed, options.workers]
-    if options.job:
-        starttls["job"] = options.job  # the serve job that ran it: the scan metrics' job label
-    return scan_spec(
-        **starttls,
-        specs=list(options.specs),
-        ports=list(options.ports),
-        excludes=list(options.excludes),
-        blocklist=list(options.blocklist),
-        sni=options.sni,
-        allow_public=options.allow_public,
-        resolve=options.resolve_mode,
-        connect_timeout=lim.connect_timeout,
-        handshake_timeout=lim.handshake_timeout,
-        deadline=lim.target_deadline,
     )
 
 
@@ -223,7 +99,7 @@ def _json_writer(options: SweepOptions, out: TextIO, cache: CertCache) -> OnResu
     return emit
 
 
-def run_command(options: SweepOptions, *, out: TextIO, err: Console) -> SweepReport:
+def run_command(options: SweepOptions, *, out: TextIO, events: SweepEvents) -> SweepReport:
     """``certscan sweep``: with ``--workers``, fork the workers first (``scanner.sweep.pool``:
     safe only before trio starts), then :func:`run`. Workers left without a job exit."""
     pool = None
@@ -232,7 +108,7 @@ def run_command(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRep
 
         pool = start_pool(options.workers)
     try:
-        return trio.run(lambda: run(options, out=out, err=err, pool=pool))
+        return trio.run(lambda: run(options, out=out, events=events, pool=pool))
     finally:
         if pool is not None:
             pool.close()
@@ -241,13 +117,13 @@ def run_command(options: SweepOptions, *, out: TextIO, err: Console) -> SweepRep
 
 
 async def run(
-    options: SweepOptions, *, out: TextIO, err: Console, pool: Pool | None = None
+    options: SweepOptions, *, out: TextIO, events: SweepEvents, pool: Pool | None = None
 ) -> SweepReport:
     """Plan, store and sweep. Raises CertscanError subclasses for the user's mistakes.
     ``pool``: the workers for ``--workers`` (started by :func:`run_command`)."""
-    plan = await _plan(options, err)
+    plan = await build_sweep_plan(options)
     for note in plan.notes:
-        err.print(f"note: {safe(note, 300)}", markup=False)
+        events.note(f"note: {safe(note, 300)}")
     if options.dry_run:
         shown = shard_plan(plan, options.shard)
         out.write(f"{shown.count} targets\n")
@@ -261,10 +137,7 @@ async def run(
     concurrency = engine.effective_concurrency(options.limits.concurrency, nofile)
     limits = options.limits
     if concurrency != limits.concurrency:
-        err.print(
-            f"note: concurrency lowered to {concurrency} (open-files limit {nofile})",
-            markup=False,
-        )
+        events.note(f"note: concurrency lowered to {concurrency} (open-files limit {nofile})")
         limits = dataclasses.replace(limits, concurrency=concurrency)
 
     inventory = await trio.to_thread.run_sync(Inventory, options.db_url)
@@ -273,39 +146,32 @@ async def run(
             from scanner.sweep.parallel import sweep_with_workers
 
             report = await sweep_with_workers(
-                inventory, plan, limits, options, out=out, err=err, pool=pool
+                inventory, plan, limits, options, out=out, events=events, pool=pool
             )
         else:
             report = await _sweep_into(
-                inventory, shard_plan(plan, options.shard), limits, options, out=out, err=err
+                inventory,
+                shard_plan(plan, options.shard),
+                limits,
+                options,
+                out=out,
+                events=events,
             )
-        await _judge(inventory, report, options, out=out, err=err)
-        if options.hooks is not None and not report.interrupted:
-            await run_hooks_after(inventory, options.hooks, err=err)
+        await _judge(inventory, report, options, out=out, events=events)
+        if options.after is not None and not report.interrupted:
+            await options.after(inventory, events)
         return report
     finally:
         await trio.to_thread.run_sync(inventory.close)
 
 
-async def run_hooks_after(inventory: Inventory, hooks: HooksConfig, *, err: Console) -> int:
-    """Run the renewal hooks on the open findings (``--run-hooks``, and ``serve`` after a job);
-    print one summary line; return how many actions failed."""
-    from exporters.hooks.runner import run_hooks  # only sweeps that run hooks pay for it
-
-    outcomes = await run_hooks(inventory, hooks, now=datetime.now(UTC))
-    queued = sum(o.planned.step == "queue" for o in outcomes)
-    done = [o.result for o in outcomes if o.result is not None]
-    failed = sum(not r.ok for r in done)
-    err.print(
-        f"hooks: {len(done) - failed} succeeded, {failed} failed, {queued} queued for approval"
-        " (certscan hooks history)",
-        markup=False,
-    )
-    return failed
-
-
 async def _judge(
-    inventory: Inventory, report: SweepReport, options: SweepOptions, *, out: TextIO, err: Console
+    inventory: Inventory,
+    report: SweepReport,
+    options: SweepOptions,
+    *,
+    out: TextIO,
+    events: SweepEvents,
 ) -> None:
     """Record the findings of what the sweep observed; write --report; decide --fail-on.
 
@@ -326,22 +192,21 @@ async def _judge(
     report.failing = assess.failing(judged.views, options.fail_on)
     if options.summary:
         c = judged.changes
-        err.print(
+        events.note(
             f"findings: {findings_line(judged.views)} "
-            f"(lifecycle: {c.new} new, {c.still_open} still open, {c.resolved} resolved)",
-            markup=False,
+            f"(lifecycle: {c.new} new, {c.still_open} still open, {c.resolved} resolved)"
         )
     target = options.report
     if target is None:
         return
     if report.interrupted:
-        err.print("note: the sweep was interrupted; no report written", markup=False)
+        events.note("note: the sweep was interrupted; no report written")
         return
     info = await trio.to_thread.run_sync(lambda: assess.scan_info(inventory, scan_id))
     document = build_report(judged.views, generated_at=now, scan=info)
     size = await trio.to_thread.run_sync(lambda: write_report(document, target, stdout=out))
     if not target.to_stdout:
-        err.print(f"report: {safe(target.path, 200)} ({size:,} bytes)", markup=False)
+        events.note(f"report: {safe(target.path, 200)} ({size:,} bytes)")
 
 
 async def _sweep_into(
@@ -351,7 +216,7 @@ async def _sweep_into(
     options: SweepOptions,
     *,
     out: TextIO,
-    err: Console,
+    events: SweepEvents,
 ) -> SweepReport:
     spec = sweep_spec(options)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
@@ -360,10 +225,10 @@ async def _sweep_into(
         scan_id = previous.id
         watermark, done_set = await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
         start, done = watermark, frozenset(done_set)
-        err.print(f"resuming scan {scan_id} at target {start} of {plan.count}", markup=False)
+        events.note(f"resuming scan {scan_id} at target {start} of {plan.count}")
     else:
         if options.resume:
-            err.print("note: no interrupted sweep with these options; starting a new one")
+            events.note("note: no interrupted sweep with these options; starting a new one")
         scan_id = await trio.to_thread.run_sync(
             lambda: inventory.start_scan(spec=spec, total=plan.count)
         )
@@ -379,15 +244,14 @@ async def _sweep_into(
     )
     cache = CertCache(CACHE_ENTRIES)
     emit = _json_writer(options, out, cache)
-    display = ProgressDisplay(err, counters, enabled=options.progress)
-    with display:
+    with events.live(counters) if options.progress else quiet_progress() as tick:
         interrupted = await until_signalled(
             lambda: run_sweep(
                 job,
                 inventory_sink(inventory, scan_id),
                 counters,
                 on_result=emit,
-                on_tick=display.refresh,
+                on_tick=tick,
                 cache=cache,
             )
         )
@@ -395,15 +259,10 @@ async def _sweep_into(
     with trio.CancelScope(shield=True):
         await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
     if options.summary:
-        err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+        events.finished(counters, scan_id=scan_id, db_label=options.db_label)
     if interrupted:
-        err.print(
+        events.note(
             f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "
-            "run the same command with --resume to continue",
-            markup=False,
+            "run the same command with --resume to continue"
         )
     return SweepReport(scan_id, counters, interrupted)
-
-
-def join_specs(*groups: Sequence[str]) -> tuple[str, ...]:
-    return tuple(s for g in groups for s in g)

@@ -34,12 +34,12 @@ from typing import Any
 
 import trio
 
-from scanner.cli.console import SweepCounters
 from scanner.engine import crew as engine
 from scanner.errors import CertscanError
-from scanner.models import Handshake, Outcome
+from scanner.models import Handshake, Outcome, Progress
 from scanner.plan.shards import ShardedPlan
-from scanner.sweep.pipeline import Batch, Progress, SweepJob, run_sweep
+from scanner.sweep.counters import SweepCounters
+from scanner.sweep.pipeline import Batch, SweepJob, run_sweep
 from scanner.zones import app as zapp
 from scanner.zones.messages import (
     MAX_ITEMS,

@@ -22,8 +22,9 @@ import trio
 from scanner.errors import OperationalError, TargetError
 from scanner.inventory.store import Inventory
 from scanner.plan.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
+from scanner.sweep.options import SweepOptions, starttls_default, sweep_spec
 from scanner.sweep.pipeline import scan_spec
-from scanner.sweep.run import SweepOptions, resolve_hostnames, starttls_default, sweep_spec
+from scanner.sweep.run import resolve_hostnames
 from scanner.zones import app as zapp
 from scanner.zones.messages import PlanInputs, ShardTask
 

@@ -15,10 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from scanner.engine.discovery import DiscoveryOptions
-from scanner.models import EngineLimits, Outcome
+from scanner.models import EngineLimits, Outcome, Progress
 from scanner.plan import targets
 from scanner.plan.shards import MAX_SEED, ShardedPlan, ShardSpec, shard_size
-from scanner.sweep.pipeline import Progress
 from scanner.zones.app import QUEUE_NAME
 from scanner.zones.wire import (
     DEFAULT_LIMITS,

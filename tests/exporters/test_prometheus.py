@@ -20,12 +20,20 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.prometheus import LABEL_LIMIT, CertscanCollector, build_metrics, label_value
-from reports.model import Finding, Severity
 from scanner.errors import StoreError
 from scanner.inventory import metrics as store_metrics
 from scanner.inventory.store import Inventory, db_url
 from scanner.lab import certgen
-from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
+from scanner.models import (
+    CertInfo,
+    FailureKind,
+    Finding,
+    Handshake,
+    Outcome,
+    ScanFailure,
+    Severity,
+    Target,
+)
 from scanner.parse import parse_certificate
 from tests.conftest import require_tool
 

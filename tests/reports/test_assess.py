@@ -16,8 +16,7 @@ import jsonschema
 import pytest
 
 from reports import assess
-from reports.findings import EndpointKey
-from reports.model import EndpointView, Finding, Severity
+from reports.model import EndpointKey, EndpointView
 from reports.output import build_report
 from reports.policy import Policy
 from reports.render import get_renderer
@@ -27,7 +26,16 @@ from scanner.errors import UsageError
 from scanner.inventory.store import EndpointRecord, Inventory
 from scanner.lab import certgen
 from scanner.lab.certgen import Issued
-from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
+from scanner.models import (
+    CertInfo,
+    FailureKind,
+    Finding,
+    Handshake,
+    Outcome,
+    ScanFailure,
+    Severity,
+    Target,
+)
 from scanner.parse import parse_certificate
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)

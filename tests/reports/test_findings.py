@@ -15,8 +15,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from reports.ciphers import cipher_weakness
 from reports.findings import (
-    Context,
-    EndpointInput,
     at_or_above,
     evaluate,
     evaluate_all,
@@ -24,11 +22,12 @@ from reports.findings import (
     key_reuse,
     shared_key_peers,
 )
-from reports.model import Finding, Severity
+from reports.model import Context, EndpointInput
 from reports.policy import KINDS, Policy
 from reports.trust import TrustStore
 from scanner.lab import certgen
 from scanner.lab.certgen import Issued
+from scanner.models import Finding, Severity
 from scanner.parse import parse_certificate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from reports.model import Severity
 from reports.policy import (
     KINDS,
     RESERVED_SECTIONS,
@@ -16,6 +15,7 @@ from reports.policy import (
     load_config,
 )
 from scanner.errors import UsageError
+from scanner.models import Severity
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

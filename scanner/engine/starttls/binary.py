@@ -11,12 +11,10 @@ resultCode and diagnostic, a MySQL error, an RDP negotiation failure code) in th
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from scanner.engine.starttls.session import Session
 from scanner.models import Target
-
-if TYPE_CHECKING:
-    from scanner.engine.starttls.session import Session
 
 # --- LDAP (RFC 4511 section 4.14) -----------------------------------------------------------
 

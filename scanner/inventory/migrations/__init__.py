@@ -4,7 +4,7 @@
 they
 spell their tables out. Each revision module has a module-level ``additive`` flag: True when a
 certscan that knows only the revisions before it keeps working on a database upgraded past it
-(new tables, new nullable columns, new indexes). ``scanner.inventory.schema.prepare`` applies
+(new tables, new nullable columns, new indexes). ``scanner.inventory.connect.prepare`` applies
 additive
 revisions by itself on open; any other needs ``certscan db upgrade``.
 

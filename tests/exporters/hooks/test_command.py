@@ -18,12 +18,11 @@ import sqlalchemy as sa
 
 from exporters.hooks.config import Hook, HooksConfig, parse_hooks
 from exporters.hooks.runner import STALE_AFTER, backoff, execute, plan, run_hooks
-from reports.model import Finding, Severity
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory import tables
 from scanner.inventory.read import EndpointRecord
 from scanner.inventory.store import Inventory
-from scanner.models import CertInfo
+from scanner.models import CertInfo, Finding, Severity
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 SHA = "ab" * 32

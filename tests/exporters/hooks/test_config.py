@@ -11,9 +11,9 @@ import pytest
 from exporters.hooks.command import CommandAction
 from exporters.hooks.config import DEFAULT_CONCURRENCY, Selector, parse_hooks
 from exporters.hooks.webhook import WebhookAction
-from reports.model import Severity
 from reports.policy import config_from_mapping
 from scanner.errors import UsageError
+from scanner.models import Severity
 
 CMD: dict[str, Any] = {"action": "command", "command": ["/usr/bin/true"]}
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from reports.model import EndpointView, Finding, Severity
+from reports.model import EndpointView
 from reports.output import Report, build_report
 from reports.render import format_for_path, get_renderer
 from reports.render.csv import FINDINGS_COLUMNS, INVENTORY_COLUMNS, CsvRenderer, neutralise
 from scanner.errors import UsageError
-from scanner.models import CertInfo
+from scanner.models import CertInfo, Finding, Severity
 from tests.reports.render.test_html import FORMULA_CN, NOW, SCRIPT_CN, sample_report
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from reports.atomic import write_atomic
-from reports.model import EndpointView, Finding, Severity
+from reports.model import EndpointView
 from reports.output import Report, ScanInfo, build_report
 from reports.render import get_renderer
 from reports.render.html import MAX_DETAILS, MAX_PLACEMENTS, HtmlRenderer
 from reports.render.timeline import TIMELINE_WEEKS, timeline
 from scanner.lab import certgen
-from scanner.models import CertInfo
+from scanner.models import CertInfo, Finding, Severity
 from scanner.parse import parse_certificate
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

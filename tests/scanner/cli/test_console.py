@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from scanner.cli.console import days_left, inventory_table, safe
+from scanner.cli.console import days_left, inventory_table
 from scanner.inventory.store import EndpointRecord
 from scanner.lab import certgen
 from scanner.parse import parse_certificate
+from scanner.text import safe
 
 
 @pytest.mark.parametrize(

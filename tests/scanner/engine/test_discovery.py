@@ -36,7 +36,9 @@ from scanner.lab import servers as lab_mod
 from scanner.models import EngineLimits, Handshake, Outcome, Target
 from scanner.parse import parse_certificate
 from scanner.plan.targets import build_plan
-from scanner.sweep.run import SweepOptions, SweepReport, run
+from scanner.sweep.events import SilentEvents
+from scanner.sweep.options import SweepOptions, SweepReport
+from scanner.sweep.run import run
 from tests import peers
 
 _addresses = itertools.count()
@@ -97,7 +99,7 @@ async def sweep(
         summary=False,
         resume=resume,
     )
-    report = await run(options, out=out, err=Console(file=io.StringIO()))
+    report = await run(options, out=out, events=SilentEvents())
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     with Inventory(url) as inv:
         records = inv.latest_endpoints(include_failures=True)

@@ -14,7 +14,8 @@ import trio
 
 from scanner.engine.crew import probe
 from scanner.engine.starttls import binary as starttls_binary
-from scanner.engine.starttls import session as starttls
+from scanner.engine.starttls import protocols as starttls
+from scanner.engine.starttls import session
 from scanner.models import PROTOCOLS, EngineLimits, FailureKind, Handshake, ScanFailure, Target
 from tests import peers
 
@@ -446,7 +447,7 @@ async def test_an_endless_greeting_is_cut_off_at_the_byte_bound(
     outcome, _ = await outcome_of(script, ctx, protocol)
     assert isinstance(outcome, ScanFailure), outcome
     assert outcome.kind is FailureKind.PROTOCOL_ERROR
-    assert f"more than {starttls.MAX_PREAMBLE_BYTES} bytes" in outcome.detail
+    assert f"more than {session.MAX_PREAMBLE_BYTES} bytes" in outcome.detail
     assert trio.current_time() - start < 1.0  # the byte bound, not a timeout, ended it
 
 
@@ -574,4 +575,4 @@ def test_greeting_protocol(opening: bytes, protocol: str | None) -> None:
     ],
 )
 def test_quote(reply: bytes, quoted: str) -> None:
-    assert starttls.quote(reply) == quoted
+    assert session.quote(reply) == quoted

@@ -15,13 +15,21 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from reports.model import Finding, Severity
 from scanner.errors import StoreError
 from scanner.inventory import findings as store_findings
 from scanner.inventory import tables
 from scanner.inventory.store import EndpointRecord, FindingRecord, Inventory, db_url
 from scanner.lab import certgen
-from scanner.models import CertInfo, FailureKind, Handshake, Outcome, ScanFailure, Target
+from scanner.models import (
+    CertInfo,
+    FailureKind,
+    Finding,
+    Handshake,
+    Outcome,
+    ScanFailure,
+    Severity,
+    Target,
+)
 from scanner.parse import parse_certificate
 
 T0 = datetime(2031, 3, 1, 9, 0, 0, 250000, tzinfo=UTC)

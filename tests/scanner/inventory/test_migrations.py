@@ -1,6 +1,6 @@
 """The inventory's Alembic migrations (``scanner/migrations``, ``scanner.inventory.migrate``), the
 open
-path that applies them (``scanner.inventory.schema.prepare``) and ``certscan db``, on SQLite and a
+path that applies them (``scanner.inventory.connect.prepare``) and ``certscan db``, on SQLite and a
 real PostgreSQL (the ``url`` fixture).
 
 The schema the revisions build is checked against ``scanner.inventory.tables`` with Alembic's own
@@ -44,7 +44,7 @@ from tests.scanner.inventory.test_findings import make_v1_database
 
 T0 = datetime(2032, 7, 1, 8, 30, 0, 500000, tzinfo=UTC)
 SHA = "ab" * 32
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 VERSIONS = Path(migrations.__file__).parent / "versions"
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from scanner.inventory.store import Inventory
 from scanner.lab import certgen
-from scanner.models import FailureKind, ScanFailure
-from scanner.sweep.pipeline import Progress
+from scanner.models import FailureKind, Progress, ScanFailure
 from tests.scanner.inventory.test_store import T0, Item, handshake, target
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from scanner.cli.app import main
-from scanner.engine.starttls.session import STARTTLS_PORTS
+from scanner.engine.starttls.protocols import STARTTLS_PORTS
 from scanner.errors import TargetError, UsageError
 from scanner.models import Target
 from scanner.plan.targets import DEFAULT_PORTS, build_plan, parse_port_specs, parse_ports
-from scanner.sweep.run import starttls_default
+from scanner.sweep.options import starttls_default
 
 
 @pytest.mark.parametrize(

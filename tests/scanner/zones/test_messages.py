@@ -10,8 +10,7 @@ import pytest
 
 from scanner.engine.discovery import DiscoveryOptions
 from scanner.errors import UsageError
-from scanner.models import EngineLimits, FailureKind, ScanFailure, Target
-from scanner.sweep.pipeline import Progress
+from scanner.models import EngineLimits, FailureKind, Progress, ScanFailure, Target
 from scanner.zones import app as zapp
 from scanner.zones.messages import (
     Attempt,

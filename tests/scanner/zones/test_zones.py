@@ -309,7 +309,7 @@ async def test_broker_down_is_operational_error(tmp_path: Path) -> None:
 
 def test_sweep_does_not_import_celery() -> None:
     code = (
-        "import sys; from scanner import cli, commands_zones; "
+        "import sys; from scanner.cli import app, zones; "
         "sys.exit('celery' in sys.modules or 'kombu' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, env=env("")).returncode == 0
