@@ -39,20 +39,23 @@ changing the policy changes the next report without rescanning; the stored lifec
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from reports.findings import evaluate, key_context, leaf_key_peers
+from reports.criteria import (
+    Criteria,
+    ReportFilter,
+    load_criteria,
+    parse_kinds,
+    parse_severity,
+    parse_window,
+)
+from reports.findings import evaluate, key_context, leaf_key_peers, peers_from_rows
 from reports.model import Context, EndpointInput, EndpointKey, EndpointView
-from reports.output import ScanInfo
-from reports.policy import KINDS, Policy, load_config
-from reports.trust import TrustStore
+from reports.output import FindingsTally, ScanInfo
 from scanner.errors import UsageError
-from scanner.inventory.read import CHAIN_STATUSES
+from scanner.inventory.read import CHAIN_STATUSES, expiry_order
 from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
 from scanner.models import Finding, Severity
 
@@ -80,102 +83,13 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Criteria:
-    """How endpoints are judged: the policy and the trust anchors, loaded once per command.
-
-    ``config_path`` is the config file read, ``None`` when none was (all defaults).
-    """
-
-    policy: Policy
-    trust: TrustStore
-    config_path: Path | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReportFilter:
-    """What a report keeps.
-
-    ``severity`` keeps findings at or above it; ``kinds`` keeps findings of these kinds (empty:
-    every kind). When either is set, endpoints left with no finding are dropped, so the report
-    lists exactly what matched. ``expiring_within`` keeps endpoints presenting a certificate whose
-    ``not_after`` is before now plus the window (already expired ones included), with all their
-    findings. ``None``/empty means no filter.
-    """
-
-    severity: Severity | None = None
-    kinds: frozenset[str] = frozenset()
-    expiring_within: timedelta | None = None
-
-    @property
-    def narrows_findings(self) -> bool:
-        return self.severity is not None or bool(self.kinds)
-
-    def keeps(self, finding: Finding) -> bool:
-        if self.severity is not None and finding.severity < self.severity:
-            return False
-        return not self.kinds or finding.kind in self.kinds
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ScanAssessment:
     """One sweep judged: the views of the endpoints it observed (as a report shows them) and
     what applying their findings did to the lifecycle."""
 
-    views: tuple[EndpointView, ...]
+    views: tuple[EndpointView, ...]  # empty unless asked for (``keep_views``)
     changes: FindingChanges
-
-
-# --- pure: options ---------------------------------------------------------------------------
-
-_WINDOW = re.compile(r"(\d{1,6})\s*([hdw])", re.IGNORECASE)
-_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
-_LONGEST_WINDOW = timedelta(days=100 * 366)  # now + window must stay a valid datetime
-
-
-def parse_window(text: str, *, option: str = "--expiring-within") -> timedelta:
-    """``30d``, ``12h``, ``2w`` as a duration; :class:`UsageError` for anything else."""
-    match = _WINDOW.fullmatch(text.strip())
-    if match is None:
-        raise UsageError(
-            f"{option}: expected a duration such as 30d, 12h or 2w, got {_shown(text)}"
-        )
-    window = timedelta(hours=int(match[1]) * _UNIT_HOURS[match[2].lower()])
-    if window > _LONGEST_WINDOW:
-        raise UsageError(f"{option}: at most {_LONGEST_WINDOW.days} days, got {_shown(text)}")
-    return window
-
-
-def parse_severity(text: str, *, option: str) -> Severity:
-    """A severity name (``critical`` ... ``info``, any case); :class:`UsageError` otherwise."""
-    try:
-        return Severity.parse(text)
-    except ValueError:
-        names = ", ".join(s.label for s in sorted(Severity, reverse=True))
-        raise UsageError(f"{option}: expected one of {names}, got {_shown(text)}") from None
-
-
-def parse_kinds(values: Iterable[str], *, option: str = "--kind") -> frozenset[str]:
-    """Finding kinds from repeated and/or comma-separated values; unknown ones are an error."""
-    kinds: set[str] = set()
-    for value in values:
-        for part in value.split(","):
-            kind = part.strip().lower()
-            if not kind:
-                continue
-            if kind not in KINDS:
-                close = difflib.get_close_matches(kind, KINDS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(KINDS)})"
-                raise UsageError(f"{option}: unknown finding kind {_shown(part)}{hint}")
-            kinds.add(kind)
-    return frozenset(kinds)
-
-
-def _shown(text: str) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-# --- pure: judging ---------------------------------------------------------------------------
+    tally: FindingsTally = field(default_factory=FindingsTally)
 
 
 def reportable(record: EndpointRecord) -> bool:
@@ -219,8 +133,21 @@ def assess(
     inputs = [to_input(r) for r in records]
     context = [to_input(r) for r in others if r.chain and _key(r) not in shown]
     peers = leaf_key_peers([i for i in (*inputs, *context) if i.chain or i.alt_chains])
+    return _judge_all(records, criteria=criteria, now=now, previous=previous, peers=peers)
+
+
+def _judge_all(
+    records: Sequence[EndpointRecord],
+    *,
+    criteria: Criteria,
+    now: datetime,
+    previous: Mapping[EndpointKey, str],
+    peers: Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]],
+) -> tuple[EndpointView, ...]:
+    """The views of ``records``, judged with the given key-reuse ``peers``, in order."""
     views = []
-    for record, endpoint in zip(records, inputs, strict=True):
+    for record in records:
+        endpoint = to_input(record)
         key = endpoint.key
         probe = record.legacy_versions
         keys = key_context(endpoint, peers)
@@ -293,18 +220,6 @@ def failing(views: Iterable[EndpointView], threshold: Severity | None) -> bool:
 # --- edges -----------------------------------------------------------------------------------
 
 
-def load_criteria(
-    config: Path | None, ca_bundles: Sequence[Path] = (), *, env: Mapping[str, str]
-) -> Criteria:
-    """The config file (``--config``, ``CERTSCAN_CONFIG`` or the XDG default) and the trust
-    anchors: Mozilla's roots unless the config says otherwise, the config's ``ca_bundles``, then
-    ``ca_bundles`` (``--ca-bundle``). Raises :class:`UsageError` for a bad file."""
-    loaded = load_config(config, env=env)
-    bundles = (*loaded.ca_bundles, *ca_bundles)
-    trust = TrustStore.load(bundles, mozilla=loaded.mozilla_roots)
-    return Criteria(policy=loaded.policy, trust=trust, config_path=loaded.path)
-
-
 def scan_info(inventory: Inventory, scan_id: int) -> ScanInfo:
     """The report header of scan ``scan_id``; :class:`UsageError` when there is no such scan."""
     run = inventory.scan(scan_id)
@@ -330,22 +245,48 @@ def read_views(
     return assess(shown, criteria=criteria, now=now, previous=previous, others=others)
 
 
+#: Endpoints judged per batch after a sweep: the chains of one batch are in memory at a time.
+JUDGE_BATCH = 1000
+
+
 def record_scan(
-    inventory: Inventory, scan_id: int, *, criteria: Criteria, now: datetime
+    inventory: Inventory,
+    scan_id: int,
+    *,
+    criteria: Criteria,
+    now: datetime,
+    keep_views: bool = True,
+    batch: int = JUDGE_BATCH,
 ) -> ScanAssessment:
     """After a sweep: judge the endpoints scan ``scan_id`` observed (key reuse over the latest
     observation of every endpoint), and open, refresh or resolve their stored findings.
 
     Endpoints whose latest observation is no longer this scan's (another scanner has observed
-    them since) are left to that scan.
+    them since) are left to that scan. They are judged ``batch`` at a time, each batch's
+    findings recorded in its own transaction, with the key-reuse peers read once beforehand as
+    bare (endpoint, leaf, key) rows: memory stays flat in the size of the sweep. Without
+    ``keep_views`` only the :class:`~reports.output.FindingsTally` is kept (a summary and
+    ``--fail-on`` need no more); with it the views come back soonest expiry first.
     """
-    latest = inventory.latest_endpoints(include_failures=True)
-    shown = [r for r in latest if r.scan_id == scan_id and reportable(r)]
-    others = [r for r in latest if r.scan_id != scan_id]
-    previous = inventory.previous_leaves()
-    views = assess(shown, criteria=criteria, now=now, previous=previous, others=others)
-    judged = [v for v in views if v.status in CHAIN_STATUSES]
-    changes = inventory.record_findings(
-        scan_id, all_findings(judged), evaluated=[_key(v) for v in judged], now=now
-    )
-    return ScanAssessment(views=views, changes=changes)
+    peers = peers_from_rows(inventory.leaf_keys())
+    previous = inventory.previous_leaves(scan_id)
+    tally = FindingsTally()
+    kept: list[EndpointView] = []
+    changes = FindingChanges(new=0, still_open=0, resolved=0)
+    for records in inventory.scan_batches(scan_id, batch):
+        shown = [r for r in records if reportable(r)]
+        views = _judge_all(shown, criteria=criteria, now=now, previous=previous, peers=peers)
+        judged = [v for v in views if v.status in CHAIN_STATUSES]
+        done = inventory.record_findings(
+            scan_id, all_findings(judged), evaluated=[_key(v) for v in judged], now=now
+        )
+        changes = FindingChanges(
+            new=changes.new + done.new,
+            still_open=changes.still_open + done.still_open,
+            resolved=changes.resolved + done.resolved,
+        )
+        tally.add(views)
+        if keep_views:
+            kept.extend(views)
+    kept.sort(key=expiry_order)
+    return ScanAssessment(views=tuple(kept), changes=changes, tally=tally)

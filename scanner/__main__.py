@@ -2,6 +2,6 @@
 
 import sys
 
-from scanner.cli.app import main
+from scanner.cli.entry import main
 
 sys.exit(main())

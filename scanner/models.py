@@ -53,6 +53,21 @@ PROTOCOLS: tuple[str, ...] = (
     "rdp",
 )
 
+#: The protocol spoken on each well-known STARTTLS port. Other ports are implicit TLS.
+STARTTLS_PORTS: dict[int, str] = {
+    21: "ftp",
+    25: "smtp",
+    110: "pop3",
+    143: "imap",
+    389: "ldap",
+    587: "smtp",
+    3306: "mysql",
+    3389: "rdp",
+    5222: "xmpp",
+    5269: "xmpp-server",
+    5432: "postgres",
+}
+
 
 class FailureKind(enum.StrEnum):
     """Why a target yielded no certificate chain. One classification point:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporters.serve.defaults import DEFAULT_PORT
 from exporters.serve.scheduler import Schedule, parse_schedule
 from reports.policy import Config
 from scanner.errors import CertscanError, UsageError
@@ -54,11 +55,6 @@ __all__ = [
     "serve_settings",
 ]
 
-#: Default port of ``certscan serve``. The Prometheus wiki page "Default port allocations" hands
-#: out 9100-9999 to exporters (that block is fully allocated) and 9090-9093 to Prometheus,
-#: Pushgateway and Alertmanager, so every port there belongs to some known exporter. 10943 is
-#: outside that block, not in the allocation list, and not in /etc/services.
-DEFAULT_PORT = 10943
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _JOB_KEYS = (
     "targets",

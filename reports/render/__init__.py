@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from reports.render.csv import CsvRenderer
-from reports.render.html import HtmlRenderer
 from reports.render.interface import CSV_KINDS, FORMATS, CsvKind, Renderer
-from reports.render.json import JsonRenderer
 from scanner.errors import UsageError
 
 __all__ = ["CSV_KINDS", "FORMATS", "CsvKind", "Renderer", "format_for_path", "get_renderer"]
@@ -23,14 +20,21 @@ __all__ = ["CSV_KINDS", "FORMATS", "CsvKind", "Renderer", "format_for_path", "ge
 def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
     """The renderer for format ``name``; ``csv_kind`` selects the CSV rows.
 
-    Raises :class:`scanner.errors.UsageError` for an unknown format or CSV kind.
+    Raises :class:`scanner.errors.UsageError` for an unknown format or CSV kind. Each format's
+    module is imported here, when it is picked (the HTML one loads jinja2).
     """
     match name.strip().lower():
         case "html":
+            from reports.render.html import HtmlRenderer
+
             return HtmlRenderer()
         case "json":
+            from reports.render.json import JsonRenderer
+
             return JsonRenderer()
         case "csv":
+            from reports.render.csv import CsvRenderer
+
             if csv_kind == "findings":
                 return CsvRenderer(kind="findings")
             if csv_kind == "inventory":

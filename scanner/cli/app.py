@@ -11,10 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from typer.main import get_command
 
 from scanner import __version__
@@ -28,13 +27,15 @@ from scanner.cli import scans as commands_scans
 from scanner.cli import serve as commands_serve
 from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
-from scanner.cli.console import inventory_table, stdout_console
 from scanner.cli.report import open_existing
 from scanner.errors import CertscanError
-from scanner.inventory.store import db_url
+from scanner.inventory.location import db_url
 from scanner.serialize import json_line, record_dict
 from scanner.sweep.options import EXIT_INTERRUPTED
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(
     name="certscan",
@@ -51,10 +52,6 @@ app.add_typer(commands_hooks.hooks_app, name="hooks")
 app.add_typer(commands_scans.scans_app, name="scans")
 app.add_typer(commands_db.db_app, name="db")
 app.command()(commands_sweep.sweep)
-
-
-def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -88,6 +85,8 @@ def inventory(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per endpoint.")] = False,
 ) -> int:
     """List endpoints and their certificates from the inventory, soonest expiry first."""
+    from scanner.cli.console import inventory_table, stdout_console
+
     url = db_url(db)
     inv = open_existing(db)
     try:
@@ -129,6 +128,12 @@ def demo(
     return commands_lab.demo(db)
 
 
+def _error_line(text: str) -> None:
+    """One line on stderr (already made safe; never markup, never wrapped)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def _one_line(exc: BaseException) -> str:
     return safe(str(exc) or type(exc).__name__, 500)
 
@@ -136,7 +141,6 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns (and, as a script, exits with) the exit code."""
     command = get_command(app)
-    err = _err()
     try:
         result = command.main(
             args=list(argv) if argv is not None else None,
@@ -155,23 +159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         ctx = getattr(exc, "ctx", None)
         where = getattr(ctx, "command_path", "certscan") or "certscan"
-        err.print(f"certscan: error: {safe(message, 300)} (see '{where} --help')", markup=False)
+        _error_line(f"certscan: error: {safe(message, 300)} (see '{where} --help')")
         return 2
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as raised:
         # A user error raised inside a trio nursery arrives wrapped in an exception group.
         found = _sole(raised)
         if isinstance(found, CertscanError):
-            err.print(f"certscan: error: {_one_line(found)}", markup=False)
+            _error_line(f"certscan: error: {_one_line(found)}")
             return found.exit_code
         if isinstance(found, KeyboardInterrupt):
-            err.print("certscan: interrupted", markup=False)
+            _error_line("certscan: interrupted")
             return EXIT_INTERRUPTED
         if os.environ.get("CERTSCAN_DEBUG"):
             raise
-        err.print(
+        _error_line(
             f"certscan: internal error: {type(found).__name__}: {_one_line(found)} "
-            "(set CERTSCAN_DEBUG=1 for a traceback)",
-            markup=False,
+            "(set CERTSCAN_DEBUG=1 for a traceback)"
         )
         return 3
     return int(result) if isinstance(result, int) else 0

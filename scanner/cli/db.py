@@ -15,18 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
 
 from scanner.cli.options import DbOption
 from scanner.errors import OperationalError, StoreError, UsageError
-from scanner.inventory import schema as store_schema
+from scanner.inventory import location
 from scanner.serialize import json_line
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 db_app = typer.Typer(
     help="The inventory's schema: show its revision, upgrade or downgrade it.",
@@ -44,8 +44,13 @@ ToOption = Annotated[
 def _engine(db: str | None, *, create: bool) -> Iterator[tuple[Engine, str]]:
     """The engine for ``--db`` and its label (no password); database errors become one line.
     Without ``create``, a SQLite file that does not exist is an error, not created."""
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+
+    from scanner.inventory import schema as store_schema
+
     try:
-        url = sa.make_url(store_schema.db_url(db))
+        url = sa.make_url(location.db_url(db))
     except (sa_exc.ArgumentError, ValueError):
         raise StoreError(
             "invalid database URL (want a file path or a URL such as "
@@ -72,6 +77,8 @@ def _engine(db: str | None, *, create: bool) -> Iterator[tuple[Engine, str]]:
 
 def _reason(exc: BaseException, password: str | None) -> str:
     """One line saying why, with no SQL, traceback or password."""
+    from sqlalchemy import exc as sa_exc
+
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
         exc = exc.orig
     lines = str(exc).strip().splitlines()
@@ -93,6 +100,8 @@ def current(
     db: DbOption = None,
 ) -> int:
     """Print the database's schema revision (none: new, or written before revisions)."""
+    from scanner.inventory import schema as store_schema
+
     with _engine(db, create=False) as (engine, label), engine.connect() as conn:
         state = store_schema.read_state(conn)
     head = store_schema.head_revision()
@@ -122,13 +131,14 @@ def current(
 def history(db: DbOption = None) -> int:
     """List the schema revisions, oldest first; the database's own is marked when it exists."""
     from scanner.inventory import migrate as store_migrate  # imports Alembic
+    from scanner.inventory import schema as store_schema
 
     mark: str | None = None
     try:
         with _engine(db, create=False) as (engine, _label):
             mark = store_schema.current_revision(engine)
     except OperationalError:
-        if db is not None and store_schema.URL_SCHEME.match(db):
+        if db is not None and location.URL_SCHEME.match(db):
             raise  # a server was named and is not usable; a missing file just has no mark
     for info in store_migrate.history():
         flags = "additive" if info.additive else "not additive"

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from reports.destination import write_stdout
 from scanner.cli.options import DbOption
 from scanner.cli.report import open_existing
 from scanner.errors import OperationalError, UsageError
@@ -57,6 +55,10 @@ def prometheus(
     db: DbOption = None,
 ) -> int:
     """Write the inventory's Prometheus metrics (text format, as served at /metrics)."""
+    from rich.console import Console
+
+    from reports.destination import write_stdout
+
     path = _check_output(output)
     inventory = open_existing(db)
     try:

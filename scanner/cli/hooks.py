@@ -13,21 +13,18 @@ import getpass
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import trio
 import typer
 
-from exporters.hooks.config import HooksConfig, parse_hooks
-from exporters.hooks.runner import describe, evaluate, execute
-from reports.policy import load_config
-from scanner.cli.console import cell, simple_table, stdout_console
 from scanner.cli.options import ConfigOption, DbOption
 from scanner.cli.report import open_existing
 from scanner.errors import UsageError
-from scanner.inventory import hooks as store_hooks
 from scanner.serialize import iso, json_line
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from exporters.hooks.config import HooksConfig
 
 hooks_app = typer.Typer(
     help="Renewal hooks: act on findings (commands, webhooks, ACME) and keep the record.",
@@ -44,6 +41,9 @@ ByOption = Annotated[
 
 def load_hooks(config_path: Path | None) -> HooksConfig:
     """The ``[hooks]`` of the config file (``--config``, CERTSCAN_CONFIG or the XDG default)."""
+    from exporters.hooks.config import parse_hooks
+    from reports.policy import load_config
+
     config = load_config(config_path, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
     return parse_hooks(config.sections.get("hooks"), source=source)
@@ -56,6 +56,8 @@ def _echo(line: str) -> None:
 @hooks_app.command("list")
 def list_hooks(config: ConfigOption = None) -> int:
     """List the hooks the config file declares."""
+    from scanner.cli.console import cell, simple_table, stdout_console
+
     hooks = load_hooks(config)
     if not hooks.hooks:
         _echo("no hooks configured ([hooks.NAME] sections of the config file)")
@@ -86,6 +88,10 @@ def run(
     db: DbOption = None,
 ) -> int:
     """Evaluate the current open findings against the hooks and act (once per certificate)."""
+    import trio
+
+    from exporters.hooks.runner import describe, evaluate, execute
+
     hooks = load_hooks(config)
     if hook is not None and hooks.get(hook) is None:
         raise UsageError(f"--hook {safe(hook, 100)}: no such hook in the config file")
@@ -118,6 +124,8 @@ def run(
 
 
 def _decide(run_id: int, approve: bool, by: str | None, db: str | None) -> int:
+    from scanner.inventory import hooks as store_hooks
+
     who = by or _user()
     with open_existing(db) as inventory:
         done = store_hooks.decide(
@@ -163,6 +171,9 @@ def history(
     db: DbOption = None,
 ) -> int:
     """The recorded hook runs, newest first."""
+    from scanner.cli.console import cell, simple_table, stdout_console
+    from scanner.inventory import hooks as store_hooks
+
     with open_existing(db) as inventory:
         runs = store_hooks.history(inventory.engine, limit=limit)
     if as_json:

@@ -5,25 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import trio
 import typer
-from rich.console import Console
 
-from reports import assess
-from reports.atomic import write_atomic
-from reports.destination import ReportOutput
-from reports.output import findings_line
-from scanner.cli.console import ConsoleEvents, cell, inventory_table, simple_table, stdout_console
-from scanner.cli.report import findings_summary_table
 from scanner.errors import UsageError
-from scanner.inventory.store import Inventory, default_db_path
-from scanner.lab import servers as lab_mod
 from scanner.models import EngineLimits
-from scanner.sweep.options import SweepOptions, SweepReport
-from scanner.sweep.run import run
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from scanner.lab import servers as lab_mod
 
 lab_app = typer.Typer(
     help="The built-in lab: TLS servers with good and bad certificates on loopback.",
@@ -47,6 +38,9 @@ DEMO_CA = "demo-lab-ca.pem"
 
 
 def _lab_table(lab: lab_mod.Lab) -> object:
+    from scanner.cli.console import cell, simple_table
+    from scanner.lab import servers as lab_mod
+
     table = simple_table("certscan lab", ["endpoint", "name", "what it serves"])
     for endpoint, name, description in lab_mod.describe(lab):
         table.add_row(cell(endpoint), cell(name), cell(description, 100))
@@ -71,6 +65,11 @@ def lab_up(
     ] = "127.77.0.1",
 ) -> int:
     """Serve the lab until Ctrl-C; sweep it with `certscan sweep -f sample_ranges.txt`."""
+    import trio
+
+    from scanner.cli.console import stdout_console
+    from scanner.lab import servers as lab_mod
+
     _check_loopback(base)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535 (got {port})")
@@ -95,6 +94,20 @@ def lab_up(
 
 def demo(db: Path | None) -> int:
     """See ``certscan demo --help``."""
+    import trio
+    from rich.console import Console
+
+    from reports import assess
+    from reports.atomic import write_atomic
+    from reports.destination import ReportOutput
+    from reports.output import findings_line
+    from scanner.cli.console import ConsoleEvents, inventory_table, stdout_console
+    from scanner.cli.report import findings_summary_table
+    from scanner.inventory.store import Inventory, default_db_path
+    from scanner.lab import servers as lab_mod
+    from scanner.sweep.options import SweepOptions, SweepReport
+    from scanner.sweep.run import run
+
     path = (db or default_db_path().with_name("demo.db")).expanduser().absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -124,6 +137,7 @@ def demo(db: Path | None) -> int:
                 progress=True,
                 criteria=criteria,
                 report=ReportOutput(path=str(report_path), format="html"),
+                keep_views=True,
             )
             report = await run(options, out=sys.stdout, events=ConsoleEvents(err))
             nursery.cancel_scope.cancel()

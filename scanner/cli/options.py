@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scanner.engine import discovery
-from scanner.engine.starttls.protocols import STARTTLS_PORTS
 from scanner.errors import UsageError
-from scanner.models import PROTOCOLS, EngineLimits, Severity
+from scanner.models import PROTOCOLS, STARTTLS_PORTS, EngineLimits, Severity
 from scanner.plan import targets
-from scanner.plan.lists import read_list_file
-from scanner.sweep.options import SweepOptions, join_specs, starttls_default
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from scanner.sweep.options import SweepOptions
 
 # --- options several commands share ---------------------------------------------------------
 
@@ -247,6 +246,8 @@ def positive(name: str, value: float) -> float:
 
 
 def _read_all(paths: list[Path] | None) -> list[str]:
+    from scanner.plan.lists import read_list_file
+
     entries: list[str] = []
     for path in paths or []:
         entries += read_list_file(path)
@@ -281,6 +282,10 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
     ``ctx.params``) and build the sweep they describe; the command adds what is its own with
     ``dataclasses.replace``. Files named by the options are read here (UsageError if they
     cannot be)."""
+    from scanner.engine import discovery
+    from scanner.plan.lists import read_list_file
+    from scanner.sweep.options import SweepOptions, join_specs, starttls_default
+
     missing = [name for name in SWEEP_PARAMS if name not in params]
     if missing:  # a command declared an option under another name: a bug, not a usage error
         raise TypeError(f"sweep options missing from the command: {', '.join(missing)}")

@@ -13,19 +13,11 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import sqlalchemy as sa
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from reports import assess
-from reports.destination import report_output, write_report
-from reports.model import EndpointView
-from reports.output import build_report, endpoint_label, findings_line
 from reports.render import CSV_KINDS, FORMATS
-from scanner.cli.console import cell, stdout_console
 from scanner.cli.options import (
     SEVERITY_NAMES,
     CaBundleOption,
@@ -34,10 +26,16 @@ from scanner.cli.options import (
     FailOnOption,
 )
 from scanner.errors import OperationalError
-from scanner.inventory.store import FindingRecord, Inventory, db_url
 from scanner.models import Severity
 from scanner.serialize import iso, json_line
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from reports.model import EndpointView
+    from scanner.inventory.store import FindingRecord, Inventory
 
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red",
@@ -50,6 +48,11 @@ SEVERITY_STYLE = {
 
 def findings_summary_table(views: Sequence[EndpointView], title: str = "findings") -> Table:
     """One row per endpoint with findings: its worst severity and every kind, most severe first."""
+    from rich.table import Table
+
+    from reports.output import endpoint_label
+    from scanner.cli.console import cell
+
     table = Table(title=title, title_justify="left")
     table.add_column("endpoint", no_wrap=True)
     table.add_column("worst", no_wrap=True)
@@ -75,6 +78,11 @@ def findings_summary_table(views: Sequence[EndpointView], title: str = "findings
 
 def lifecycle_table(records: Sequence[FindingRecord], *, resolved: bool) -> Table:
     """``certscan findings``: each stored finding with when it was first and last seen."""
+    from rich.table import Table
+
+    from reports.output import endpoint_label
+    from scanner.cli.console import cell
+
     title = "findings (open and resolved)" if resolved else "open findings"
     table = Table(title=title, title_justify="left")
     table.add_column("severity", no_wrap=True)
@@ -124,6 +132,10 @@ def finding_dict(rec: FindingRecord) -> dict[str, object]:
 
 def open_existing(db: str | None) -> Inventory:
     """The inventory for reading; a SQLite file that does not exist is an error, not created."""
+    import sqlalchemy as sa
+
+    from scanner.inventory.store import Inventory, db_url
+
     url = db_url(db)
     parsed = sa.make_url(url) if url.startswith("sqlite") else None
     database = parsed.database if parsed is not None else None
@@ -135,6 +147,8 @@ def open_existing(db: str | None) -> Inventory:
 
 
 def _err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -201,6 +215,10 @@ def report(
     db: DbOption = None,
 ) -> int:
     """Judge the inventory with the current policy and write an HTML, CSV or JSON report."""
+    from reports import assess
+    from reports.destination import report_output, write_report
+    from reports.output import build_report, findings_line
+
     target = report_output(output, fmt, csv_kind)
     flt = assess.ReportFilter(
         severity=None if severity is None else assess.parse_severity(severity, option="--severity"),
@@ -242,6 +260,9 @@ def findings(
 ) -> int:
     """List the findings the sweeps recorded: open ones with first and last seen (--all: also
     resolved ones), most severe first."""
+    from reports import assess
+    from scanner.cli.console import stdout_console
+
     threshold = None if severity is None else assess.parse_severity(severity, option="--severity")
     inventory = open_existing(db)
     try:

@@ -19,19 +19,19 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scanner.cli.console import cell, simple_table, stdout_console
 from scanner.cli.options import DbOption
 from scanner.cli.report import open_existing
 from scanner.errors import UsageError
-from scanner.inventory.read import ScanRun
-from scanner.inventory.shards import ShardRecord
-from scanner.inventory.views import scan_dict, shard_dict, shard_states
 from scanner.serialize import json_line
 from scanner.text import safe
+
+if TYPE_CHECKING:
+    from scanner.inventory.read import ScanRun
+    from scanner.inventory.shards import ShardRecord
 
 __all__ = [
     "rate",
@@ -56,6 +56,8 @@ _TIME = "%Y-%m-%d %H:%M:%S"
 
 def shards_cell(run: ScanRun, counts: Mapping[str, int] | None) -> str:
     """``3/4 done`` (``, 1 failed`` when some failed) for a sharded scan, '' otherwise."""
+    from scanner.inventory.views import shard_states
+
     if run.shards is None:
         return ""
     states = shard_states(counts)
@@ -124,6 +126,9 @@ def scans(
 ) -> int:
     """List recent scan runs (the ids that --scan and --resume refer to); 'scans show ID' shows
     one with its shards."""
+    from scanner.cli.console import cell, simple_table, stdout_console
+    from scanner.inventory.views import scan_dict
+
     ctx.obj = db
     if ctx.invoked_subcommand is not None:
         return 0
@@ -160,6 +165,9 @@ def show(
     json_out: JsonOption = False,
 ) -> int:
     """Show one scan: its status, what it swept, its progress and, when sharded, its shards."""
+    from scanner.cli.console import stdout_console
+    from scanner.inventory.views import scan_dict, shard_dict
+
     chosen = db if db is not None else ctx.obj
     with open_existing(chosen) as inv:
         run = inv.scan(scan_id) if 0 <= scan_id < 2**63 else None
@@ -190,6 +198,8 @@ def _spec_json(spec: str) -> object:
 
 
 def _print_header(run: ScanRun, counts: Mapping[str, int], *, now: datetime) -> None:
+    from scanner.inventory.views import shard_states
+
     lines = [
         f"scan {run.id}: {run.status}",
         f"spec:     {spec_summary(run.spec)}",
@@ -222,6 +232,8 @@ def _duration(seconds: int) -> str:
 
 
 def _shard_table(shards: list[ShardRecord]) -> Any:
+    from scanner.cli.console import cell, simple_table
+
     headers = (
         "shard",
         "zone",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from exporters.serve.config import DEFAULT_PORT
+from exporters.serve.defaults import DEFAULT_PORT
 from scanner.cli.options import ConfigOption, DbOption
 from scanner.errors import UsageError
 

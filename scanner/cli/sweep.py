@@ -7,21 +7,19 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from reports import assess
-from reports.destination import report_output
 from scanner.cli import options as sa
-from scanner.cli.console import ConsoleEvents
-from scanner.cli.hooks import load_hooks
 from scanner.errors import UsageError
-from scanner.inventory.store import db_url
 from scanner.plan.shards import shard_spec
-from scanner.sweep.options import AfterSweep
-from scanner.sweep.run import run_command
+
+if TYPE_CHECKING:
+    from scanner.sweep.options import AfterSweep
+
+# Everything a sweep needs beyond its options (the engine, the inventory, the findings engine,
+# the renderers, the hooks) is imported when the command runs: `sweep --help` loads none of it.
 
 __all__ = ["MAX_WORKERS", "db_label", "sweep"]
 
@@ -32,6 +30,7 @@ MAX_WORKERS = 256
 def _hooks_after(config: Path | None) -> AfterSweep:
     """``--run-hooks``: the config's hooks as the sweep's after-step (checked before sweeping)."""
     from exporters.hooks.runner import after_sweep
+    from scanner.cli.hooks import load_hooks
 
     return after_sweep(load_hooks(config))
 
@@ -146,6 +145,13 @@ def sweep(
     ] = 1,
 ) -> int:
     """Sweep targets for TLS endpoints, store every presented certificate chain, record findings."""
+    from rich.console import Console
+
+    from reports import criteria as judged
+    from scanner.cli.console import ConsoleEvents
+    from scanner.inventory.location import db_url
+    from scanner.sweep.run import run_command
+
     url = db_url(db)
     base = sa.sweep_options(ctx.params, db_url=url, db_label=db_label(url))
     if workers < 1 or workers > MAX_WORKERS:
@@ -157,9 +163,14 @@ def sweep(
         shard_choice = None  # the workers' shards are cut from the same seed
     if report == "-" and (json_out or json_all):
         raise UsageError("--report - and --json both write to standard output: pick one")
-    output = None if report is None else report_output(report, None, option="--report")
-    threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
-    criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
+    output = None
+    if report is not None:
+        from reports.destination import report_output  # checks the format: loads the renderers
+
+        output = report_output(report, None, option="--report")
+    threshold = None if fail_on is None else judged.parse_severity(fail_on, option="--fail-on")
+    # A dry run sends nothing and judges nothing: it does not load the trust store either.
+    criteria = None if dry_run else judged.load_criteria(config, ca_bundle or (), env=os.environ)
     options = dataclasses.replace(
         base,
         resume=resume,

@@ -15,7 +15,7 @@ import typer
 from scanner.cli import options as sa
 from scanner.cli.options import DbOption
 from scanner.errors import UsageError
-from scanner.inventory.store import db_url
+from scanner.inventory.location import db_url
 from scanner.serialize import json_line
 from scanner.text import safe
 

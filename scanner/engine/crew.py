@@ -65,7 +65,15 @@ from OpenSSL import SSL
 
 from scanner.engine import net, rehandshake, tls
 from scanner.engine.starttls import protocols as starttls
-from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
+from scanner.models import (
+    STARTTLS_PORTS,
+    EngineLimits,
+    FailureKind,
+    Handshake,
+    Outcome,
+    ScanFailure,
+    Target,
+)
 
 log = logging.getLogger("certscan.engine")
 
@@ -108,7 +116,7 @@ def effective_concurrency(requested: int, nofile: int) -> int:
 
 # --- one target -----------------------------------------------------------------------------
 
-_STARTTLS_PORTS: Final = starttls.STARTTLS_PORTS  # the same dict: looked up per target
+_STARTTLS_PORTS: Final = STARTTLS_PORTS  # the same dict: looked up per target
 _NOT_TLS: Final = FailureKind.NOT_TLS
 
 

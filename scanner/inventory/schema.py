@@ -31,8 +31,6 @@ what already exists, runs again.
 
 from __future__ import annotations
 
-import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -50,34 +48,10 @@ from scanner.errors import StoreError
 from scanner.inventory import tables as t
 from scanner.inventory.migrations import HEAD_REVISION
 
-#: ``scheme://``: a value of ``--db`` that is a URL rather than a file path.
-URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 #: How long SQLite waits for another connection's lock before giving up.
 _SQLITE_BUSY_SECONDS = 30.0
 #: The pg_advisory_xact_lock key held while a schema is created or migrated.
 _LOCK_KEY = int.from_bytes(b"certscan", "big")
-
-
-# --- Locations ---------------------------------------------------------------------------------
-
-
-def default_db_path() -> Path:
-    """``$XDG_DATA_HOME/certscan/inventory.db`` (XDG default: ``~/.local/share``)."""
-    base = os.environ.get("XDG_DATA_HOME", "")
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
-    return root / "certscan" / "inventory.db"
-
-
-def db_url(value: str | None) -> str:
-    """A SQLAlchemy URL for ``--db``/``CERTSCAN_DB``: None or '' -> the default SQLite file; a
-    URL (``scheme://...``) passes through; anything else is a file path for SQLite."""
-    if not value:
-        path = default_db_path()
-    elif URL_SCHEME.match(value):
-        return value
-    else:
-        path = Path(value).expanduser().absolute()
-    return sa.URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
 # --- Backends ------------------------------------------------------------------------------------

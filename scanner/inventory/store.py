@@ -55,7 +55,7 @@ from sqlalchemy.engine import Connection
 
 from scanner import __version__
 from scanner.errors import StoreError
-from scanner.inventory import connect
+from scanner.inventory import connect, location
 from scanner.inventory import findings as store_findings
 from scanner.inventory import read as store_read
 from scanner.inventory import schema as store_schema
@@ -63,8 +63,8 @@ from scanner.inventory import shards as store_shards
 from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
 from scanner.inventory.findings import FindingChanges, FindingRecord
+from scanner.inventory.location import db_url, default_db_path
 from scanner.inventory.read import EndpointKey, EndpointRecord, ScanRun
-from scanner.inventory.schema import db_url, default_db_path
 from scanner.inventory.shards import ShardFinish, ShardRecord
 from scanner.models import CertInfo, Finding, Outcome
 
@@ -102,7 +102,7 @@ class Inventory:
     def __init__(self, url: str) -> None:
         """Open (creating if needed) the inventory at ``url``; a plain path means SQLite."""
         try:
-            parsed = sa.make_url(url if store_schema.URL_SCHEME.match(url) else db_url(url or None))
+            parsed = sa.make_url(url if location.URL_SCHEME.match(url) else db_url(url or None))
         except (sa_exc.ArgumentError, ValueError):
             raise StoreError(
                 "invalid database URL (want a file path or a URL such as "
@@ -464,6 +464,26 @@ class Inventory:
             return store_read.latest_endpoints(
                 conn, scan_id=scan_id, include_failures=include_failures
             )
+
+    def scan_batches(self, scan_id: int, size: int = 1000) -> Iterator[list[EndpointRecord]]:
+        """The endpoints whose latest observation is scan ``scan_id``'s (failures included), in
+        batches of at most ``size``, each read in its own transaction: judging a sweep holds one
+        batch of chains in memory, not the inventory."""
+        after: int | None = 0
+        while after is not None:
+            start = after
+            with self._begin("read the inventory") as conn:
+                records, after = store_read.latest_of_scan_batches(
+                    conn, scan_id, size=size, after=start
+                )
+            if records:
+                yield records
+
+    def leaf_keys(self) -> list[tuple[EndpointKey, str, str]]:
+        """For ``key_reuse``: (endpoint, leaf SHA-256, leaf SPKI SHA-256) of every leaf of every
+        endpoint's latest observation (see :func:`scanner.inventory.read.leaf_keys`)."""
+        with self._begin("read the inventory") as conn:
+            return store_read.leaf_keys(conn)
 
     def previous_leaves(self, scan_id: int | None = None) -> dict[EndpointKey, str]:
         """For ``certificate_changed``: each endpoint's leaf SHA-256 in its most recent

@@ -7,20 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from reports import assess
-from reports.destination import ReportOutput
-from reports.model import EndpointView
 from scanner import models
-from scanner.engine.discovery import DiscoveryOptions
 from scanner.errors import UsageError
-from scanner.inventory.store import FindingChanges, Inventory
 from scanner.models import EngineLimits, Severity
 from scanner.plan import targets
 from scanner.plan.shards import ShardSpec
 from scanner.sweep.counters import SweepCounters
 from scanner.sweep.events import SweepEvents
-from scanner.sweep.pipeline import scan_spec
+
+if TYPE_CHECKING:  # kept out of `sweep --help` and `--dry-run`: each loads when a sweep runs
+    from reports.criteria import Criteria
+    from reports.destination import ReportOutput
+    from reports.model import EndpointView
+    from reports.output import FindingsTally
+    from scanner.engine.discovery import DiscoveryOptions
+    from scanner.inventory.store import FindingChanges, Inventory
 
 __all__ = [
     "EXIT_FINDINGS",
@@ -33,8 +36,21 @@ __all__ = [
     "sweep_spec",
 ]
 
+
+def _empty_tally() -> FindingsTally:
+    from reports.output import FindingsTally
+
+    return FindingsTally()
+
+
+def _no_discovery() -> DiscoveryOptions:
+    from scanner.engine.discovery import DiscoveryOptions
+
+    return DiscoveryOptions()
+
+
 #: A step run after the findings are recorded, with the open inventory and the sweep's events.
-AfterSweep = Callable[[Inventory, SweepEvents], Awaitable[object]]
+AfterSweep = Callable[["Inventory", SweepEvents], Awaitable[object]]
 
 #: Exit code when the user interrupts a sweep (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -56,7 +72,7 @@ class SweepOptions:
     blocklist: tuple[str, ...] = ()
     sni: str | None = None
     #: ``--sni-from``/``--sni-file``: more names to try on each address that handshook.
-    discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
+    discovery: DiscoveryOptions = field(default_factory=lambda: _no_discovery())
     allow_public: bool = False
     max_targets: int = 2**24
     resolve_mode: str = "all"
@@ -70,9 +86,12 @@ class SweepOptions:
     dry_run: bool = False
     dry_run_count: int = 20
     #: Policy and trust for the findings; None: the default config (CERTSCAN_CONFIG, XDG).
-    criteria: assess.Criteria | None = None
+    criteria: Criteria | None = None
     report: ReportOutput | None = None  # --report: written after the sweep unless interrupted
     fail_on: Severity | None = None  # --fail-on
+    #: Keep every judged view in the :class:`SweepReport` (``demo`` shows them); otherwise
+    #: only a ``--report`` keeps them, and the report holds the counts.
+    keep_views: bool = False
     job: str | None = None  # the `certscan serve` job running this sweep, None for a plain sweep
     #: What to run once the findings are recorded (``--run-hooks``: the renewal hooks), unless
     #: the sweep was interrupted. Given by the caller: the sweep floor knows no hooks.
@@ -86,8 +105,9 @@ class SweepOptions:
 
 @dataclass(slots=True)
 class SweepReport:
-    """What a sweep did. ``views`` are the endpoints it observed, judged (empty for a dry run);
-    ``changes`` what recording their findings did; ``failing``: a finding reached --fail-on."""
+    """What a sweep did. ``views`` are the endpoints it observed, judged, when they were kept
+    (``keep_views`` or ``--report``; never for a dry run); ``tally`` counts them either way;
+    ``changes`` is what recording their findings did; ``failing``: a finding reached --fail-on."""
 
     scan_id: int | None
     counters: SweepCounters
@@ -95,6 +115,8 @@ class SweepReport:
     views: tuple[EndpointView, ...] = ()
     changes: FindingChanges | None = None
     failing: bool = False
+    #: The judged endpoints and their findings by severity (the summary line's counts).
+    tally: FindingsTally = field(default_factory=lambda: _empty_tally())
 
     @property
     def exit_code(self) -> int:
@@ -118,6 +140,8 @@ def starttls_default(mode: str) -> str | None:
 
 
 def sweep_spec(options: SweepOptions) -> dict[str, object]:
+    from scanner.sweep.pipeline import scan_spec
+
     lim = options.limits
     starttls: dict[str, object] = {}  # only when set: older scans stay resumable
     if options.protocols:

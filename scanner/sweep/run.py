@@ -16,32 +16,23 @@ from typing import TYPE_CHECKING, TextIO
 
 import trio
 
-from reports import assess
-from reports.destination import write_report
-from reports.output import build_report, findings_line
-from scanner.engine import crew as engine
 from scanner.errors import TargetError
-from scanner.inventory.store import Inventory
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
-from scanner.parse import CertCache
 from scanner.plan import resolve, targets
 from scanner.plan.shards import Plan, shard_plan
-from scanner.serialize import json_line, outcome_to_dict
 from scanner.sweep.counters import SweepCounters
 from scanner.sweep.events import SweepEvents, quiet_progress
 from scanner.sweep.options import SweepOptions, SweepReport, starttls_default, sweep_spec
-from scanner.sweep.pipeline import (
-    CACHE_ENTRIES,
-    OnResult,
-    SweepJob,
-    inventory_sink,
-    run_sweep,
-    until_signalled,
-)
 from scanner.text import safe
 
 if TYPE_CHECKING:
+    from scanner.inventory.store import Inventory
+    from scanner.parse import CertCache
+    from scanner.sweep.pipeline import OnResult
     from scanner.sweep.pool import Pool
+
+# The engine, the inventory, the parser and the findings engine are imported by the functions
+# that use them, after the plan: `sweep --dry-run` and usage errors never load them.
 
 __all__ = ["build_sweep_plan", "resolve_hostnames", "run", "run_command"]
 
@@ -81,6 +72,7 @@ async def build_sweep_plan(options: SweepOptions) -> targets.TargetPlan:
 def _json_writer(options: SweepOptions, out: TextIO, cache: CertCache) -> OnResult | None:
     if options.json_mode == "off":
         return None
+    from scanner.serialize import json_line, outcome_to_dict
 
     def emit(outcome: Outcome, chain: tuple[CertInfo, ...]) -> None:
         if options.json_mode == "open":
@@ -133,6 +125,9 @@ async def run(
     if plan.count == 0:
         raise TargetError("nothing to scan: every target was excluded or could not be resolved")
 
+    from scanner.engine import crew as engine
+    from scanner.inventory.store import Inventory
+
     nofile = engine.raise_open_files_limit()
     concurrency = engine.effective_concurrency(options.limits.concurrency, nofile)
     limits = options.limits
@@ -181,19 +176,25 @@ async def _judge(
     scan_id = report.scan_id
     if scan_id is None:
         return
+    from reports import assess  # the findings engine
+    from reports.output import build_report
+
     criteria = options.criteria
     if criteria is None:
         criteria = assess.load_criteria(None, env=os.environ)
     now = datetime.now(UTC)
+    # The views are kept only for a report (or a caller that shows them): memory stays flat.
+    keep = options.keep_views or options.report is not None
     judged = await trio.to_thread.run_sync(
-        lambda: assess.record_scan(inventory, scan_id, criteria=criteria, now=now)
+        lambda: assess.record_scan(inventory, scan_id, criteria=criteria, now=now, keep_views=keep)
     )
-    report.views, report.changes = judged.views, judged.changes
-    report.failing = assess.failing(judged.views, options.fail_on)
+    report.views, report.changes, report.tally = judged.views, judged.changes, judged.tally
+    worst, threshold = judged.tally.worst, options.fail_on
+    report.failing = threshold is not None and worst is not None and worst >= threshold
     if options.summary:
         c = judged.changes
         events.note(
-            f"findings: {findings_line(judged.views)} "
+            f"findings: {judged.tally.line()} "
             f"(lifecycle: {c.new} new, {c.still_open} still open, {c.resolved} resolved)"
         )
     target = options.report
@@ -202,6 +203,8 @@ async def _judge(
     if report.interrupted:
         events.note("note: the sweep was interrupted; no report written")
         return
+    from reports.destination import write_report  # the renderers
+
     info = await trio.to_thread.run_sync(lambda: assess.scan_info(inventory, scan_id))
     document = build_report(judged.views, generated_at=now, scan=info)
     size = await trio.to_thread.run_sync(lambda: write_report(document, target, stdout=out))
@@ -218,6 +221,15 @@ async def _sweep_into(
     out: TextIO,
     events: SweepEvents,
 ) -> SweepReport:
+    from scanner.parse import CertCache
+    from scanner.sweep.pipeline import (
+        CACHE_ENTRIES,
+        SweepJob,
+        inventory_sink,
+        run_sweep,
+        until_signalled,
+    )
+
     spec = sweep_spec(options)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
     previous = inventory.find_resumable(spec) if options.resume else None

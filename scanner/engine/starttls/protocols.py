@@ -41,22 +41,6 @@ from scanner.engine.starttls import binary
 from scanner.engine.starttls.session import MAX_PREAMBLE_BYTES, Preamble, Session, Stop
 from scanner.models import Target
 
-#: The protocol spoken on each well-known STARTTLS port. Other ports are implicit TLS.
-STARTTLS_PORTS: Final[dict[int, str]] = {
-    21: "ftp",
-    25: "smtp",
-    110: "pop3",
-    143: "imap",
-    389: "ldap",
-    587: "smtp",
-    3306: "mysql",
-    3389: "rdp",
-    5222: "xmpp",
-    5269: "xmpp-server",
-    5432: "postgres",
-}
-
-
 # --- line protocols -------------------------------------------------------------------------
 
 _CODE = re.compile(rb"[0-9]{3}(?:[ -]|$)")

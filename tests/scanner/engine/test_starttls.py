@@ -12,6 +12,7 @@ from itertools import count
 import pytest
 import trio
 
+from scanner import models
 from scanner.engine.crew import probe
 from scanner.engine.starttls import binary as starttls_binary
 from scanner.engine.starttls import protocols as starttls
@@ -229,7 +230,7 @@ SERVERS: dict[str, Script] = {
 
 def test_every_protocol_has_a_preamble_a_server_and_a_name() -> None:
     assert set(starttls.PREAMBLES) == set(SERVERS) == set(PROTOCOLS) - {"tls"}
-    assert set(starttls.STARTTLS_PORTS.values()) <= set(starttls.PREAMBLES)
+    assert set(models.STARTTLS_PORTS.values()) <= set(starttls.PREAMBLES)
 
 
 async def outcome_of(
@@ -258,7 +259,7 @@ async def test_a_well_known_port_speaks_its_protocol(
 ) -> None:
     async with peers.serve(fresh_address(), handler(imap, ctx)) as peer:
         # The test cannot bind port 143; the engine's port table is what it consults.
-        monkeypatch.setitem(starttls.STARTTLS_PORTS, peer.port, "imap")
+        monkeypatch.setitem(models.STARTTLS_PORTS, peer.port, "imap")
         outcome = await probe(peer.target("localhost"), FAST)
     assert isinstance(outcome, Handshake), outcome
     assert outcome.chain == (pki.leaf.der, pki.intermediate.der)

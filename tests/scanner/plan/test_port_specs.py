@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from scanner.cli.app import main
-from scanner.engine.starttls.protocols import STARTTLS_PORTS
 from scanner.errors import TargetError, UsageError
-from scanner.models import Target
+from scanner.models import STARTTLS_PORTS, Target
 from scanner.plan.targets import DEFAULT_PORTS, build_plan, parse_port_specs, parse_ports
 from scanner.sweep.options import starttls_default
 
