@@ -30,7 +30,7 @@ tabled in :mod:`reports.rules`, which holds the rules themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -52,6 +52,8 @@ __all__ = [
     "key_context",
     "key_reuse",
     "leaf_key_peers",
+    "leaf_rows",
+    "peers_from_rows",
     "shared_key_peers",
 ]
 
@@ -105,16 +107,23 @@ def _leaves(endpoint: EndpointInput) -> Iterable[CertInfo]:
             yield chain[0]
 
 
+def leaf_rows(endpoints: Iterable[EndpointInput]) -> Iterator[tuple[EndpointKey, str, str]]:
+    """(endpoint, leaf SHA-256, leaf SPKI SHA-256) of every parsed leaf, main chain first: the
+    rows :func:`peers_from_rows` groups (the inventory reads the same rows without chains)."""
+    for endpoint in endpoints:
+        for leaf in _leaves(endpoint):
+            assert leaf.spki_sha256 is not None
+            yield endpoint.key, leaf.sha256, leaf.spki_sha256
+
+
 def _key_groups(
-    endpoints: Iterable[EndpointInput],
+    rows: Iterable[tuple[EndpointKey, str, str]],
 ) -> dict[str, dict[tuple[EndpointKey, str], None]]:
     """Leaf SPKI SHA-256 -> the (endpoint, leaf SHA-256) pairs serving it, for keys behind two or
     more distinct certificates."""
     groups: dict[str, dict[tuple[EndpointKey, str], None]] = {}
-    for endpoint in endpoints:
-        for leaf in _leaves(endpoint):
-            assert leaf.spki_sha256 is not None
-            groups.setdefault(leaf.spki_sha256, {})[(endpoint.key, leaf.sha256)] = None
+    for key, sha256, spki in rows:
+        groups.setdefault(spki, {})[(key, sha256)] = None
     return {
         spki: members for spki, members in groups.items() if len({sha for _, sha in members}) > 1
     }
@@ -126,7 +135,7 @@ def key_reuse(endpoints: Iterable[EndpointInput]) -> dict[str, frozenset[Endpoin
     Every leaf counts, those of alternative chains too."""
     return {
         spki: frozenset(key for key, _ in members)
-        for spki, members in _key_groups(endpoints).items()
+        for spki, members in _key_groups(leaf_rows(endpoints)).items()
     }
 
 
@@ -135,8 +144,15 @@ def leaf_key_peers(
 ) -> dict[tuple[EndpointKey, str], frozenset[EndpointKey]]:
     """(endpoint, leaf SHA-256) -> the *other* endpoints serving that leaf's key with a
     different certificate, for every leaf (main and alternative) that has such peers."""
+    return peers_from_rows(leaf_rows(endpoints))
+
+
+def peers_from_rows(
+    rows: Iterable[tuple[EndpointKey, str, str]],
+) -> dict[tuple[EndpointKey, str], frozenset[EndpointKey]]:
+    """:func:`leaf_key_peers` from (endpoint, leaf SHA-256, leaf SPKI SHA-256) rows."""
     out: dict[tuple[EndpointKey, str], frozenset[EndpointKey]] = {}
-    for members in _key_groups(endpoints).values():
+    for members in _key_groups(rows).values():
         for key, sha in members:
             peers = frozenset(k for k, s in members if s != sha and k != key)
             if peers:

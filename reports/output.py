@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from reports.model import EndpointView
@@ -222,17 +222,45 @@ def _next_expiry(use: CertificateUse, now: datetime) -> NextExpiry:
     )
 
 
+@dataclass(slots=True)
+class FindingsTally:
+    """Counts of judged endpoints and their findings by severity, added up batch by batch, so
+    that a sweep's summary and ``--fail-on`` need no view kept in memory."""
+
+    endpoints: int = 0
+    with_findings: int = 0
+    by_severity: dict[Severity, int] = field(default_factory=dict)
+
+    def add(self, views: Iterable[EndpointView]) -> None:
+        for view in views:
+            self.endpoints += 1
+            self.with_findings += bool(view.findings)
+            for finding in view.findings:
+                self.by_severity[finding.severity] = self.by_severity.get(finding.severity, 0) + 1
+
+    @property
+    def worst(self) -> Severity | None:
+        """The most severe finding's severity (None: no finding)."""
+        return max(self.by_severity, default=None)
+
+    def line(self) -> str:
+        """``12 findings on 5 of 9 endpoints: 2 critical, 7 high, 3 low`` (zero counts left
+        out)."""
+        total = sum(self.by_severity.values())
+        parts = [
+            f"{self.by_severity[s]} {s.label}"
+            for s in sorted(Severity, reverse=True)
+            if self.by_severity.get(s)
+        ]
+        head = (
+            f"{total} finding{'' if total == 1 else 's'} on {self.with_findings} of "
+            f"{self.endpoints} endpoints"
+        )
+        return head + (": " + ", ".join(parts) if parts else "")
+
+
 def findings_line(views: Sequence[EndpointView]) -> str:
     """``12 findings on 5 of 9 endpoints: 2 critical, 7 high, 3 low`` (zero counts left out)."""
-    counts = {s: 0 for s in sorted(Severity, reverse=True)}
-    with_findings = 0
-    for view in views:
-        with_findings += bool(view.findings)
-        for finding in view.findings:
-            counts[finding.severity] += 1
-    total = sum(counts.values())
-    parts = [f"{n} {s.label}" for s, n in counts.items() if n]
-    head = (
-        f"{total} finding{'' if total == 1 else 's'} on {with_findings} of {len(views)} endpoints"
-    )
-    return head + (": " + ", ".join(parts) if parts else "")
+    tally = FindingsTally()
+    tally.add(views)
+    return tally.line()

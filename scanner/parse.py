@@ -75,18 +75,32 @@ def parse_certificate(der: bytes) -> CertInfo:
 
 
 class CertCache:
-    """Parse once per SHA-256 fingerprint; keep the ``max_entries`` most recently used results.
+    """Parse once per SHA-256 fingerprint; keep the most recently used results within a budget
+    of bytes (and of entries).
 
-    Safe to share between threads. ``hits`` and ``misses`` count lookups.
+    A certificate's cost (:func:`entry_cost`) is its DER plus an estimate of its parsed text: a
+    hostile host serving 5,000-SAN certificates on many ports fills the budget, not the
+    machine. A certificate costing more than ``max_entry_bytes`` is parsed every time and never
+    kept. Safe to share between threads; ``hits`` and ``misses`` count lookups and ``size`` is
+    the cost held now.
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_entry_bytes: int = 1024 * 1024,
+    ) -> None:
+        if max_entries < 1 or max_bytes < 1 or max_entry_bytes < 1:
+            raise ValueError("max_entries, max_bytes and max_entry_bytes must be at least 1")
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[str, CertInfo] = OrderedDict()
+        self.size = 0
+        self._entries: OrderedDict[str, tuple[CertInfo, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -100,15 +114,41 @@ class CertCache:
             if cached is not None:
                 self._entries.move_to_end(digest)
                 self.hits += 1
-                return cached
+                return cached[0]
         info = _parse(der, digest)  # outside the lock: a rare double parse is harmless
+        cost = entry_cost(info)
         with self._lock:
             self.misses += 1
-            self._entries[digest] = info
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if cost > self.max_entry_bytes or digest in self._entries:
+                return info
+            self._entries[digest] = (info, cost)
+            self.size += cost
+            while len(self._entries) > self.max_entries or self.size > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.size -= dropped
         return info
+
+
+#: Bytes a parsed certificate holds beyond its DER and names (object headers, fields).
+_ENTRY_OVERHEAD = 2048
+#: Bytes one name of a tuple field costs beyond its characters (str object, tuple slot).
+_PER_NAME = 64
+
+
+def entry_cost(info: CertInfo) -> int:
+    """An estimate of the memory ``info`` holds: DER, every name and URL, fixed overhead."""
+    names = (
+        info.san_dns,
+        info.san_ip,
+        info.san_email,
+        info.san_uri,
+        info.ocsp_urls,
+        info.ca_issuer_urls,
+        info.crl_urls,
+        info.field_errors,
+    )
+    text = sum(len(n) + _PER_NAME for group in names for n in group)
+    return _ENTRY_OVERHEAD + len(info.der) + text
 
 
 # --- field reading -------------------------------------------------------------------------

@@ -61,7 +61,6 @@ from exporters.serve.config import (
 from exporters.serve.log import LogEvents
 from exporters.serve.scheduler import Scheduler
 from reports import assess
-from reports.output import findings_line
 from reports.policy import load_config
 from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import Inventory, db_url
@@ -166,7 +165,7 @@ class Daemon:
                 "open": c.open,
                 "chains": c.chains,
                 "certificates": len(c.certificates),
-                "findings": findings_line(report.views),
+                "findings": report.tally.line(),
                 "interrupted": report.interrupted,
             },
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -114,7 +114,7 @@ def latest_endpoints(
     conn: Connection, *, scan_id: int | None, include_failures: bool
 ) -> list[EndpointRecord]:
     """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`."""
-    o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
+    o = t.OBSERVATION
     if scan_id is None:
         ranked = sa.select(o.c.id, _newest_first().label("rank")).subquery()
         chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
@@ -123,7 +123,63 @@ def latest_endpoints(
     picked = sa.select(o.c.id).where(o.c.id.in_(chosen))
     if not include_failures:
         picked = picked.where(o.c.status.in_(CHAIN_STATUSES))
-    picked_ids = picked.subquery()
+    records = records_of(conn, picked.subquery())
+    records.sort(key=expiry_order)
+    return records
+
+
+def latest_of_scan_batches(
+    conn: Connection, scan_id: int, *, size: int, after: int = 0
+) -> tuple[list[EndpointRecord], int | None]:
+    """The next ``size`` endpoints whose latest observation is scan ``scan_id``'s, failures
+    included, in observation order after observation id ``after``; with the id to continue
+    after (None: no more). See :meth:`scanner.inventory.store.Inventory.scan_batches`."""
+    o = t.OBSERVATION
+    ranked = sa.select(o.c.id, o.c.scan_id, _newest_first().label("rank")).subquery()
+    ids = [
+        row[0]
+        for row in conn.execute(
+            sa.select(ranked.c.id)
+            .where(ranked.c.rank == 1, ranked.c.scan_id == scan_id, ranked.c.id > after)
+            .order_by(ranked.c.id)
+            .limit(size)
+        )
+    ]
+    if not ids:
+        return [], None
+    picked = sa.select(o.c.id).where(o.c.id.in_(ids)).subquery()
+    return records_of(conn, picked), ids[-1]
+
+
+def leaf_keys(conn: Connection) -> list[tuple[EndpointKey, str, str]]:
+    """(endpoint, leaf SHA-256, leaf SPKI SHA-256) of the main and every alternative leaf of
+    each endpoint's latest observation: what ``key_reuse`` compares, without loading chains."""
+    o, e, oc, ac, c = (
+        t.OBSERVATION,
+        t.ENDPOINT,
+        t.OBSERVATION_CERTIFICATE,
+        t.OBSERVATION_ALT_CERTIFICATE,
+        t.CERTIFICATE,
+    )
+    ranked = sa.select(o.c.id, o.c.endpoint_id, _newest_first().label("rank")).subquery()
+    latest = sa.select(ranked.c.id, ranked.c.endpoint_id).where(ranked.c.rank == 1).subquery()
+    queries = [
+        sa.select(e.c.address, e.c.port, e.c.sni, c.c.sha256, c.c.spki_sha256)
+        .select_from(latest)
+        .join(e, e.c.id == latest.c.endpoint_id)
+        .join(link, sa.and_(link.c.observation_id == latest.c.id, link.c.position == 0))
+        .join(c, c.c.sha256 == link.c.sha256)
+        .where(c.c.spki_sha256.is_not(None))
+        for link in (oc, ac)
+    ]
+    rows = conn.execute(sa.union_all(*queries))
+    return [((a, p, sni or None), sha, spki) for a, p, sni, sha, spki in rows]
+
+
+def records_of(conn: Connection, picked_ids: Any) -> list[EndpointRecord]:
+    """The :class:`EndpointRecord` of each observation in ``picked_ids`` (a subquery of
+    observation ids), with its chains, in no particular order."""
+    o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
     observations = (
         sa.select(o, e.c.address, e.c.port, e.c.sni)
         .join_from(o, e, o.c.endpoint_id == e.c.id)
@@ -169,7 +225,6 @@ def latest_endpoints(
         )
         for m in (row._mapping for row in rows)
     ]
-    records.sort(key=_expiry_order)
     return records
 
 
@@ -209,13 +264,27 @@ def previous_leaves(conn: Connection, scan_id: int | None) -> dict[EndpointKey, 
     return {(a, p, sni or None): sha256 for a, p, sni, sha256 in conn.execute(query)}
 
 
-def _expiry_order(record: EndpointRecord) -> tuple[bool, datetime, str, int, str]:
-    leaf = record.leaf
+class Listed(Protocol):
+    """What :func:`expiry_order` sorts: an endpoint with the chain it presented."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def sni(self) -> str | None: ...
+    @property
+    def chain(self) -> tuple[CertInfo, ...]: ...
+
+
+def expiry_order(item: Listed) -> tuple[bool, datetime, str, int, str]:
+    """Soonest leaf ``not_after`` first (no leaf, or no expiry, last), then by endpoint."""
+    leaf = item.chain[0] if item.chain else None
     not_after = leaf.not_after if leaf is not None else None
     return (
         not_after is None,
         not_after or _FAR_FUTURE,
-        record.address,
-        record.port,
-        record.sni or "",
+        item.address,
+        item.port,
+        item.sni or "",
     )

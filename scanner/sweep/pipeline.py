@@ -56,7 +56,7 @@ from scanner.sweep.counters import SweepCounters
 
 BATCH_SIZE = 400
 BATCH_SECONDS = 0.5
-CACHE_ENTRIES = 10_000  # parsed certificates kept in memory (a few KB each)
+CACHE_ENTRIES = 10_000  # parsed certificates kept in memory, at most CertCache's byte budget
 
 Item = tuple[Outcome, tuple[CertInfo, ...]]
 #: The parsed ``Handshake.alt_chains`` of an item (``--all-certs``); empty for most.

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from scanner.lab import certgen
 from scanner.models import CertInfo
-from scanner.parse import CertCache, parse_certificate, sha256_hex
+from scanner.parse import CertCache, entry_cost, parse_certificate, sha256_hex
 
 START = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 END = datetime(2026, 7, 8, 9, 10, 11, tzinfo=UTC)
@@ -766,6 +766,33 @@ def test_cache_evicts_least_recently_used() -> None:
 def test_cache_rejects_zero_capacity() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         CertCache(max_entries=0)
+
+
+def test_cache_is_bounded_by_bytes_not_count() -> None:
+    # A hostile host's 5,000-SAN certificates: each costs more than 100 KB in the cache.
+    huge = [
+        certgen.make_leaf(None, dns_names=[f"n{i}-{j}.example.test" for j in range(5000)]).der
+        for i in range(4)
+    ]
+    budget = 3 * entry_cost(parse_certificate(huge[0]))
+    cache = CertCache(max_entries=10_000, max_bytes=budget, max_entry_bytes=budget)
+    for der in huge:
+        assert len(cache.get(der).san_dns) == 5000
+    assert entry_cost(cache.get(huge[-1])) > 100_000
+    assert len(cache) < len(huge)  # the byte budget, not the 10,000 entries, evicted
+    assert 0 < cache.size <= budget
+    assert cache.size == sum(entry_cost(cache.get(d)) for d in huge[-len(cache) :])
+
+
+def test_cache_never_keeps_a_certificate_above_the_entry_limit() -> None:
+    big = certgen.make_leaf(None, dns_names=[f"n{j}.example.test" for j in range(2000)]).der
+    cache = CertCache(max_entry_bytes=len(big))  # its parsed names push it over the limit
+    first = cache.get(big)
+    assert cache.get(big) is not first  # parsed again: never cached
+    assert (len(cache), cache.size, cache.misses) == (0, 0, 2)
+    small = good_der()
+    assert cache.get(small) is cache.get(small)
+    assert len(cache) == 1
 
 
 def test_cache_shared_between_threads() -> None:
