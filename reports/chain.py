@@ -3,15 +3,15 @@
 Theory of operation
 -------------------
 The first presented certificate is the leaf (a TLS server signs its handshake with the first
-certificate's key, so a chain that completed a handshake cannot start with anything else). From
-the leaf, :func:`build_path` walks issuers depth first. A certificate is an issuer of another when
-its subject equals the other's issuer name (DER of the re-encoded Names) and its key verifies the
-other's signature -- any hash, SHA-1 and MD5 included, since weak signatures are a finding of their
-own; when the algorithm is not supported, matching key identifiers stand in. At each step the
-trust anchors are tried before the presented certificates, so the first path that reaches a
-trusted root is the shortest the server's certificates allow. A certificate that *is* an anchor
-(same DER, or same subject and key) ends the path there. A walk that reaches no anchor keeps the
-deepest dead end: a self-signed root that is not trusted, or a certificate whose issuer was
+certificate's key, so a chain that completed a handshake cannot start with anything else). From the
+leaf, :func:`build_path` walks issuers depth first. A certificate is an issuer of another when its
+subject equals the other's issuer name (the Names' DER as the certificates encode them) and its key
+verifies the other's signature -- any hash, SHA-1 and MD5 included, since weak signatures are a
+finding of their own; when the algorithm is not supported, matching key identifiers stand in. At
+each step the trust anchors are tried before the presented certificates, so the first path that
+reaches a trusted root is the shortest the server's certificates allow. A certificate that *is* an
+anchor (same DER, or same subject and key) ends the path there. A walk that reaches no anchor keeps
+the deepest dead end: a self-signed root that is not trusted, or a certificate whose issuer was
 neither sent nor trusted (there is no network here to fetch AIA, so "missing" means exactly that).
 
 Depth, steps and signature checks are bounded, so a crafted chain (dozens of certificates that
@@ -70,20 +70,78 @@ class Cert:
     issuer_name: str  # the issuer, likewise
 
 
-def _load(sha256: str, cert: x509.Certificate, position: int) -> Cert | None:
-    """Call with warnings :func:`quiet`: reading names may warn about non-conforming ones."""
+def _load(
+    sha256: str, cert: x509.Certificate, position: int, names: tuple[str, str] | None = None
+) -> Cert | None:
+    """Call with warnings :func:`quiet`: reading names may warn about non-conforming ones.
+
+    The subject, issuer and key are the DER elements as the certificate encodes them, sliced out
+    of its TBS (:func:`_tbs_elements`), which costs a tenth of re-encoding them through
+    ``cryptography``'s objects; a TBS that cannot be walked falls back to those. ``names`` are
+    the RFC 4514 subject and issuer when the caller has them (``CertInfo`` does)."""
+    elements = _tbs_elements(cert.tbs_certificate_bytes)
     try:
-        subject, issuer = cert.subject.public_bytes(), cert.issuer.public_bytes()
-        name, issuer_name = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        if names is None:
+            names = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+        if elements is None:
+            subject, issuer = cert.subject.public_bytes(), cert.issuer.public_bytes()
+        else:
+            issuer, subject, _ = elements
     except (ValueError, TypeError):
         return None
+    spki: bytes | None = None
     try:
-        spki: bytes | None = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        cert.public_key()  # a key type cryptography cannot load has no usable identity
+        spki = elements[2] if elements is not None else _spki_der(cert)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         spki = None
-    return Cert(sha256, cert, subject, issuer, spki, position, name, issuer_name)
+    return Cert(sha256, cert, subject, issuer, spki, position, names[0], names[1])
+
+
+def _spki_der(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _element(data: bytes, offset: int) -> int:
+    """The end of the DER element at ``offset`` (definite lengths of at most 4 bytes);
+    ``ValueError`` when it runs past ``data``."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated element")
+    first = data[offset + 1]
+    if first < 0x80:
+        end = offset + 2 + first
+    else:
+        width = first & 0x7F
+        if not 1 <= width <= 4 or offset + 2 + width > len(data):
+            raise ValueError("unsupported length")
+        end = offset + 2 + width + int.from_bytes(data[offset + 2 : offset + 2 + width], "big")
+    if end > len(data):
+        raise ValueError("element runs past its container")
+    return end
+
+
+def _tbs_elements(tbs: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(issuer, subject, subjectPublicKeyInfo) DER elements of a TBSCertificate, or None when it
+    is not laid out as RFC 5280 section 4.1 says."""
+    try:
+        if not tbs or tbs[0] != 0x30:
+            return None
+        _element(tbs, 0)  # the outer SEQUENCE fits; its content follows the header
+        pos = 2 + (tbs[1] & 0x7F if tbs[1] >= 0x80 else 0)
+        if tbs[pos] == 0xA0:  # [0] EXPLICIT version
+            pos = _element(tbs, pos)
+        out: list[bytes] = []
+        for tag in (0x02, 0x30, 0x30, 0x30, 0x30, 0x30):  # serial, sig alg, issuer, validity,
+            if pos >= len(tbs) or tbs[pos] != tag:  # subject, subjectPublicKeyInfo
+                return None
+            end = _element(tbs, pos)
+            out.append(tbs[pos:end])
+            pos = end
+    except (ValueError, IndexError):
+        return None
+    return out[2], out[4], out[5]
 
 
 class Anchors:
@@ -127,7 +185,9 @@ class Anchors:
             return None
         if info.sha256 not in self._loaded:
             try:
-                loaded = _load(info.sha256, x509.load_der_x509_certificate(info.der), 0)
+                cert = x509.load_der_x509_certificate(info.der)
+                names = (info.subject or "", info.issuer or "")
+                loaded = _load(info.sha256, cert, 0, names)
             except ValueError:
                 loaded = None
             _remember(self._loaded, info.sha256, loaded)
