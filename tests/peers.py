@@ -261,6 +261,22 @@ async def openssl_server(
             await process.wait()
 
 
+def strict_sni(contexts: dict[str, ssl.SSLContext]) -> ssl.SSLContext:
+    """A context that answers only for the names in ``contexts`` (each with its own
+    certificate) and refuses a ClientHello without SNI or with any other name with an
+    ``unrecognized_name`` alert, as CDNs and ingress controllers do."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # no certificate of its own: it never serves
+
+    def choose(obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if name is None or name not in contexts:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        obj.context = contexts[name]
+        return None
+
+    ctx.sni_callback = choose
+    return ctx
+
+
 # --- handlers -------------------------------------------------------------------------------
 
 

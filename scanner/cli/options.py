@@ -26,7 +26,7 @@ from scanner.engine import discovery
 from scanner.engine.starttls.session import STARTTLS_PORTS
 from scanner.errors import UsageError
 from scanner.models import PROTOCOLS, EngineLimits
-from scanner.plan import targets
+from scanner.plan import pairs, targets
 from scanner.sweep.run import SweepOptions, join_specs, read_list_file, starttls_default
 
 PORTS_HELP = (
@@ -50,7 +50,9 @@ TargetArgument = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="TARGET",
-        help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port.",
+        help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port; "
+        "TARGET=NAME sends NAME as SNI to that target (10.0.0.5:443=www.example.org, "
+        "[::1]:8443=api.example.org).",
         show_default=False,
     ),
 ]
@@ -61,6 +63,15 @@ FileOption = Annotated[
         "--file",
         metavar="FILE",
         help="Read targets from FILE (one or more a line, # comments).",
+    ),
+]
+CsvOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--targets-csv",
+        metavar="FILE",
+        help="Read targets from a CSV FILE of address,port,sni rows (header optional, "
+        "# comments; empty port: the -p ports; empty sni: --sni or none).",
     ),
 ]
 PortsOption = Annotated[str | None, typer.Option("-p", "--ports", metavar="PORTS", help=PORTS_HELP)]
@@ -173,6 +184,7 @@ DeadlineOption = Annotated[
 SWEEP_PARAMS = (
     "target",
     "file",
+    "targets_csv",
     "ports",
     "starttls",
     "exclude",
@@ -242,9 +254,13 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
     if missing:  # a command declared an option under another name: a bug, not a usage error
         raise TypeError(f"sweep options missing from the command: {', '.join(missing)}")
     specs = list(params["target"] or []) + _read_all(params["file"])
+    for path in params["targets_csv"] or []:
+        specs += pairs.read_csv(path)
     excludes = list(params["exclude"] or []) + _read_all(params["exclude_file"])
     if not specs:
-        raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
+        raise UsageError(
+            "no targets: give addresses, CIDRs or hostnames, -f FILE or --targets-csv FILE"
+        )
     resolve = params["resolve"]
     if resolve not in ("all", "first"):
         raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")
