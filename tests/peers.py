@@ -298,6 +298,36 @@ def tls_server(ctx: ssl.SSLContext, *, delay: float = 0.0, tally: Tally | None =
     return handle
 
 
+def tls_server_with_alerts(ctx: ssl.SSLContext) -> Handler:
+    """A TLS server over memory BIOs that, unlike ``trio.SSLStream``, sends the alert a failed
+    handshake ends with (an SNI callback's ``unrecognized_name``) before it closes."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except ssl.SSLError:
+                if pending := outgoing.read():
+                    await stream.send_all(pending)
+                return
+            if pending := outgoing.read():
+                await stream.send_all(pending)
+            if done:
+                await _until_eof(stream)
+                return
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            incoming.write(data)
+
+    return handle
+
+
 async def silent(stream: trio.SocketStream) -> None:
     """Accepts and never speaks; holds the connection until the client leaves."""
     await _until_eof(stream)

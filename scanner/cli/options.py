@@ -100,8 +100,8 @@ SniFromOption = Annotated[
         "--sni-from",
         metavar="san|ptr",
         help="After a handshake, try again with each DNS name in the leaf's SANs (san, at "
-        "most 16, no wildcards) or the address's reverse-DNS name (ptr); each name is its "
-        "own endpoint. Repeatable.",
+        "most 16, no wildcards) or the address's reverse-DNS name (ptr, also after a "
+        "refused handshake); each name is its own endpoint. Repeatable.",
     ),
 ]
 SniFileOption = Annotated[
@@ -109,7 +109,8 @@ SniFileOption = Annotated[
     typer.Option(
         "--sni-file",
         metavar="FILE",
-        help="After a handshake, try again with every name in FILE (one or more a line).",
+        help="After a handshake, or a handshake refused once TCP was accepted (strict-SNI "
+        "servers), try again with every name in FILE (one or more a line).",
     ),
 ]
 AllCertsOption = Annotated[

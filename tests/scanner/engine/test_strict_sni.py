@@ -12,15 +12,19 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trio
 
+from scanner.engine import discovery
 from scanner.inventory.store import EndpointRecord, Inventory, db_url
 from scanner.lab import certgen
+from scanner.models import FailureKind, ScanFailure, Target
 from scanner.zones.messages import PlanInputs
 from tests import peers
+from tests.conftest import missing
 
 NAMES = ("alpha.strict.test", "beta.strict.test")
 
@@ -44,7 +48,8 @@ async def strict_server(
     address: str, leaves: dict[str, certgen.Issued]
 ) -> AsyncIterator[peers.Peer]:
     contexts = {name: peers.server_context([leaf]) for name, leaf in leaves.items()}
-    async with peers.serve(address, peers.tls_server(peers.strict_sni(contexts))) as peer:
+    handler = peers.tls_server_with_alerts(peers.strict_sni(contexts))
+    async with peers.serve(address, handler) as peer:
         yield peer
 
 
@@ -144,3 +149,104 @@ def test_dispatch_carries_pairs_to_the_agents_plan() -> None:
     back = PlanInputs.from_wire(json.loads(json.dumps(inputs.to_wire())))
     plan = [(t.address, t.port, t.sni) for t in back.build()]
     assert plan == [("127.0.0.5", 443, "www.example.org"), ("::1", 8443, "api.example.org")]
+
+
+# --- fan-out on every address that accepted TCP -----------------------------------------------
+
+
+async def test_an_sni_file_fans_out_on_a_strict_server_that_refuses_no_sni(
+    leaves: dict[str, certgen.Issued], tmp_path: Path
+) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text(f"{NAMES[0]}\n{NAMES[1]}\ngamma.strict.test  # not served\n")
+    async with strict_server("127.98.0.3", leaves) as peer:
+        db = tmp_path / "fan.db"
+        proc = await certscan(
+            "sweep", f"{peer.address}:{peer.port}", "--sni-file", str(names),
+            "--json-all", "--db", str(db), *FAST,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    by_sni = {r["sni"]: r for r in rows}
+    assert [r["sni"] for r in rows] == [*NAMES, "gamma.strict.test", None]  # follow-ups first
+    assert by_sni[None]["status"] == "tls_alert"
+    assert "unrecognized" in by_sni[None]["error"]
+    assert by_sni["gamma.strict.test"]["status"] == "tls_alert"
+    for name in NAMES:
+        assert by_sni[name]["status"] == "ok"
+        assert by_sni[name]["chain"][0]["sha256"] == fp(leaves[name])
+    got = stored(db)
+    assert len(got) == 4
+    assert got[(peer.address, peer.port, NAMES[0])].chain[0].sha256 == fp(leaves[NAMES[0]])
+
+
+async def test_ptr_fans_out_on_a_strict_server(ca: certgen.Issued, tmp_path: Path) -> None:
+    name = await discovery.reverse_name("127.0.0.1")  # /etc/hosts answers; no resolver is asked
+    if name is None:
+        missing("127.0.0.1 has no reverse name in /etc/hosts")
+    assert name is not None
+    leaf = certgen.make_leaf(ca, cn=name, dns_names=[name])
+    async with strict_server("127.0.0.1", {name.lower(): leaf}) as peer:
+        db = tmp_path / "ptr.db"
+        proc = await certscan(
+            "sweep", f"127.0.0.1:{peer.port}", "--sni-from", "ptr", "--json-all",
+            "--db", str(db), *FAST,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    by_sni = {r["sni"]: r for r in map(json.loads, proc.stdout.decode().splitlines())}
+    assert by_sni[None]["status"] == "tls_alert"
+    assert by_sni[name.lower()]["chain"][0]["sha256"] == fp(leaf)
+
+
+async def test_no_fan_out_after_a_timeout_or_a_plaintext_peer(tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("a.strict.test\nb.strict.test\n")
+    async with (
+        peers.serve("127.98.0.4", peers.silent) as quiet,
+        peers.serve("127.98.0.5", peers.speaks(peers.HTTP_ANSWER, first_read=True)) as http,
+        peers.serve("127.98.0.6", peers.hang_up) as hangs,
+    ):
+        proc = await certscan(
+            "sweep", f"{quiet.address}:{quiet.port}", f"{http.address}:{http.port}",
+            f"{hangs.address}:{hangs.port}", "--sni-file", str(names), "--starttls", "off",
+            "--json-all", "--db", str(tmp_path / "no.db"), "--connect-timeout", "1",
+            "--handshake-timeout", "1", "--deadline", "2", "--no-progress",
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    seen = sorted((r["address"], r["sni"] or "", r["status"]) for r in rows)
+    assert seen == [
+        ("127.98.0.4", "", "timeout"),
+        ("127.98.0.5", "", "not_tls"),
+        ("127.98.0.6", "", "reset"),
+        ("127.98.0.6", "a.strict.test", "reset"),
+        ("127.98.0.6", "b.strict.test", "reset"),
+    ]
+    assert quiet.tally.accepted == 1
+    assert http.tally.accepted == 1
+    assert hangs.tally.accepted == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "connected", "fans"),
+    [
+        (FailureKind.TLS_ALERT, True, True),
+        (FailureKind.RESET, True, True),
+        (FailureKind.PROTOCOL_ERROR, True, True),
+        (FailureKind.TLS_ALERT, False, False),
+        (FailureKind.TIMEOUT, True, False),
+        (FailureKind.NOT_TLS, True, False),
+        (FailureKind.STARTTLS_REFUSED, True, False),
+        (FailureKind.REFUSED, False, False),
+        (FailureKind.CHAIN_TOO_LARGE, True, False),
+    ],
+)
+def test_which_failures_fan_out(kind: FailureKind, connected: bool, fans: bool) -> None:
+    failure = ScanFailure(
+        target=Target(address="127.0.0.1", port=443),
+        started_at=datetime.now(UTC),
+        kind=kind,
+        detail="",
+        connected=connected,
+    )
+    assert discovery.fans_out(failure) is fans
