@@ -20,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -120,11 +121,13 @@ def as_user(user: str, argv: Sequence[str]) -> list[str]:
 
 @dataclass
 class Server:
+    """A running server: where it listens (port by role), its chain and its log."""
+
     address: str
     ports: dict[str, int]
     pki: Pki
-    process: trio.Process
     log: Path
+    process: trio.Process | None = None
 
 
 async def accepting(address: str, port: int, process: trio.Process, log: Path) -> None:
@@ -183,24 +186,29 @@ async def handshake(server: Server, port: str, protocol: str) -> Handshake:
     return outcome
 
 
-@pytest.fixture
-async def running() -> AsyncIterator[list[trio.Process]]:
-    """Processes a fixture started; each is stopped at teardown, however the test ended."""
-    processes: list[trio.Process] = []
+@asynccontextmanager
+async def serving(
+    argv: Sequence[str], out: Path, server: Server, **kwargs: object
+) -> AsyncIterator[Server]:
+    """Start ``argv`` (output to ``out``), wait until every port of ``server`` accepts, yield
+    ``server`` with its process, and stop the process however the block ends."""
+    process = await launch(argv, out, **kwargs)
     try:
-        yield processes
+        for port in server.ports.values():
+            await accepting(server.address, port, process, out)
+        server.process = process
+        yield server
     finally:
-        for process in processes:
-            await stop(process)
+        await stop(process)
 
 
 # --- slapd ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def slapd(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_slapd(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     binary = require_tool("slapd")
     pki = make_pki(issuer, workdir / "tls", None)
     address = fresh_address()
@@ -217,11 +225,17 @@ async def slapd(
     )
     urls = f"ldap://{address}:{ports['ldap']}/ ldaps://{address}:{ports['ldaps']}/"
     log = workdir / "slapd.log"
-    process = await launch([binary, "-d", "0", "-h", urls, "-f", str(conf)], log)
-    running.append(process)
-    for port in ports.values():
-        await accepting(address, port, process, log)
-    return Server(address, ports, pki, process, log)
+    argv = [binary, "-d", "0", "-h", urls, "-f", str(conf)]
+    async with serving(argv, log, Server(address, ports, pki, log)) as server:
+        yield server
+
+
+@pytest.fixture
+async def slapd(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_slapd(issuer, workdir) as server:
+        yield server
 
 
 async def test_slapd_starttls_and_ldaps(slapd: Server) -> None:
@@ -242,10 +256,10 @@ def pg_tool(name: str) -> str:
     return str(found[-1]) if found else require_tool(name)
 
 
-@pytest.fixture
-async def postgres(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_postgres(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     initdb, server = pg_tool("initdb"), pg_tool("postgres")
     user = "postgres" if os.geteuid() == 0 else None
     pki = make_pki(issuer, workdir / "tls", user)
@@ -272,10 +286,16 @@ async def postgres(
         "shared_buffers": "16MB",
     }
     argv = [server, "-D", str(data), *(f"-c{k}={v}" for k, v in settings.items())]
-    process = await launch(as_user("postgres", argv), log)
-    running.append(process)
-    await accepting(address, ports["postgres"], process, log)
-    return Server(address, ports, pki, process, log)
+    async with serving(as_user("postgres", argv), log, Server(address, ports, pki, log)) as server:
+        yield server
+
+
+@pytest.fixture
+async def postgres(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_postgres(issuer, workdir) as server:
+        yield server
 
 
 async def test_postgres_sslrequest(postgres: Server) -> None:
@@ -287,10 +307,10 @@ async def test_postgres_sslrequest(postgres: Server) -> None:
 # --- MariaDB --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def mariadb(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_mariadb(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     install, server = require_tool("mariadb-install-db"), require_tool("mariadbd")
     user = "mysql" if os.geteuid() == 0 else None
     pki = make_pki(issuer, workdir / "tls", user)
@@ -314,10 +334,16 @@ async def mariadb(
         f"--log-error={log}", f"--ssl-cert={pki.cert}", f"--ssl-key={pki.key}",
         "--innodb-buffer-pool-size=16M", "--skip-log-bin", "--skip-name-resolve",
     ]  # fmt: skip
-    process = await launch(argv, workdir / "mariadbd.out")
-    running.append(process)
-    await accepting(address, ports["mysql"], process, log)
-    return Server(address, ports, pki, process, log)
+    async with serving(argv, workdir / "mariadbd.out", Server(address, ports, pki, log)) as server:
+        yield server
+
+
+@pytest.fixture
+async def mariadb(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_mariadb(issuer, workdir) as server:
+        yield server
 
 
 async def test_mariadb_ssl_capability(mariadb: Server) -> None:
@@ -329,10 +355,10 @@ async def test_mariadb_ssl_capability(mariadb: Server) -> None:
 # --- vsftpd ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def vsftpd(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_vsftpd(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     binary = require_tool("vsftpd")
     pki = make_pki(issuer, workdir / "tls", None)
     address = fresh_address()
@@ -352,10 +378,17 @@ async def vsftpd(
         "ssl_ciphers=HIGH\nrequire_ssl_reuse=NO\n"
     )
     conf.chmod(0o600)  # vsftpd refuses a config file others may write
-    process = await launch([binary, str(conf)], workdir / "vsftpd.out")
-    running.append(process)
-    await accepting(address, ports["ftp"], process, workdir / "vsftpd.out")
-    return Server(address, ports, pki, process, workdir / "vsftpd.out")
+    out = workdir / "vsftpd.out"
+    async with serving([binary, str(conf)], out, Server(address, ports, pki, out)) as server:
+        yield server
+
+
+@pytest.fixture
+async def vsftpd(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_vsftpd(issuer, workdir) as server:
+        yield server
 
 
 async def test_vsftpd_auth_tls(vsftpd: Server) -> None:
@@ -367,10 +400,10 @@ async def test_vsftpd_auth_tls(vsftpd: Server) -> None:
 # --- prosody --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def prosody(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_prosody(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     binary = require_tool("prosody")
     user = "prosody" if os.geteuid() == 0 else None
     pki = make_pki(issuer, workdir / "tls", user)
@@ -395,11 +428,17 @@ async def prosody(
         chown(user, workdir, data, conf)
     env = {**os.environ, "PROSODY_CONFIG": str(conf)}
     argv = as_user("prosody", [binary, "--config", str(conf)])
-    process = await launch(argv, workdir / "prosody.out", env=env)
-    running.append(process)
-    for port in ports.values():
-        await accepting(address, port, process, workdir / "prosody.out")
-    return Server(address, ports, pki, process, log)
+    out = workdir / "prosody.out"
+    async with serving(argv, out, Server(address, ports, pki, log), env=env) as server:
+        yield server
+
+
+@pytest.fixture
+async def prosody(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_prosody(issuer, workdir) as server:
+        yield server
 
 
 async def test_prosody_client_and_server_streams(prosody: Server) -> None:
@@ -440,10 +479,10 @@ def xrdp_ini(system: str, address: str, port: int, pki: Pki, log: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-@pytest.fixture
-async def xrdp(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path, running: list[trio.Process]
-) -> Server:
+@asynccontextmanager
+async def start_xrdp(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
     """xrdp reads /etc/xrdp/xrdp.ini and writes /run/xrdp: it runs in a mount namespace of its
     own (``unshare``) where our ini and a temp dir are bound over those paths, so the machine's
     files are never touched."""
@@ -465,10 +504,16 @@ async def xrdp(
         f"&& exec {binary} --nodaemon"
     )
     argv = [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
-    process = await launch(argv, workdir / "xrdp.out")
-    running.append(process)
-    await accepting(address, ports["rdp"], process, workdir / "xrdp.out")
-    return Server(address, ports, pki, process, log)
+    async with serving(argv, workdir / "xrdp.out", Server(address, ports, pki, log)) as server:
+        yield server
+
+
+@pytest.fixture
+async def xrdp(
+    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
+) -> AsyncIterator[Server]:
+    async with start_xrdp(issuer, workdir) as server:
+        yield server
 
 
 async def test_xrdp_tls_security(xrdp: Server) -> None:
