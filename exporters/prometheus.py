@@ -26,13 +26,18 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     The validity of the leaf of the endpoint's latest observation *that has a chain*: the series
     survive a failed scan of the endpoint (``up`` says it failed), and a certificate is never
     dropped for failing verification. Absent only when the leaf has no such date (unparsable).
+``certscan_ocsp_next_update_timestamp_seconds{address,port,sni,sha256}``
+    When the OCSP response the endpoint stapled (about the leaf in the not_after series) stops
+    being valid (``next_update``); absent without a staple, or when it answers for another
+    certificate or gives no ``next_update``. ``time() > ...`` is a stale staple.
 ``certscan_certificate_info{sha256,subject_cn,issuer_cn,serial,key_type,key_bits,signature_hash}``
     1 per distinct leaf in the not_after series (or unparsable leaf: labels other than sha256 '').
 ``certscan_certificate_error{address,port,sni,sha256,reason}``
     1 per reason a certificate of the endpoint fails verification or parsing: the open findings
     of the kinds in :data:`scanner.inventory.metrics.PROBLEM_KINDS` (``untrusted_root``,
-    ``hostname_mismatch``, ``expired``...), plus ``unparsable_certificate`` whenever the leaf
-    could not be loaded. ``sha256`` is '' for a finding about the endpoint as a whole.
+    ``hostname_mismatch``, ``expired``, ``revoked``...), plus ``unparsable_certificate``
+    whenever the leaf could not be loaded. ``sha256`` is '' for a finding about the endpoint as
+    a whole.
 ``certscan_findings{kind,severity}``
     Open findings, counted.
 ``certscan_scan_duration_seconds{job}``, ``certscan_last_scan_success_timestamp_seconds{job}``,
@@ -143,6 +148,11 @@ def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[
         "certscan_certificate_not_before_timestamp_seconds",
         "When the leaf certificate the endpoint last presented becomes valid (Unix time).",
     )
+    next_update = _Gauge(
+        "certscan_ocsp_next_update_timestamp_seconds",
+        "When the OCSP response the endpoint staples for its leaf expires (next_update, "
+        "Unix time).",
+    )
     info = _Gauge(
         "certscan_certificate_info",
         "Facts about a leaf certificate an endpoint presents (value 1); text cut to "
@@ -183,6 +193,8 @@ def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[
             not_after.add(cert, row.not_after)
         if row.not_before is not None:
             not_before.add(cert, row.not_before)
+        if row.ocsp_next_update is not None:
+            next_update.add(cert, row.ocsp_next_update)
         if row.parse_error:
             problems.add((address, port, sni, sha256, "unparsable_certificate"))
         if sha256 not in described:
@@ -213,7 +225,8 @@ def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[
             )
     for a, port, sni, sha256, reason in sorted(problems):
         errors.add({"address": a, "port": port, "sni": sni, "sha256": sha256, "reason": reason}, 1)
-    families = [g.metric for g in (up, down, seen, not_after, not_before, info, errors)]
+    gauges = (up, down, seen, not_after, not_before, next_update, info, errors)
+    families = [g.metric for g in gauges]
     families.append(_findings(snapshot))
     families.extend(_scan(snapshot, job))
     families.extend(_progress(snapshot, job))

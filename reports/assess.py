@@ -108,6 +108,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         cipher=record.cipher,
         chain=record.chain,
         alt_chains=record.alt_chains,
+        ocsp_staple=record.ocsp_staple,
     )
 
 

@@ -21,7 +21,8 @@ like the main chain by every certificate-level rule; their findings name the cer
 (a finding about the alternative chain as a whole, such as ``chain_order``, names its leaf) and
 their messages start with ``alternative chain N:``. A finding already raised for the same kind and
 certificate (an intermediate both chains share) is not repeated. The endpoint-level rules
-(``legacy_protocol``, ``weak_cipher``) and ``certificate_changed`` run once, on the observation and
+(``legacy_protocol``, ``weak_cipher``), the revocation rules (:mod:`reports.revocation`, on the
+stapled OCSP response) and ``certificate_changed`` run once, on the observation and
 its main leaf. ``key_reuse`` looks at every leaf, main and alternative (:func:`leaf_key_peers`).
 
 The kinds, their default severities and the ``expiring`` rule for short-lived certificates are

@@ -51,6 +51,7 @@ class EndpointInput:
     cipher: str | None = None
     chain: tuple[CertInfo, ...] = ()
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    ocsp_staple: bytes | None = None  # the stapled OCSP response, as received; None: none
 
     @property
     def key(self) -> EndpointKey:

@@ -84,6 +84,10 @@ KINDS: Final[tuple[str, ...]] = (
     "key_reuse",
     "legacy_protocol",
     "weak_cipher",
+    "revoked",
+    "ocsp_staple_stale",
+    "ocsp_staple_mismatch",
+    "must_staple_missing",
     "certificate_changed",
 )
 

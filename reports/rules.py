@@ -36,6 +36,8 @@ key_reuse               medium               the leaf key is served by other end
 legacy_protocol         medium / high        the probe found TLS 1.0/1.1 (or SSL) accepted; high
                                              when even certscan's modern offer got a legacy version
 weak_cipher             medium .. critical   as :mod:`reports.ciphers` grades the negotiated suite
+revoked, ocsp_staple_*  medium .. critical   the stapled OCSP response, as :mod:`reports.revocation`
+must_staple_missing                          tables them
 certificate_changed     info                 the leaf differs from the previous observation
 ======================  ===================  ====================================================
 
@@ -63,6 +65,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from reports import revocation
 from reports.ciphers import cipher_weakness
 from reports.model import Context, EndpointInput
 from reports.names import clean, hostname_matches, quote
@@ -158,6 +161,13 @@ class Rules:
         self.alt, self.alt_leaf = 0, None
         self.protocol()
         self.cipher()
+        if self.endpoint.chain:
+            for verdict in revocation.judge(
+                self.endpoint.chain, self.endpoint.ocsp_staple, self.now
+            ):
+                self.add(
+                    verdict.kind, verdict.severity, verdict.message, self.endpoint.chain[0].sha256
+                )
         kept = [
             Finding(
                 kind=f.kind,

@@ -261,6 +261,22 @@ async def openssl_server(
             await process.wait()
 
 
+def strict_sni(contexts: dict[str, ssl.SSLContext]) -> ssl.SSLContext:
+    """A context that answers only for the names in ``contexts`` (each with its own
+    certificate) and refuses a ClientHello without SNI or with any other name with an
+    ``unrecognized_name`` alert, as CDNs and ingress controllers do."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # no certificate of its own: it never serves
+
+    def choose(obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if name is None or name not in contexts:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        obj.context = contexts[name]
+        return None
+
+    ctx.sni_callback = choose
+    return ctx
+
+
 # --- handlers -------------------------------------------------------------------------------
 
 
@@ -278,6 +294,36 @@ def tls_server(ctx: ssl.SSLContext, *, delay: float = 0.0, tally: Tally | None =
         tls = trio.SSLStream(stream, ctx, server_side=True)
         await tls.do_handshake()
         await _until_eof(tls)
+
+    return handle
+
+
+def tls_server_with_alerts(ctx: ssl.SSLContext) -> Handler:
+    """A TLS server over memory BIOs that, unlike ``trio.SSLStream``, sends the alert a failed
+    handshake ends with (an SNI callback's ``unrecognized_name``) before it closes."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except ssl.SSLError:
+                if pending := outgoing.read():
+                    await stream.send_all(pending)
+                return
+            if pending := outgoing.read():
+                await stream.send_all(pending)
+            if done:
+                await _until_eof(stream)
+                return
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            incoming.write(data)
 
     return handle
 

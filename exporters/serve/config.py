@@ -10,7 +10,9 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     token = "..."                 # CERTSCAN_API_TOKEN wins; protects POST /api/v1/jobs/NAME/run
 
     [jobs.office]
-    targets = ["10.1.0.0/24", "mail.example.org"]   # and/or targets_file = "office.txt"
+    targets = ["10.1.0.0/24", "mail.example.org", "10.1.0.9:443=www.example.org"]
+    targets_file = "office.txt"   # optional, one or more targets a line
+    targets_csv = "office.csv"    # optional, address,port,sni rows (scanner.plan.pairs)
     ports = "443,8443,25/smtp"
     every = "6h"                  # or cron = "0 */6 * * *" (UTC)
     exclude = ["10.1.0.13"]       # optional, like the sweep options of the same names:
@@ -42,7 +44,7 @@ from exporters.serve.scheduler import Schedule, parse_schedule
 from reports.policy import Config
 from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
-from scanner.plan import targets
+from scanner.plan import pairs, targets
 from scanner.plan.lists import read_list_file
 from scanner.sweep.options import starttls_default
 
@@ -59,6 +61,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _JOB_KEYS = (
     "targets",
     "targets_file",
+    "targets_csv",
     "ports",
     "every",
     "cron",
@@ -174,8 +177,14 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
     file = sec.get("targets_file", str)
     if file is not None:
         specs += read_list_file(base / Path(file).expanduser())
+    csv_file = sec.get("targets_csv", str)
+    if csv_file is not None:
+        try:
+            specs += pairs.read_csv(base / Path(csv_file).expanduser())
+        except CertscanError as exc:
+            raise sec.fail("targets_csv", str(exc)) from None
     if not specs:
-        raise sec.fail("targets", "no targets: give targets = [...] or targets_file")
+        raise sec.fail("targets", "no targets: give targets = [...], targets_file or targets_csv")
     try:
         schedule = parse_schedule(every=sec.get("every", str), cron=sec.get("cron", str))
     except ValueError as exc:

@@ -51,13 +51,8 @@ from hypercorn.trio import serve as hypercorn_serve
 from exporters.hooks.config import HooksConfig, parse_hooks
 from exporters.hooks.runner import after_sweep
 from exporters.serve.api import ApiState, Reader, create_app
-from exporters.serve.config import (
-    DEFAULT_PORT,
-    JobSpec,
-    ServeSettings,
-    parse_listen,
-    serve_settings,
-)
+from exporters.serve.config import JobSpec, ServeSettings, parse_listen, serve_settings
+from exporters.serve.defaults import DEFAULT_PORT
 from exporters.serve.log import LogEvents
 from exporters.serve.scheduler import Scheduler
 from reports import assess

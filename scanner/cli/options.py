@@ -23,7 +23,7 @@ import typer
 
 from scanner.errors import UsageError
 from scanner.models import PROTOCOLS, STARTTLS_PORTS, EngineLimits, Severity
-from scanner.plan import targets
+from scanner.plan import pairs, targets
 from scanner.text import safe
 
 if TYPE_CHECKING:
@@ -92,7 +92,9 @@ TargetArgument = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="TARGET",
-        help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port.",
+        help="Addresses, CIDRs (10.0.0.0/16), ranges (10.0.0.1-50), hostnames, host:port; "
+        "TARGET=NAME sends NAME as SNI to that target (10.0.0.5:443=www.example.org, "
+        "[::1]:8443=api.example.org).",
         show_default=False,
     ),
 ]
@@ -103,6 +105,15 @@ FileOption = Annotated[
         "--file",
         metavar="FILE",
         help="Read targets from FILE (one or more a line, # comments).",
+    ),
+]
+CsvOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--targets-csv",
+        metavar="FILE",
+        help="Read targets from a CSV FILE of address,port,sni rows (header optional, "
+        "# comments; empty port: the -p ports; empty sni: --sni or none).",
     ),
 ]
 PortsOption = Annotated[str | None, typer.Option("-p", "--ports", metavar="PORTS", help=PORTS_HELP)]
@@ -131,8 +142,8 @@ SniFromOption = Annotated[
         "--sni-from",
         metavar="san|ptr",
         help="After a handshake, try again with each DNS name in the leaf's SANs (san, at "
-        "most 16, no wildcards) or the address's reverse-DNS name (ptr); each name is its "
-        "own endpoint. Repeatable.",
+        "most 16, no wildcards) or the address's reverse-DNS name (ptr, also after a "
+        "refused handshake); each name is its own endpoint. Repeatable.",
     ),
 ]
 SniFileOption = Annotated[
@@ -140,7 +151,8 @@ SniFileOption = Annotated[
     typer.Option(
         "--sni-file",
         metavar="FILE",
-        help="After a handshake, try again with every name in FILE (one or more a line).",
+        help="After a handshake, or a handshake refused once TCP was accepted (strict-SNI "
+        "servers), try again with every name in FILE (one or more a line).",
     ),
 ]
 AllCertsOption = Annotated[
@@ -215,6 +227,7 @@ DeadlineOption = Annotated[
 SWEEP_PARAMS = (
     "target",
     "file",
+    "targets_csv",
     "ports",
     "starttls",
     "exclude",
@@ -290,9 +303,13 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
     if missing:  # a command declared an option under another name: a bug, not a usage error
         raise TypeError(f"sweep options missing from the command: {', '.join(missing)}")
     specs = list(params["target"] or []) + _read_all(params["file"])
+    for path in params["targets_csv"] or []:
+        specs += pairs.read_csv(path)
     excludes = list(params["exclude"] or []) + _read_all(params["exclude_file"])
     if not specs:
-        raise UsageError("no targets: give addresses, CIDRs or hostnames, or -f FILE")
+        raise UsageError(
+            "no targets: give addresses, CIDRs or hostnames, -f FILE or --targets-csv FILE"
+        )
     resolve = params["resolve"]
     if resolve not in ("all", "first"):
         raise UsageError(f"--resolve must be 'all' or 'first' (got {safe(resolve)!r})")

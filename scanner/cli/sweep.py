@@ -46,6 +46,7 @@ def sweep(
     # The options that describe the sweep (scanner.cli.options): read through ctx.params.
     target: sa.TargetArgument = None,
     file: sa.FileOption = None,
+    targets_csv: sa.CsvOption = None,
     ports: sa.PortsOption = None,
     starttls: sa.StarttlsOption = "auto",
     exclude: sa.ExcludeOption = None,

@@ -83,6 +83,7 @@ def dispatch(
         typer.Option("--seed", metavar="S", help="Seed of the target order (default: random)."),
     ] = None,
     file: sa.FileOption = None,
+    targets_csv: sa.CsvOption = None,
     ports: sa.PortsOption = None,
     starttls: sa.StarttlsOption = "auto",
     exclude: sa.ExcludeOption = None,

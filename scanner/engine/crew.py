@@ -38,11 +38,11 @@ servers that answered a ClientHello with a greeting.
 Opt-in extras cost connections only when asked for. With ``limits.probe_protocols`` or
 ``limits.all_certs`` a target that handshook is tried again (``scanner.engine.rehandshake``: legacy
 versions; only the other server key type, so a server holding an RSA and an ECDSA certificate
-shows both). With a ``discover`` hook (SNI discovery,
-``scanner.engine.discovery``) the worker that handshook with a target probes the follow-up targets
-the
-hook names (other SNIs on the same address and port) before reporting the target itself; see
-:func:`sweep` for the order this guarantees.
+shows both). With a ``discover`` hook (SNI discovery, ``scanner.engine.discovery``) the worker
+that reached a target (a handshake, or a failure after TCP was accepted: a strict-SNI server
+refuses a ClientHello without its names) probes the follow-up targets the hook names (other SNIs
+on the same address and port) before reporting the target itself; see :func:`sweep` for the
+order this guarantees.
 
 Network and TLS faults are values. Any other exception from :func:`probe` is a bug: the one
 guard in :func:`_probe_guarded` re-raises it when ``internal_errors="raise"`` (tests) and
@@ -78,8 +78,8 @@ from scanner.models import (
 log = logging.getLogger("certscan.engine")
 
 InternalErrors = Literal["raise", "record"]
-#: SNI discovery: more targets to probe after a target's handshake (see :func:`sweep`).
-Discover = Callable[[Handshake], Awaitable[Sequence[Target]]]
+#: SNI discovery: more targets to probe after a target that accepted TCP (see :func:`sweep`).
+Discover = Callable[[Outcome], Awaitable[Sequence[Target]]]
 #: The index a follow-up outcome of ``discover`` is sent with: it is no target of the plan.
 FOLLOW_UP: Final = -1
 
@@ -453,7 +453,7 @@ async def _work(crew: _Crew, results: trio.MemorySendChannel[tuple[int, Outcome]
                 return
             index, target = item
             outcome = await _probe_paced(crew, target)
-            if crew.discover is not None and isinstance(outcome, Handshake):
+            if crew.discover is not None and (isinstance(outcome, Handshake) or outcome.connected):
                 # Follow-ups go out before the target's own outcome (see `sweep`).
                 for extra in await _discover_guarded(crew.discover, outcome, crew.policy):
                     await results.send((FOLLOW_UP, await _probe_paced(crew, extra)))
@@ -461,7 +461,7 @@ async def _work(crew: _Crew, results: trio.MemorySendChannel[tuple[int, Outcome]
 
 
 async def _discover_guarded(
-    discover: Discover, outcome: Handshake, policy: InternalErrors
+    discover: Discover, outcome: Outcome, policy: InternalErrors
 ) -> Sequence[Target]:
     """The follow-ups of ``outcome``; a bug in the hook is re-raised or logged (no follow-ups),
     as :func:`_probe_guarded` does for a probe."""
@@ -515,7 +515,8 @@ async def sweep(
     what a bug inside a probe does: ``"record"`` turns it into an ``internal_error`` outcome,
     ``"raise"`` lets it out (tests).
 
-    ``discover`` (SNI discovery) is awaited with each handshake of a target from ``targets``
+    ``discover`` (SNI discovery) is awaited with each outcome of a target from ``targets``
+    whose TCP connection was accepted (a handshake, or a ``ScanFailure`` with ``connected``)
     and returns more targets to probe at once, by the same worker, under the same pacing and
     per-address limit: their outcomes are sent as ``(FOLLOW_UP, outcome)`` *before* the
     target's own, so a consumer that has the target's outcome has its follow-ups too.

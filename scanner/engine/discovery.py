@@ -1,4 +1,4 @@
-"""SNI discovery: after a handshake on an address, which other server names to try there.
+"""SNI discovery: after a target accepted TCP, which other server names to try there.
 
 Theory of operation
 -------------------
@@ -8,8 +8,15 @@ DNS names of the leaf just presented, ``--sni-from ptr`` the address's reverse-D
 ``--sni-file`` a list of names tried on every address; each name becomes one more target
 ``(address, port, name)``, an endpoint of its own in the inventory.
 
-:class:`SniDiscovery` is the ``discover`` hook of :func:`scanner.engine.crew.sweep`: called with a
-handshake of a planned target, it returns the follow-up targets. The choice of names is pure
+:class:`SniDiscovery` is the ``discover`` hook of :func:`scanner.engine.crew.sweep`: called with the
+outcome of a planned target that accepted TCP, it returns the follow-up targets. Not only after
+a handshake: CDNs and ingress controllers refuse a ClientHello without SNI (an
+``unrecognized_name`` or ``handshake_failure`` alert, or a hang-up), and those are exactly the
+servers whose names must be tried. A failure fans out when it is one of :data:`FAN_OUT_KINDS`,
+the shapes such a refusal takes; ``--sni-from san`` needs a chain, so only the PTR name and the
+file's names follow a failure. A silent peer (``timeout``), a plaintext one (``not_tls``,
+``starttls_refused``) or an oversized chain would answer every name alike: trying a thousand
+names there would cost a thousand timeouts and learn nothing. The choice of names is pure
 (:func:`follow_up_names`): valid hostnames only (normalised as ``--sni`` is; wildcards and IP
 literals are no names to send), never the name the handshake already sent, at most
 ``max_names`` from the SANs and PTR together (a certificate listing a thousand names costs
@@ -37,11 +44,15 @@ from typing import Final
 import trio
 
 from scanner.errors import UsageError
-from scanner.models import Handshake, Target
+from scanner.models import FailureKind, Handshake, Outcome, ScanFailure, Target
 from scanner.plan.targets import hostname
 
 #: Where follow-up names may come from (``--sni-from``).
 SOURCES: Final = ("san", "ptr")
+#: Failures after TCP was accepted that still fan out: how a strict-SNI server refuses.
+FAN_OUT_KINDS: Final = frozenset(
+    {FailureKind.TLS_ALERT, FailureKind.RESET, FailureKind.PROTOCOL_ERROR}
+)
 #: Names taken from the SANs and the PTR record per handshake, at most.
 MAX_NAMES: Final = 16
 #: Names an ``--sni-file`` may hold.
@@ -83,6 +94,16 @@ def parse_options(sources: Sequence[str], file_names: Sequence[str]) -> Discover
     if len(unique) > MAX_FILE_NAMES:
         raise UsageError(f"--sni-file holds {len(unique)} names; at most {MAX_FILE_NAMES}")
     return DiscoveryOptions(sources=frozenset(sources), names=unique)
+
+
+def fans_out(outcome: Outcome) -> bool:
+    """Whether names are tried after ``outcome``: a handshake, or a failure of
+    :data:`FAN_OUT_KINDS` once TCP was accepted (module docstring)."""
+    match outcome:
+        case Handshake():
+            return True
+        case ScanFailure(connected=connected, kind=kind):
+            return connected and kind in FAN_OUT_KINDS
 
 
 def follow_up_names(
@@ -133,17 +154,20 @@ class SniDiscovery:
         self._recent: dict[Key, None] = {}
         self._ptr: dict[str, str | None] = {}
 
-    async def __call__(self, handshake: Handshake) -> list[Target]:
-        target = handshake.target
+    async def __call__(self, outcome: Outcome) -> list[Target]:
+        if not fans_out(outcome):
+            return []
+        target = outcome.target
         found: list[str] = []
-        if "san" in self._options.sources and handshake.chain:
-            found += self._dns_names(handshake.chain[0])
+        if "san" in self._options.sources and isinstance(outcome, Handshake) and outcome.chain:
+            found += self._dns_names(outcome.chain[0])
         if "ptr" in self._options.sources:
             name = await self._reverse(target.address)
             if name is not None:
                 found.append(name)
         names = follow_up_names(target.sni, found, self._options.names, self._options.max_names)
-        protocol = handshake.protocol or target.protocol
+        spoken = outcome.protocol if isinstance(outcome, Handshake) else None
+        protocol = spoken or target.protocol
         out: list[Target] = []
         for name in names:
             key = (target.address, target.port, name)

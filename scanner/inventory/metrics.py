@@ -73,6 +73,7 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "untrusted_root",
     "incomplete_chain",
     "hostname_mismatch",
+    "revoked",
 )
 #: Certificate text columns are cut to this many characters in SQL (labels are cut shorter).
 TEXT_LIMIT = 256
@@ -96,6 +97,8 @@ class EndpointRow(NamedTuple):
     key_type: str | None
     key_bits: int | None
     signature_hash: str | None
+    #: epoch seconds: the next_update of that observation's staple answer about the leaf
+    ocsp_next_update: float | None = None
 
 
 class ProblemRow(NamedTuple):
@@ -210,6 +213,7 @@ def _endpoints_query() -> sa.Select[Any]:
             _cut(c.c.key_type),
             c.c.key_bits,
             _cut(c.c.signature_hash),
+            _epoch(chained.c.ocsp_next_update),
         )
         .select_from(picks)
         .join(latest, latest.c.id == picks.c.latest_id)
@@ -223,8 +227,10 @@ def read(conn: Connection) -> MetricsSnapshot:
     """The snapshot, read inside the transaction ``conn`` holds (see :func:`read_snapshot`)."""
     e, f, s = t.ENDPOINT, t.FINDING, t.SCAN_RUN
     endpoints = [
-        EndpointRow(a, p, sni, st, seen, sha, nb, na, bool(bad), *text)
-        for a, p, sni, st, seen, sha, nb, na, bad, *text in conn.execute(_endpoints_query())
+        EndpointRow(a, p, sni, st, seen, sha, nb, na, bool(bad), cn, icn, sn, kt, kb, sh, nu)
+        for a, p, sni, st, seen, sha, nb, na, bad, cn, icn, sn, kt, kb, sh, nu in conn.execute(
+            _endpoints_query()
+        )
     ]
     open_findings = f.c.resolved_at.is_(None)
     problems = [

@@ -71,6 +71,8 @@ class EndpointRecord:
     #: The other chains presented when only one key type was offered (``--all-certs``), each
     #: in presented order; ``()`` when none was seen or the probe was not run.
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    #: The OCSP response the server stapled to the handshake, as received; None when none.
+    ocsp_staple: bytes | None = None
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -89,6 +91,7 @@ _RECORD_COLUMNS = (
     "scan_id",
     "connected",
     "protocol",
+    "ocsp_staple",
 )
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
+from scanner.staple import next_update_for
 
 #: Bumped whenever a table changes; stored in ``certscan_meta`` (see ``scanner.inventory.schema``).
 #: 1: scans, endpoints, certificates, observations and their chains.
@@ -267,6 +268,9 @@ class Observation(SQLModel, table=True):
     # Added in revision 0002: the shard that stored it (NULL: the scan is not sharded);
     # ``target_index`` is then the position in that shard.
     shard: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Added in revision 0006_sni: the next_update of the staple's answer about the leaf
+    # (NULL: no staple, no answer about the leaf, no next_update, or stored before).
+    ocsp_next_update: datetime | None = _time(nullable=True)
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -523,6 +527,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "cipher": clean_text(outcome.cipher),
                 "alpn": clean_text(outcome.alpn),
                 "ocsp_staple": outcome.ocsp_staple,
+                "ocsp_next_update": next_update_for(outcome.ocsp_staple, outcome.chain),
                 "connect_seconds": outcome.connect_seconds,
                 "handshake_seconds": outcome.handshake_seconds,
                 "elapsed_seconds": outcome.connect_seconds + outcome.handshake_seconds,
@@ -538,6 +543,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "cipher": None,
                 "alpn": None,
                 "ocsp_staple": None,
+                "ocsp_next_update": None,
                 "connect_seconds": None,
                 "handshake_seconds": None,
                 "elapsed_seconds": outcome.elapsed_seconds,

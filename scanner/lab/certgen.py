@@ -128,8 +128,10 @@ def make_leaf(
     not_after: datetime | None = None,
     days: float = 90,
     san: bool = True,
+    must_staple: bool = False,
 ) -> Issued:
-    """A server certificate signed by ``issuer`` (self-signed when ``issuer`` is None)."""
+    """A server certificate signed by ``issuer`` (self-signed when ``issuer`` is None);
+    ``must_staple`` adds the TLS Feature extension ``status_request`` (RFC 7633)."""
     key = key or make_key("ec")
     start, end = _window(not_before, not_after, days)
     subject = _name(cn, org) if cn is not None else x509.Name([])
@@ -149,6 +151,9 @@ def make_leaf(
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
     if san and names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if must_staple:
+        feature = x509.TLSFeature([x509.TLSFeatureType.status_request])
+        builder = builder.add_extension(feature, critical=False)
     if issuer:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),

@@ -25,6 +25,12 @@ Syntax (one entry; a targets file may hold several per line, separated by blanks
 * ``10.0.0.1-10.0.0.50``, ``10.0.0.1-50`` (same last-octet short form), ``fd00::1-fd00::ff``.
 * ``host.example`` / ``host.example:465`` - every resolved A/AAAA address, SNI = the name.
   An unresolved name is a note, not an error. An IPv6 address with a port needs brackets.
+* ``ENTRY=NAME`` - any entry above paired with one server name to send as SNI:
+  ``10.0.0.5:443=www.example.org``, ``[::1]:8443=api.example.org``, ``10.0.0.0/28=ingress.example``,
+  ``lb.example:443=www.example.org`` (the addresses of ``lb.example``, the SNI ``www.example.org``).
+  ``=`` occurs in no address, port or hostname, so the last ``=`` splits the pair without
+  ambiguity, IPv6 included. The name overrides ``--sni`` for that entry; one address given with
+  two names is two targets. ``scanner.plan.pairs`` reads the same pairs from a CSV file.
 
 Safety, as in zmap and masscan: loopback, link-local, RFC 1918, 100.64/10 and IPv6 ULA are the
 normal use. Every other unicast address counts as public (conservatively, documentation and
@@ -249,6 +255,7 @@ class _Parsed:
     name: str | None  # normalised hostname, or None for an address set
     ports: tuple[int, ...] | None  # explicit :port, or None for the plan's ports
     note: str | None = None
+    sni: str | None = None  # the ``=NAME`` of a pair, normalised; None without one
 
 
 def _fail(entry: str, kind: str, reason: str) -> TargetError:
@@ -305,6 +312,13 @@ def _parse_entry(entry: str, kind: str = "target") -> _Parsed:
         raise _fail(entry, kind, "empty entry")
     if "%" in text:
         raise _fail(entry, kind, "IPv6 zone ids (%) are not supported")
+    sni = None
+    if "=" in text:  # ENTRY=NAME: no address, port or hostname holds '='
+        text, _, pair_name = (part.strip() for part in text.rpartition("="))
+        if not text:
+            raise _fail(entry, kind, "missing address before '='")
+        if (sni := _hostname(pair_name)) is None:
+            raise _fail(entry, kind, f"{pair_name!r} after '=' is not a valid hostname")
     host, port_text = text, None
     if text.startswith("["):
         host, close, rest = text[1:].partition("]")
@@ -326,15 +340,17 @@ def _parse_entry(entry: str, kind: str = "target") -> _Parsed:
         except ValueError as exc:
             raise _fail(entry, kind, f"bad port: {exc}") from None
     parsed = _parse_hostpart(host, entry, kind)
-    return _Parsed(parsed.intervals, parsed.name, ports, parsed.note)
+    return _Parsed(parsed.intervals, parsed.name, ports, parsed.note, sni)
 
 
 def _address_set(entries: Sequence[str], kind: str) -> Intervals:
     sets = []
     for entry in entries:
         parsed = _parse_entry(entry, kind)
-        if parsed.name is not None or parsed.ports is not None:
-            raise _fail(entry, kind, "must be an address, CIDR or range (no hostname or port)")
+        if parsed.name is not None or parsed.ports is not None or parsed.sni is not None:
+            raise _fail(
+                entry, kind, "must be an address, CIDR or range (no hostname, port or =NAME)"
+            )
         sets.append(parsed.intervals)
     return _union(*sets)
 
@@ -344,6 +360,11 @@ def hostnames_in(specs: Sequence[str]) -> list[str]:
     These are the keys ``build_plan`` looks up in ``resolved``. Bad entries raise TargetError."""
     names = (_parse_entry(spec).name for spec in specs)
     return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def check_entry(entry: str) -> None:
+    """Raise TargetError (naming ``entry`` and its origin) unless it is a valid target entry."""
+    _parse_entry(entry)
 
 
 # ---------------------------------------------------------------- the plan
@@ -532,9 +553,9 @@ def build_plan(
     for spec in specs:
         parsed = _parse_entry(spec)
         notes += [parsed.note] if parsed.note else []
-        intervals, unit_sni, label = parsed.intervals, sni_name, spec.strip()
+        intervals, unit_sni, label = parsed.intervals, parsed.sni or sni_name, spec.strip()
         if parsed.name is not None:
-            unit_sni = label = parsed.name
+            unit_sni, label = parsed.sni or parsed.name, parsed.name
             if parsed.name not in resolved:
                 reason = (resolve_errors or {}).get(parsed.name)
                 notes.append(f"could not resolve {parsed.name}" + (f": {reason}" if reason else ""))

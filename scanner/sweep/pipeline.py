@@ -18,7 +18,8 @@ it covers land in the same transaction. Targets above the watermark that were al
 skipped on resume by identity.
 
 SNI discovery (``--sni-from``, ``--sni-file``; ``scanner.engine.discovery``): the engine probes a
-target's follow-ups ``(address, port, other name)`` right after its handshake and sends their
+target's follow-ups ``(address, port, other name)`` right after its handshake (or its refused
+handshake, once TCP was accepted: strict-SNI servers) and sends their
 outcomes (index ``engine.FOLLOW_UP``) before the target's own. They join the batch as they come
 but complete no index, so a target's follow-ups are stored in the same transaction as the target
 or an earlier one. On resume, a stored target is skipped with its discovery (its follow-ups are

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 
 from reports.ciphers import cipher_weakness
 from reports.findings import (
@@ -260,6 +263,30 @@ PROVOKE = [
         evidence="'DES-CBC3-SHA': 3DES",
     ),
     Provoke(
+        "revoked",
+        Severity.CRITICAL,
+        lambda p: stapled(p, ocsp.OCSPCertStatus.REVOKED),
+        evidence="reason: keyCompromise",
+    ),
+    Provoke(
+        "ocsp_staple_stale",
+        Severity.MEDIUM,
+        lambda p: stapled(p, next_update=NOW - DAY),
+        evidence="expired at",
+    ),
+    Provoke(
+        "ocsp_staple_mismatch",
+        Severity.MEDIUM,
+        lambda p: replace(healthy(p), ocsp_staple=stapled(p).ocsp_staple),
+        evidence="for another certificate",
+    ),
+    Provoke(
+        "must_staple_missing",
+        Severity.HIGH,
+        lambda p: endpoint(leaf(p, must_staple=True), p.inter),
+        evidence="TLS Feature",
+    ),
+    Provoke(
         "certificate_changed",
         Severity.INFO,
         healthy,
@@ -267,6 +294,33 @@ PROVOKE = [
         evidence="abababababababab",
     ),
 ]
+
+
+def stapled(
+    p: Pki,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    next_update: datetime = NOW + DAY,
+) -> EndpointInput:
+    """A healthy endpoint stapling an OCSP response about its leaf with ``status``."""
+    issued = leaf(p)
+    revoked = status is ocsp.OCSPCertStatus.REVOKED
+    response = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=issued.cert,
+            issuer=p.inter.cert,
+            algorithm=hashes.SHA256(),
+            cert_status=status,
+            this_update=NOW - 2 * DAY,
+            next_update=next_update,
+            revocation_time=NOW - DAY if revoked else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, p.inter.cert)
+        .sign(p.inter.key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    return endpoint(issued, p.inter, ocsp_staple=response)
 
 
 def test_every_kind_is_provoked() -> None:
