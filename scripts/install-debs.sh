@@ -2,8 +2,8 @@
 # Install the Debian packages a make target needs, only those missing. Usage: install-debs.sh test|bench
 set -euo pipefail
 case "${1:-}" in
-  test)  packages=(openssl chromium prometheus pebble) ;;
-  bench) packages=(nginx-light libnginx-mod-mail nmap nftables time util-linux iproute2) ;;
+  test)  packages=(openssl chromium prometheus pebble iproute2 nftables util-linux) ;;
+  bench) packages=(nginx-light libnginx-mod-mail nmap nftables time util-linux iproute2 masscan zmap) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 missing=()
