@@ -24,9 +24,11 @@ import typer
 from scanner.cli.console import safe
 from scanner.engine import discovery
 from scanner.engine.starttls.session import STARTTLS_PORTS
+from scanner.engine.syn.scan import DEFAULT_RATE, DEFAULT_RETRIES, DEFAULT_WAIT
 from scanner.errors import UsageError
 from scanner.models import PROTOCOLS, EngineLimits
 from scanner.plan import targets
+from scanner.sweep import discover as discovery_options
 from scanner.sweep.run import SweepOptions, join_specs, read_list_file, starttls_default
 
 PORTS_HELP = (
@@ -138,7 +140,35 @@ ConcurrencyOption = Annotated[
 RateOption = Annotated[
     float | None,
     typer.Option(
-        "--rate", metavar="PER_SECOND", help="New connections per second (default: no cap)."
+        "--rate",
+        metavar="PER_SECOND",
+        help="New connections per second, and SYNs per second with --discover syn (default: "
+        f"no cap on connections, {DEFAULT_RATE:,.0f} SYNs per second).",
+    ),
+]
+DiscoverOption = Annotated[
+    str,
+    typer.Option(
+        "--discover",
+        metavar="auto|syn|connect",
+        help="How to find the targets that answer before the TLS handshakes: 'syn' sends raw "
+        "SYNs at --rate and handshakes only with those that answer SYN-ACK (needs root or "
+        "CAP_NET_RAW); 'connect' connects to every target; 'auto' is syn when allowed, else "
+        "connect.",
+    ),
+]
+SynRetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--syn-retries", metavar="N", help="SYNs sent again to a target that has not answered."
+    ),
+]
+SynWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--syn-wait",
+        metavar="SECONDS",
+        help="Seconds to wait for an answer after each SYN (retries, and the last replies).",
     ),
 ]
 HandshakesOption = Annotated[
@@ -258,7 +288,14 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
         else tuple((port, None) for port in targets.DEFAULT_PORTS)
     )
     blocklist, sni_file = params["blocklist"], params["sni_file"]
+    # --discover and its two knobs: sweep has them; a command without them connects.
+    discover = discovery_options.parse_options(
+        params.get("discover", "connect"),
+        params.get("syn_retries", DEFAULT_RETRIES),
+        params.get("syn_wait", DEFAULT_WAIT),
+    )
     return SweepOptions(
+        discover=discover,
         specs=join_specs(specs),
         ports=tuple(port for port, _ in port_specs),
         protocols=tuple((port, name) for port, name in port_specs if name is not None),

@@ -13,6 +13,7 @@ from scanner.inventory.store import Inventory
 from scanner.models import EngineLimits
 from scanner.plan.shards import ShardSpec
 from scanner.plan.targets import TargetPlan
+from scanner.sweep.discover import CONNECT, Choice, summary, syn_settings
 from scanner.sweep.pool import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
 from scanner.sweep.run import SweepOptions, SweepReport, sweep_spec
 
@@ -26,6 +27,7 @@ async def sweep_with_workers(
     out: TextIO,
     err: Console,
     pool: Pool | None = None,
+    choice: Choice = CONNECT,
 ) -> SweepReport:
     """Sweep ``plan`` with ``options.workers`` processes (``pool``'s, if given) into one
     sharded scan."""
@@ -48,6 +50,7 @@ async def sweep_with_workers(
             return scan
 
         scan_id = await trio.to_thread.run_sync(start)
+    syn = syn_settings(options.discover, limits, workers=workers) if choice.mode == "syn" else None
     jobs = [
         WorkerJob(
             db_url=options.db_url,
@@ -56,12 +59,14 @@ async def sweep_with_workers(
             spec=ShardSpec(seed, workers, i),
             limits=per_worker_limits(limits, workers),
             discovery=options.discovery,
+            syn=syn,
             resume=previous is not None,
             json_mode=options.json_mode,
         )
         for i in range(workers)
     ]
     counters = SweepCounters(total=plan.count)
+    counters.discovery = summary(choice, None)
 
     def write_json(line: str) -> None:
         out.write(line + "\n")

@@ -44,6 +44,7 @@ import trio
 
 from scanner.cli.console import SweepCounters
 from scanner.engine.discovery import DiscoveryOptions
+from scanner.engine.syn.scan import SynSettings, SynStats
 from scanner.models import CertInfo, EngineLimits, Outcome
 from scanner.plan.shards import ShardedPlan, ShardSpec, shard_size
 from scanner.plan.targets import TargetPlan
@@ -66,6 +67,8 @@ class WorkerJob:
     discovery: DiscoveryOptions | None
     resume: bool
     json_mode: str
+    #: ``--discover syn``: this worker's SYN scan (its share of the rate); None: connect.
+    syn: SynSettings | None = None
 
 
 def per_worker_limits(limits: EngineLimits, workers: int) -> EngineLimits:
@@ -154,6 +157,8 @@ async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
             start_index=start,
             already_done=done,
             discovery=job.discovery,
+            syn=job.syn,
+            syn_stats=None if job.syn is None else SynStats(),
         )
         interrupted = await until_signalled(
             lambda: run_sweep(

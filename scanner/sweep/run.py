@@ -26,6 +26,7 @@ from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_ta
 from scanner.cli.report import ReportOutput, findings_line, write_report
 from scanner.engine import crew as engine
 from scanner.engine.discovery import DiscoveryOptions
+from scanner.engine.syn.scan import SynStats
 from scanner.errors import TargetError, UsageError
 from scanner.inventory.store import FindingChanges, Inventory
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
@@ -33,6 +34,7 @@ from scanner.parse import CertCache
 from scanner.plan import resolve, targets
 from scanner.plan.shards import Plan, ShardSpec, shard_plan
 from scanner.serialize import json_line, outcome_to_dict
+from scanner.sweep.discover import CONNECT, Choice, DiscoverOptions, choose, summary, syn_settings
 from scanner.sweep.pipeline import (
     CACHE_ENTRIES,
     OnResult,
@@ -68,6 +70,8 @@ class SweepOptions:
     sni: str | None = None
     #: ``--sni-from``/``--sni-file``: more names to try on each address that handshook.
     discovery: DiscoveryOptions = field(default_factory=DiscoveryOptions)
+    #: ``--discover``, ``--syn-retries``, ``--syn-wait`` (``scanner.sweep.discover``).
+    discover: DiscoverOptions = field(default_factory=DiscoverOptions)
     allow_public: bool = False
     max_targets: int = 2**24
     resolve_mode: str = "all"
@@ -256,6 +260,7 @@ async def run(
         return SweepReport(None, SweepCounters(total=plan.count), False)
     if plan.count == 0:
         raise TargetError("nothing to scan: every target was excluded or could not be resolved")
+    choice = choose(options.discover.mode)  # `syn` without the privilege stops here, exit 2
 
     nofile = engine.raise_open_files_limit()
     concurrency = engine.effective_concurrency(options.limits.concurrency, nofile)
@@ -273,11 +278,17 @@ async def run(
             from scanner.sweep.parallel import sweep_with_workers
 
             report = await sweep_with_workers(
-                inventory, plan, limits, options, out=out, err=err, pool=pool
+                inventory, plan, limits, options, out=out, err=err, pool=pool, choice=choice
             )
         else:
             report = await _sweep_into(
-                inventory, shard_plan(plan, options.shard), limits, options, out=out, err=err
+                inventory,
+                shard_plan(plan, options.shard),
+                limits,
+                options,
+                out=out,
+                err=err,
+                choice=choice,
             )
         await _judge(inventory, report, options, out=out, err=err)
         if options.hooks is not None and not report.interrupted:
@@ -352,6 +363,7 @@ async def _sweep_into(
     *,
     out: TextIO,
     err: Console,
+    choice: Choice = CONNECT,
 ) -> SweepReport:
     spec = sweep_spec(options)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
@@ -369,7 +381,12 @@ async def _sweep_into(
         )
     counters = SweepCounters(total=plan.count)
     counters.done = start
+    syn = syn_settings(options.discover, limits) if choice.mode == "syn" else None
+    syn_stats = SynStats() if syn is not None else None
+    counters.discovery = summary(choice, None)
     job = SweepJob(
+        syn=syn,
+        syn_stats=syn_stats,
         plan=plan,
         limits=limits,
         scan_id=scan_id,
@@ -396,6 +413,7 @@ async def _sweep_into(
         await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
     if options.summary:
         err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+        err.print(f"discovery: {summary(choice, syn_stats)}", markup=False, highlight=False)
     if interrupted:
         err.print(
             f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "
