@@ -22,10 +22,13 @@ import ctypes
 import os
 import re
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import trio
 
 from scanner.engine.syn.scan import raw_privilege
 from tests.conftest import missing, require_tool
@@ -87,8 +90,33 @@ class Netns:
                 yield
             finally:
                 _setns(home)
+                _rehome_thread_cache(home)
         finally:
             os.close(home)
+
+
+def _rehome_thread_cache(home: int) -> None:
+    """Move trio's idle worker threads back home too.
+
+    A thread started while this one was inside the namespace (``trio.to_thread``, e.g. the
+    inventory's writes) stays there after the ``with`` block, and trio keeps idle workers for
+    later calls: a later test resolving or connecting from such a worker would be in the wrong
+    network. One job per idle worker, each holding it at a barrier, reaches every one of them.
+    """
+    from trio._core._thread_cache import THREAD_CACHE  # no public way to reach idle workers
+
+    idle = len(THREAD_CACHE._idle_workers)
+    if not idle:
+        return
+    barrier = threading.Barrier(idle + 1, timeout=10)
+
+    def rehome() -> None:
+        _setns(home)
+        barrier.wait()
+
+    for _ in range(idle):
+        trio.lowlevel.start_thread_soon(rehome, lambda _: None)
+    barrier.wait()
 
 
 def require_netns() -> None:
