@@ -160,14 +160,22 @@ async def sweep_after_syn(
             }
 
             async def settle(index: int, target: Target, verdict: Verdict) -> None:
+                # Without a scheduler round per target when the channel has room: a dead /16
+                # settles hundreds of thousands of targets.
                 if verdict is Verdict.OPEN:
-                    await feed_send.send((index, target))
+                    try:
+                        feed_send.send_nowait((index, target))
+                    except trio.WouldBlock:
+                        await feed_send.send((index, target))
                     return
                 kind, why = detail[verdict]
                 failure = ScanFailure(
                     target=target, started_at=datetime.now(UTC), kind=kind, detail=why
                 )
-                await results.send((index, failure))
+                try:
+                    results.send_nowait((index, failure))
+                except trio.WouldBlock:
+                    await results.send((index, failure))
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(

@@ -279,6 +279,7 @@ async def run_sweep(
                     inner.start_soon(_tick, collector, batches_send, on_tick)
                     async for index, outcome in receive:
                         collector.accept(index, outcome)
+                        _drain(receive, collector)  # what is already there, in this round
                         if collector.pending >= BATCH_SIZE:
                             await collector.flush(batches_send)
                     inner.cancel_scope.cancel()
@@ -309,6 +310,17 @@ async def run_sweep(
             nursery.start_soon(
                 lambda: engine.sweep(collector.targets(), job.limits, send, discover=discover)
             )
+
+
+def _drain(receive: trio.MemoryReceiveChannel[tuple[int, Outcome]], collector: _Collector) -> None:
+    """Accept the outcomes already waiting, up to a batch, without a scheduler round each (SYN
+    discovery settles dead targets by the hundred thousand)."""
+    while collector.pending < BATCH_SIZE:
+        try:
+            index, outcome = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        collector.accept(index, outcome)
 
 
 async def _tick(

@@ -80,6 +80,60 @@ def build_syn(
     return segment[:16] + struct.pack("!H", total) + segment[18:]
 
 
+class SynTemplate:
+    """:func:`build_syn` for one source address and port, faster: the checksum of everything
+    but the destination and the sequence number is summed once, so a SYN costs one pack and a
+    few additions (a sweep sends hundreds of thousands)."""
+
+    __slots__ = ("_base", "_head", "_v6", "source", "source_port")
+
+    def __init__(self, source: bytes, source_port: int) -> None:
+        if len(source) not in (4, 16):
+            raise ValueError("addresses must both be 4 or both be 16 bytes")
+        if not 0 < source_port <= 0xFFFF:
+            raise ValueError(f"port out of range: {source_port}")
+        self.source, self.source_port, self._v6 = source, source_port, len(source) == 16
+        # Everything constant: our address, the protocol and length, our port, offset and
+        # flags, window, the MSS option.
+        fixed = pseudo_header(source, source, SYN_LENGTH)[2 * len(source) :]
+        words = (
+            source + fixed + struct.pack("!HBBH", source_port, (SYN_LENGTH // 4) << 4, SYN, WINDOW)
+        )
+        self._base = _sum16(words + _MSS_OPTION)
+        self._head = struct.Struct("!HHIIBBHHH")
+
+    def build(self, destination: bytes, destination_port: int, seq: int) -> bytes:
+        """The SYN to ``destination:destination_port`` with sequence number ``seq``; the same
+        bytes as :func:`build_syn` (``ValueError`` for fields out of range)."""
+        if len(destination) != (16 if self._v6 else 4):
+            raise ValueError("addresses must both be 4 or both be 16 bytes")
+        if not 0 < destination_port <= 0xFFFF or not 0 <= seq <= 0xFFFFFFFF:
+            raise ValueError("port or sequence number out of range")
+        total = self._base + _sum16(destination) + destination_port + (seq >> 16) + (seq & 0xFFFF)
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return (
+            self._head.pack(
+                self.source_port,
+                destination_port,
+                seq,
+                0,
+                (SYN_LENGTH // 4) << 4,
+                SYN,
+                WINDOW,
+                ~total & 0xFFFF,
+                0,
+            )
+            + _MSS_OPTION
+        )
+
+
+def _sum16(data: bytes) -> int:
+    """The plain sum of the 16-bit big-endian words of ``data`` (even length), unfolded."""
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    return total
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Segment:
     """The fields of a received TCP header a SYN scan looks at. Addresses are packed (4 or 16

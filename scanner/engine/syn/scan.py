@@ -52,14 +52,18 @@ from scanner.models import Target
 DEFAULT_RATE: Final = 20_000.0
 DEFAULT_RETRIES: Final = 1
 DEFAULT_WAIT: Final = 1.0
-#: Probes in flight at most (sent, not yet settled): the scan's only per-probe memory.
-DEFAULT_WINDOW: Final = 65_536
-#: Slots sent back to back at one wake-up at most, and how far a stall is made up.
+#: Probes in flight at most (sent, not yet settled): the scan's only per-probe memory, a few
+#: hundred bytes each. Dead addresses hold their place for ``(retries + 1) * wait`` seconds,
+#: so the window caps the rate at ``window / ((retries + 1) * wait)`` targets per second.
+DEFAULT_WINDOW: Final = 131_072
+#: Slots sent back to back at one wake-up at most, how far a stall is made up, and how far
+#: ahead of its slot a SYN may go (so the sender wakes every few milliseconds, not per SYN).
 _BURST: Final = 512
 _CATCH_UP: Final = 0.02
+_AHEAD: Final = 0.002
 #: Packets read in a row before the receiver yields to the other tasks.
 _READ_RUN: Final = 256
-_SOURCES: Final = 16_384  # source addresses remembered
+_SOURCES: Final = 65_536  # source addresses remembered (a /16 is looked up once)
 _BUFFER: Final = 8 << 20
 #: sendto errors that are a failed send, not a bug: a local firewall, a full queue, no route.
 _SEND_ERRORS: Final = frozenset(
@@ -150,6 +154,14 @@ class _Family:
             self.close()
             raise
         self.sources: dict[str, bytes | None] = {}
+        self.templates: dict[bytes, packet.SynTemplate] = {}
+
+    def template(self, local: bytes) -> packet.SynTemplate:
+        """The SYN builder for our address ``local`` (one per local address, usually one)."""
+        found = self.templates.get(local)
+        if found is None:
+            found = self.templates[local] = packet.SynTemplate(local, self.port)
+        return found
 
     def _keep(self, sock: socket.socket) -> socket.socket:
         self.closing.append(sock)
@@ -245,7 +257,8 @@ async def syn_scan(
     cookies: Cookies | None = None,
 ) -> SynStats:
     """SYN-probe every target of ``targets`` and ``await settle(index, target, verdict)`` for
-    each, in the order of ``targets``; returns the counts (``stats`` when given, updated as the
+    each, in the order of ``targets`` (``settle`` need not checkpoint: the scan yields between
+    runs of verdicts); returns the counts (``stats`` when given, updated as the
     scan goes, so a progress display can read it)."""
     scan = _Scan(
         iter(targets), sockets, settings, settle, stats or SynStats(), cookies or Cookies()
@@ -335,7 +348,9 @@ class _Scan:
                 if due > now:
                     await trio.sleep_until(due)
                     continue
-                slots = min(_BURST, int((now - due) / interval) + 1)
+                # The slots due by now + _AHEAD, as one burst: a wake-up per packet would cost
+                # more than the packet. The average rate stays exact (``due`` moves per SYN).
+                slots = min(_BURST, int((now + _AHEAD - due) / interval) + 1)
                 sent = 0
                 while sent < slots:
                     slot = self._next_due(now) or self._next_new()
@@ -370,7 +385,7 @@ class _Scan:
         if slot.tries <= self.settings.retries:
             self.retry.append(slot)
         seq = self.cookies.cookie(local, family.port, slot.remote, slot.port)
-        segment = packet.build_syn(local, family.port, slot.remote, slot.port, seq)
+        segment = family.template(local).build(slot.remote, slot.port, seq)
         where = (slot.address, 0) if family.family == socket.AF_INET else (slot.address, 0, 0, 0)
         for _ in range(100):  # a full send buffer: wait for room, a bounded number of times
             try:
@@ -436,16 +451,23 @@ class _Scan:
 
     async def settle_all(self) -> None:
         order, retries = self.order, self.settings.retries
+        run = 0
         while True:
+            run += 1
+            if run >= _READ_RUN:  # a long run of settled probes: let the others in
+                run = 0
+                await trio.lowlevel.checkpoint()
             if not order:
                 if self.sending_done:
                     return
+                run = 0
                 await self._sleep(None)
                 continue
             index, target, slot = order[0]
             verdict = slot.verdict
             if verdict is None:
                 if slot.tries <= retries or trio.current_time() < slot.deadline:
+                    run = 0
                     await self._sleep(slot.deadline if slot.tries > retries else None)
                     continue
                 verdict = Verdict.SILENT

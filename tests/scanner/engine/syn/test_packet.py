@@ -56,6 +56,24 @@ def test_syn_round_trips_and_verifies(
     assert not seg.is_rst_ack
 
 
+@given(pairs, ports, ports, seqs)
+def test_the_template_builds_the_same_bytes(
+    addresses: tuple[bytes, bytes], sp: int, dp: int, seq: int
+) -> None:
+    src, dst = addresses
+    template = packet.SynTemplate(src, sp)
+    assert template.build(dst, dp, seq) == packet.build_syn(src, sp, dst, dp, seq)
+
+
+def test_the_template_checks_its_fields() -> None:
+    template = packet.SynTemplate(b"\1" * 4, 40000)
+    for bad in [(b"\2" * 16, 443, 1), (b"\2" * 4, 0, 1), (b"\2" * 4, 443, 2**32)]:
+        with pytest.raises(ValueError, match=r"range|bytes"):
+            template.build(*bad)
+    with pytest.raises(ValueError, match="range"):
+        packet.SynTemplate(b"\1" * 4, 0)
+
+
 def test_syn_checksum_against_a_known_packet() -> None:
     # 127.0.0.1:40000 -> 127.0.0.2:443 seq 1: the checksum computed by hand from the words.
     syn = packet.build_syn(bytes([127, 0, 0, 1]), 40000, bytes([127, 0, 0, 2]), 443, 1)
