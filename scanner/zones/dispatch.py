@@ -120,6 +120,7 @@ def dispatch(options: DispatchOptions) -> Dispatched:
                 limits=sweep.limits,
                 discovery=sweep.discovery,
                 ingest_queue=options.ingest_queue,
+                discover=sweep.discover,
             )
             for i in range(shards)
         )

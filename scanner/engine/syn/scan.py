@@ -35,9 +35,12 @@ Raw sockets need root or ``CAP_NET_RAW``; :func:`raw_privilege` is the check.
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import enum
 import errno
 import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -62,9 +65,11 @@ _BURST: Final = 512
 _CATCH_UP: Final = 0.02
 _AHEAD: Final = 0.002
 #: Packets read in a row before the receiver yields to the other tasks.
-_READ_RUN: Final = 256
+_READ_RUN: Final = 1024
+#: Packets the sender reads at most before a burst (the whole queue, in practice).
+_DRAIN: Final = 65_536
 _SOURCES: Final = 65_536  # source addresses remembered (a /16 is looked up once)
-_BUFFER: Final = 8 << 20
+_BUFFER: Final = 32 << 20
 #: sendto errors that are a failed send, not a bug: a local firewall, a full queue, no route.
 _SEND_ERRORS: Final = frozenset(
     {
@@ -142,13 +147,13 @@ class _Family:
         try:
             self.raw = self._keep(socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP))
             self.raw.setblocking(False)
-            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                self.raw.setsockopt(socket.SOL_SOCKET, option, _BUFFER)
+            _big_buffers(self.raw)
             if family == socket.AF_INET6:
                 self.raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
             self.reserve = self._keep(socket.socket(family, socket.SOCK_STREAM))
             self.reserve.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104 - never listens
             self.port: int = self.reserve.getsockname()[1]
+            _only_to_port(self.raw, self.port, ip_header=family == socket.AF_INET)
             self.route = self._keep(socket.socket(family, socket.SOCK_DGRAM))
         except BaseException:
             self.close()
@@ -185,6 +190,42 @@ class _Family:
     def close(self) -> None:
         for sock in self.closing:
             sock.close()
+
+
+_SO_SNDBUFFORCE: Final = 32
+_SO_RCVBUFFORCE: Final = 33
+
+
+def _big_buffers(sock: socket.socket) -> None:
+    """:data:`_BUFFER` bytes each way. Replies come in bursts at the full rate: a receive
+    buffer of the default size (``net.core.rmem_max``, about 200 KB) drops them and the scan
+    then retries targets that did answer. Past that limit only with ``CAP_NET_ADMIN`` (root):
+    with ``CAP_NET_RAW`` alone, raise ``net.core.rmem_max`` or lower ``--rate``."""
+    for force, plain in ((_SO_SNDBUFFORCE, socket.SO_SNDBUF), (_SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER)
+
+
+_SO_ATTACH_FILTER: Final = 26
+_BPF: Final = struct.Struct("HBBI")  # one classic BPF instruction: code, jt, jf, k
+
+
+def _only_to_port(sock: socket.socket, port: int, *, ip_header: bool) -> None:
+    """Have the kernel hand ``sock`` only TCP segments to ``port`` (a classic BPF filter): a raw
+    TCP socket otherwise receives a copy of every TCP packet of the host. Where the filter
+    cannot be attached the receiver's own port check does the same, slower."""
+    program = []
+    if ip_header:  # X = IPv4 header length, then the destination port at X + 2
+        program += [(0xB1, 0, 0, 0), (0x48, 0, 0, 2)]  # ldx 4*([0]&0xf); ldh [x+2]
+    else:
+        program += [(0x28, 0, 0, 2)]  # ldh [2]
+    program += [(0x15, 0, 1, port), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]  # jeq; ret; ret
+    code = ctypes.create_string_buffer(b"".join(_BPF.pack(*op) for op in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 
 class RawSockets:
@@ -296,6 +337,7 @@ class _Scan:
         self.exhausted = False
         self.sending_done = False
         self.wake = trio.Event()
+        self.families = [f for f in (sockets.v4, sockets.v6) if f is not None]
 
     # --- sender -----------------------------------------------------------------------------
 
@@ -351,6 +393,8 @@ class _Scan:
                 # The slots due by now + _AHEAD, as one burst: a wake-up per packet would cost
                 # more than the packet. The average rate stays exact (``due`` moves per SYN).
                 slots = min(_BURST, int((now + _AHEAD - due) / interval) + 1)
+                for family in self.families:
+                    self.read(family, _DRAIN)
                 sent = 0
                 while sent < slots:
                     slot = self._next_due(now) or self._next_new()
@@ -405,26 +449,32 @@ class _Scan:
     # --- receiver ---------------------------------------------------------------------------
 
     async def receive(self, family: _Family) -> None:
-        raw = family.raw
-        v6 = family.family == socket.AF_INET6
         while True:
-            read = 0
-            while read < _READ_RUN:
-                try:
-                    if v6:
-                        data, ancillary, _, address = raw.recvmsg(128, socket.CMSG_SPACE(20))
-                        segment = _parse_v6(data, ancillary, address[0])
-                    else:
-                        segment = packet.parse_ipv4(raw.recv(128))
-                except BlockingIOError:
-                    break
-                read += 1
-                if segment is not None and segment.destination_port == family.port:
-                    self.accept(segment, family.port)
-            if read < _READ_RUN:
-                await trio.lowlevel.wait_readable(raw)
+            if self.read(family, _READ_RUN) < _READ_RUN:
+                await trio.lowlevel.wait_readable(family.raw)
             else:
                 await trio.lowlevel.checkpoint()
+
+    def read(self, family: _Family, limit: int) -> int:
+        """Accept the replies waiting on ``family``'s raw socket, at most ``limit``; how many
+        packets were read. The sender calls it too, before each burst: a retry must not go
+        out to a target whose answer is already in the queue."""
+        raw = family.raw
+        v6 = family.family == socket.AF_INET6
+        read = 0
+        while read < limit:
+            try:
+                if v6:
+                    data, ancillary, _, address = raw.recvmsg(128, socket.CMSG_SPACE(20))
+                    segment = _parse_v6(data, ancillary, address[0])
+                else:
+                    segment = packet.parse_ipv4(raw.recv(128))
+            except BlockingIOError:
+                break
+            read += 1
+            if segment is not None and segment.destination_port == family.port:
+                self.accept(segment, family.port)
+        return read
 
     def accept(self, segment: packet.Segment, port: int) -> None:
         """Match one reply addressed to our port to its probe (module docstring)."""
