@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
-from scanner.engine.syn.scan import raw_privilege
+from scanner.engine.syn.sockets import raw_privilege
 from tests.conftest import missing, require_tool
 
 _CLONE_NEWNET = 0x40000000

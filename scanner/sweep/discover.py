@@ -42,13 +42,12 @@ from scanner.engine.syn.scan import (
     DEFAULT_RATE,
     DEFAULT_RETRIES,
     DEFAULT_WAIT,
-    RawSockets,
     SynSettings,
     SynStats,
     Verdict,
-    raw_privilege,
     syn_scan,
 )
+from scanner.engine.syn.sockets import RawSockets, raw_privilege
 from scanner.errors import UsageError
 from scanner.models import EngineLimits, FailureKind, Outcome, ScanFailure, Target
 

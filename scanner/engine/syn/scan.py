@@ -29,18 +29,17 @@ for the SYN-ACKs and answers each with a RST. Our source address for each destin
 one the kernel's routing picks (a UDP socket ``connect``, which sends nothing), cached per
 address.
 
-Raw sockets need root or ``CAP_NET_RAW``; :func:`raw_privilege` is the check.
+The sockets themselves (raw, the reserved port, route lookups, the kernel-side port filter)
+are :mod:`scanner.engine.syn.sockets`; raw sockets need root or ``CAP_NET_RAW``, and
+:func:`~scanner.engine.syn.sockets.raw_privilege` is the check.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import ctypes
 import enum
 import errno
 import socket
-import struct
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -49,6 +48,7 @@ import trio
 
 from scanner.engine.syn import packet
 from scanner.engine.syn.cookie import Cookies
+from scanner.engine.syn.sockets import Family, RawSockets
 from scanner.models import Target
 
 #: SYNs per second when the user gives no ``--rate``: a LAN's worth, not the internet's.
@@ -68,8 +68,6 @@ _AHEAD: Final = 0.002
 _READ_RUN: Final = 1024
 #: Packets the sender reads at most before a burst (the whole queue, in practice).
 _DRAIN: Final = 65_536
-_SOURCES: Final = 65_536  # source addresses remembered (a /16 is looked up once)
-_BUFFER: Final = 32 << 20
 #: sendto errors that are a failed send, not a bug: a local firewall, a full queue, no route.
 _SEND_ERRORS: Final = frozenset(
     {
@@ -127,136 +125,6 @@ class SynStats:
         return self.open + self.refused + self.silent + self.unreachable
 
 
-def raw_privilege() -> bool:
-    """Whether this process may open raw sockets (root, or ``CAP_NET_RAW``)."""
-    try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-    except OSError:
-        return False
-    sock.close()
-    return True
-
-
-class _Family:
-    """The sockets of one address family: raw (send and receive), the reserved source port,
-    and a UDP socket for route lookups."""
-
-    def __init__(self, family: socket.AddressFamily) -> None:
-        self.family = family
-        self.closing: list[socket.socket] = []
-        try:
-            self.raw = self._keep(socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP))
-            self.raw.setblocking(False)
-            _big_buffers(self.raw)
-            if family == socket.AF_INET6:
-                self.raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-            self.reserve = self._keep(socket.socket(family, socket.SOCK_STREAM))
-            self.reserve.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))  # noqa: S104 - never listens
-            self.port: int = self.reserve.getsockname()[1]
-            _only_to_port(self.raw, self.port, ip_header=family == socket.AF_INET)
-            self.route = self._keep(socket.socket(family, socket.SOCK_DGRAM))
-        except BaseException:
-            self.close()
-            raise
-        self.sources: dict[str, bytes | None] = {}
-        self.templates: dict[bytes, packet.SynTemplate] = {}
-
-    def template(self, local: bytes) -> packet.SynTemplate:
-        """The SYN builder for our address ``local`` (one per local address, usually one)."""
-        found = self.templates.get(local)
-        if found is None:
-            found = self.templates[local] = packet.SynTemplate(local, self.port)
-        return found
-
-    def _keep(self, sock: socket.socket) -> socket.socket:
-        self.closing.append(sock)
-        return sock
-
-    def source(self, address: str) -> bytes | None:
-        """Our address toward ``address`` as the kernel's routing picks it; None: no route."""
-        found = self.sources.get(address, b"")
-        if found != b"":
-            return found
-        try:
-            self.route.connect((address, 9))  # UDP: a route lookup, nothing is sent
-            found = socket.inet_pton(self.family, self.route.getsockname()[0].split("%")[0])
-        except OSError:
-            found = None
-        if len(self.sources) >= _SOURCES:
-            del self.sources[next(iter(self.sources))]
-        self.sources[address] = found
-        return found
-
-    def close(self) -> None:
-        for sock in self.closing:
-            sock.close()
-
-
-_SO_SNDBUFFORCE: Final = 32
-_SO_RCVBUFFORCE: Final = 33
-
-
-def _big_buffers(sock: socket.socket) -> None:
-    """:data:`_BUFFER` bytes each way. Replies come in bursts at the full rate: a receive
-    buffer of the default size (``net.core.rmem_max``, about 200 KB) drops them and the scan
-    then retries targets that did answer. Past that limit only with ``CAP_NET_ADMIN`` (root):
-    with ``CAP_NET_RAW`` alone, raise ``net.core.rmem_max`` or lower ``--rate``."""
-    for force, plain in ((_SO_SNDBUFFORCE, socket.SO_SNDBUF), (_SO_RCVBUFFORCE, socket.SO_RCVBUF)):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, _BUFFER)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, plain, _BUFFER)
-
-
-_SO_ATTACH_FILTER: Final = 26
-_BPF: Final = struct.Struct("HBBI")  # one classic BPF instruction: code, jt, jf, k
-
-
-def _only_to_port(sock: socket.socket, port: int, *, ip_header: bool) -> None:
-    """Have the kernel hand ``sock`` only TCP segments to ``port`` (a classic BPF filter): a raw
-    TCP socket otherwise receives a copy of every TCP packet of the host. Where the filter
-    cannot be attached the receiver's own port check does the same, slower."""
-    program = []
-    if ip_header:  # X = IPv4 header length, then the destination port at X + 2
-        program += [(0xB1, 0, 0, 0), (0x48, 0, 0, 2)]  # ldx 4*([0]&0xf); ldh [x+2]
-    else:
-        program += [(0x28, 0, 0, 2)]  # ldh [2]
-    program += [(0x15, 0, 1, port), (0x06, 0, 0, 0xFFFF), (0x06, 0, 0, 0)]  # jeq; ret; ret
-    code = ctypes.create_string_buffer(b"".join(_BPF.pack(*op) for op in program))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-
-
-class RawSockets:
-    """The raw IPv4 and IPv6 sockets of one scan; ``v6`` is None where IPv6 is off. Opening
-    raises ``PermissionError`` without the privilege (see :func:`raw_privilege`)."""
-
-    def __init__(self) -> None:
-        self.v4 = _Family(socket.AF_INET)
-        try:
-            self.v6: _Family | None = _Family(socket.AF_INET6)
-        except PermissionError:
-            self.v4.close()
-            raise
-        except OSError:
-            self.v6 = None
-
-    def family(self, address: str) -> _Family | None:
-        return self.v6 if ":" in address else self.v4
-
-    def close(self) -> None:
-        self.v4.close()
-        if self.v6 is not None:
-            self.v6.close()
-
-    def __enter__(self) -> RawSockets:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class _Slot:
     """One probe in flight: an (address, port) and how its SYNs went. Targets sharing an
     address and port (several SNIs) share the slot."""
@@ -268,6 +136,7 @@ class _Slot:
         "key",
         "port",
         "remote",
+        "segment",
         "tries",
         "users",
         "verdict",
@@ -278,11 +147,12 @@ class _Slot:
         self.address = address
         self.port = port
         self.remote = key[0]
-        self.family: _Family | None = None
+        self.family: Family | None = None
         self.tries = 0
         self.deadline = 0.0
         self.users = 1
         self.verdict: Verdict | None = None
+        self.segment: bytes | None = None  # the SYN, kept for its retries
 
 
 Settle = Callable[[int, Target, Verdict], Awaitable[None]]
@@ -422,14 +292,18 @@ class _Scan:
         assert family is not None
         slot.tries += 1
         slot.deadline = now + self.settings.wait
-        local = family.source(slot.address)
-        if local is None or len(local) != len(slot.remote):
-            slot.verdict = Verdict.UNREACHABLE
-            return
+        segment = slot.segment
+        if segment is None:  # the first SYN; a retry sends the same bytes
+            local = family.source(slot.address)
+            if local is None or len(local) != len(slot.remote):
+                slot.verdict = Verdict.UNREACHABLE
+                return
+            seq = self.cookies.cookie(local, family.port, slot.remote, slot.port)
+            segment = family.template(local).build(slot.remote, slot.port, seq)
+            if self.settings.retries:
+                slot.segment = segment
         if slot.tries <= self.settings.retries:
             self.retry.append(slot)
-        seq = self.cookies.cookie(local, family.port, slot.remote, slot.port)
-        segment = family.template(local).build(slot.remote, slot.port, seq)
         where = (slot.address, 0) if family.family == socket.AF_INET else (slot.address, 0, 0, 0)
         for _ in range(100):  # a full send buffer: wait for room, a bounded number of times
             try:
@@ -448,14 +322,14 @@ class _Scan:
 
     # --- receiver ---------------------------------------------------------------------------
 
-    async def receive(self, family: _Family) -> None:
+    async def receive(self, family: Family) -> None:
         while True:
             if self.read(family, _READ_RUN) < _READ_RUN:
                 await trio.lowlevel.wait_readable(family.raw)
             else:
                 await trio.lowlevel.checkpoint()
 
-    def read(self, family: _Family, limit: int) -> int:
+    def read(self, family: Family, limit: int) -> int:
         """Accept the replies waiting on ``family``'s raw socket, at most ``limit``; how many
         packets were read. The sender calls it too, before each burst: a retry must not go
         out to a target whose answer is already in the queue."""

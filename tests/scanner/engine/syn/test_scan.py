@@ -15,7 +15,8 @@ import trio
 
 from scanner.engine.syn import packet
 from scanner.engine.syn.cookie import Cookies
-from scanner.engine.syn.scan import RawSockets, SynSettings, SynStats, Verdict, syn_scan
+from scanner.engine.syn.scan import SynSettings, SynStats, Verdict, syn_scan
+from scanner.engine.syn.sockets import RawSockets
 from scanner.models import Target
 from tests import peers
 from tests.netns import Netns, private_netns
