@@ -94,6 +94,21 @@ async def test_finds_exactly_the_listeners(ns: Netns, listeners: list[peers.Peer
     assert ns.counter("t", "syns_dead") == 6 * len(ports)  # one SYN each, no retries asked
 
 
+async def test_the_kernel_resets_every_syn_ack(ns: Netns, listeners: list[peers.Peer]) -> None:
+    """No socket holds the half-open connections: our kernel answers each SYN-ACK with a RST,
+    so the listeners never accept a connection from the scan."""
+    ns.nft(
+        "table inet r { counter rsts {}\n chain output { type filter hook output priority 0; "
+        "ip saddr 127.0.0.0/8 ip daddr { 127.66.1.3, 127.66.1.9 } tcp flags & (syn | rst) == rst "
+        "counter name rsts; }\n}"
+    )
+    verdicts, _, _ = await _scan([p.target() for p in listeners])
+    assert set(verdicts.values()) == {Verdict.OPEN}
+    assert ns.counter("r", "rsts") >= len(listeners)
+    await trio.sleep(0.2)  # an accept would have happened by now
+    assert [p.tally.accepted for p in listeners] == [0, 0]
+
+
 async def test_a_retry_recovers_from_a_dropped_first_syn(
     ns: Netns, listeners: list[peers.Peer]
 ) -> None:
