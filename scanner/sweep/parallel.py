@@ -8,6 +8,7 @@ from typing import TextIO
 from rich.console import Console
 
 from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_table
+from scanner.engine.syn.scan import SynStats
 from scanner.errors import OperationalError
 from scanner.inventory.store import Inventory
 from scanner.models import EngineLimits
@@ -67,6 +68,7 @@ async def sweep_with_workers(
     ]
     counters = SweepCounters(total=plan.count)
     counters.discovery = summary(choice, None)
+    syn_stats = None if syn is None else SynStats()
 
     def write_json(line: str) -> None:
         out.write(line + "\n")
@@ -74,7 +76,12 @@ async def sweep_with_workers(
 
     with ProgressDisplay(err, counters, enabled=options.progress) as display:
         result = await run_workers(
-            jobs, counters, write_json=write_json, on_tick=display.refresh, pool=pool
+            jobs,
+            counters,
+            write_json=write_json,
+            on_tick=display.refresh,
+            pool=pool,
+            syn_stats=syn_stats,
         )
     status = "failed" if result.errors else "interrupted" if result.interrupted else "finished"
 
@@ -89,6 +96,7 @@ async def sweep_with_workers(
         await trio.to_thread.run_sync(close)
     if options.summary:
         err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
+        err.print(f"discovery: {summary(choice, syn_stats)}", markup=False, highlight=False)
     if result.errors:
         raise OperationalError(
             f"scan {scan_id}: {safe('; '.join(result.errors), 400)} "

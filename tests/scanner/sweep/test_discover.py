@@ -186,7 +186,10 @@ async def test_resume_covers_both_phases(
     options = _options(tmp_path, specs, ports, resume=True, limits=slow)
 
     async def interrupt() -> None:
-        await trio.sleep(1.5)  # SYNs at 20/s: some of the 64 targets settled, not all
+        # SYNs at 20/s, the dead /28 first on each port: once 30 SYNs are out, the first
+        # dead targets have settled and most of the plan has not.
+        while await trio.to_thread.run_sync(lambda: ns.counter("t", "syns")) < 30:
+            await trio.sleep(0.1)
         os.kill(os.getpid(), signal.SIGINT)
 
     async with trio.open_nursery() as nursery:
@@ -254,3 +257,30 @@ def test_summary_names_the_mode() -> None:
     stats = discover.SynStats(sent=3, open=1, refused=1, silent=1)
     line = discover.summary(choose("auto", lambda: True), stats)
     assert line.startswith("syn (raw sockets available): 3 SYNs sent")
+
+
+async def test_workers_share_the_syn_scan(
+    tmp_path: Path, ns: Netns, listeners: list[peers.Peer]
+) -> None:
+    """``--workers 2`` with SYN discovery: each worker SYNs its shard, the summary adds their
+    packets up."""
+    ports = ",".join(str(p) for p in sorted({p.port for p in listeners}))
+    # trio starts processes from a worker thread, which need not be in the namespace.
+    argv = ["ip", "netns", "exec", ns.name, sys.executable, "-m", "scanner", "sweep"]
+    argv += ["127.66.1.0/28", "127.66.0.0/29"]
+    argv += ["-p", ports, "--workers", "2", "--discover", "syn", "--syn-wait", "0.3"]
+    argv += ["--json", "--no-progress", "--db", str(tmp_path / "w.db")]
+    with trio.fail_after(120):
+        done = await trio.run_process(
+            argv, capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path
+        )
+    err = done.stderr.decode()
+    assert done.returncode in (0, 1), err
+    ok = {
+        (d["address"], d["port"])
+        for d in map(json.loads, done.stdout.decode().splitlines())
+        if d["status"] == "ok"
+    }
+    assert ok == {(p.address, p.port) for p in listeners}
+    # 24 addresses x 2 ports, and one retry to each of the 16 dropped targets.
+    assert "discovery: syn: 64 SYNs sent (16 retries, 0 send failures)" in " ".join(err.split())
