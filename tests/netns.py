@@ -105,7 +105,7 @@ def _rehome_thread_cache(home: int) -> None:
     """
     from trio._core._thread_cache import THREAD_CACHE  # no public way to reach idle workers
 
-    idle = len(THREAD_CACHE._idle_workers)
+    idle = len(getattr(THREAD_CACHE, "_idle_workers", ()))  # a later trio may rename it
     if not idle:
         return
     barrier = threading.Barrier(idle + 1, timeout=10)
