@@ -45,7 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("phase", choices=("prepare", "run"))
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario (3)")
     parser.add_argument(
-        "--scenarios", default="1,2,3,4", help="comma-separated subset of 1,2,3,4 (all)"
+        "--scenarios",
+        default="1,2,3,4,5,6,7",
+        help="comma-separated subset of 1,2,3,4,5,6,7 (all)",
     )
     parser.add_argument(
         "--tools", default=",".join(tools.TOOLS), help=f"{','.join(tools.TOOLS)} (all)"
@@ -201,7 +203,11 @@ def run(args: argparse.Namespace) -> int:
             *(part.split("-")[0] for _, daddr in scenario.counters for part in daddr.split(","))
         )
     measure.assert_loopback(
-        tools.DEAD_RANGE, str(nginx_lab.LAB_NETWORK), str(mail_lab.MAIL_NETWORK), "127.0.0.1"
+        *(part.split("-")[0] for daddr, _ in tools.EXTRA_DROPS for part in daddr.split(",")),
+        tools.DEAD_RANGE,
+        str(nginx_lab.LAB_NETWORK),
+        str(mail_lab.MAIL_NETWORK),
+        "127.0.0.1",
     )
     bring_up_loopback()
 
@@ -229,6 +235,11 @@ def run(args: argparse.Namespace) -> int:
             versions["sslyze"] = "not installed"
             unavailable["sslyze"] = "not installed"
 
+    for peer in ("masscan", "zmap"):
+        if peer in args.tools:
+            found = shutil.which(peer)
+            versions[peer] = _first_line([peer, "--version"])[:60] if found else "not installed"
+            unavailable[peer] = tools.NO_ETHERNET if found else "not installed"
     lab = nginx_lab.build_lab(args.out)
     by_address = lab.by_address
     broken: dict[str, str] = {}  # scenario key -> why it did not run
@@ -248,13 +259,14 @@ def run(args: argparse.Namespace) -> int:
             for n, d in s.counters
         ],
         drop=tools.DEAD_RANGE,
+        drops=tools.EXTRA_DROPS,
     )
     firewall.install()
     runs_root = args.out / "runs"
     shutil.rmtree(runs_root, ignore_errors=True)
     deadline = time.monotonic() + budget_seconds(args.budget)
     records: list[report.RunRecord] = []
-    needs_lab = any(s.key in ("1", "4") for s in scenarios)
+    needs_lab = any(s.key in ("1", "4", "5", "7") for s in scenarios)
     nginx = nginx_lab.Nginx(lab, nginx_bin(), args.out)
     mail_nginx = mail_lab.MailNginx(mail, nginx_bin(), args.out) if mail is not None else None
     if needs_lab:

@@ -96,9 +96,16 @@ def _nft_set(values: str) -> str:
 
 
 class Firewall:
-    """The benchmark's nftables table: SYN counters, and the dead range's drop rule."""
+    """The benchmark's nftables table: SYN counters, and the dead ranges' drop rules (in the
+    prerouting hook: the receiving side, as a silent host behaves)."""
 
-    def __init__(self, counters: Sequence[Counter], drop: str | None, port: int = 443) -> None:
+    def __init__(
+        self,
+        counters: Sequence[Counter],
+        drop: str | None,
+        port: int = 443,
+        drops: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._counters = tuple(counters)
         lines = [f"table inet {TABLE} {{"]
         lines += [f"    counter {c.name} {{ }}" for c in self._counters]
@@ -113,6 +120,11 @@ class Firewall:
         if drop:
             lines.append(
                 f"        ip daddr {drop} tcp dport {port} tcp flags & (syn | ack) == syn drop"
+            )
+        for daddr, dports in drops:  # more silent ranges: (addresses, ports), comma-separated
+            lines.append(
+                f"        ip daddr {_nft_set(daddr)} tcp dport {_nft_set(dports)} "
+                "tcp flags & (syn | ack) == syn drop"
             )
         lines += ["    }", "}"]
         self._script = "\n".join(lines) + "\n"

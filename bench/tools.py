@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import shlex
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,12 +28,38 @@ from typing import Any
 
 from nginx_lab import LAB_PORT, Endpoint
 
-TOOLS = ("certscan", "certscan-w2", "nmap", "sslyze")
+TOOLS = (
+    "certscan",
+    "certscan-w2",
+    "certscan-connect",
+    "nmap",
+    "nmap-sS",
+    "nmap-sS+certscan",
+    "masscan",
+    "zmap",
+    "sslyze",
+)
 #: certscan variants: the same sweep command plus these arguments (checked like certscan).
+#: Run as root, plain ``certscan`` discovers with SYNs (``--discover auto``).
 CERTSCAN_VARIANTS: dict[str, tuple[str, ...]] = {
     "certscan": (),
     "certscan-w2": ("--workers", "2"),
+    "certscan-connect": ("--discover", "connect"),
 }
+#: ``nmap -oG`` lines to ``address:port``, one per open port.
+OPEN_PORTS_AWK = (
+    r'/Ports:/ { split($1, h, " "); n = split($2, p, ", "); '
+    r'for (i = 1; i <= n; i++) if (p[i] ~ /\/open\//) { split(p[i], q, "/"); '
+    r'sub(/^Ports: /, "", q[1]); print h[2] ":" q[1] } }'
+)
+#: Tools that only discover (no certificates to check against the lab).
+DISCOVERY_ONLY = ("nmap-sS", "masscan", "zmap")
+#: The packet rate of the SYN scenarios, the same for every tool that takes one.
+SYN_RATE = "100000"
+#: Why masscan and zmap have no figures: both write Ethernet frames through a packet socket,
+#: and the namespace's only interface is lo (tried: masscan stops at "failed to detect MAC
+#: address of interface lo", or hangs with --adapter-mac; zmap sends and receives nothing).
+NO_ETHERNET = "not run: needs an Ethernet interface; the bench namespace has only lo"
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
@@ -64,6 +91,7 @@ class Scenario:
 
 
 LAB_LIVE = "127.1.0.1-127.1.3.232"
+DEAD_RANGE_3 = "127.3.0.0/16"
 MIXED_PORTS = "25,110,143,443,587"
 MIXED_TARGETS = "127.1.0.0/22 127.4.0.0/24"
 
@@ -112,8 +140,57 @@ SCENARIOS: dict[str, Scenario] = {
         live=1160,
         live_starttls=160,
     ),
+    "5": Scenario(
+        key="5",
+        title="dead /16 x 3 ports with 255 TLS endpoints (127.3.0.0/16 dropped, 127.1.0.0/24 "
+        "live on 443), ports 443,8443,9443",
+        targets={
+            t: f"{DEAD_RANGE_3} 127.1.0.0/24" for t in ("certscan", "nmap-sS", "masscan", "zmap")
+        },
+        tools=("certscan", "nmap-sS", "masscan", "zmap"),
+        cap_s={"certscan": 60, "nmap-sS": 60, "masscan": 60, "zmap": 60},
+        counters=(("dead3", "127.3.0.0/16"),),
+        certscan_args=("--rate", SYN_RATE, "--syn-wait", "1"),
+        nmap_args=("--min-rate", SYN_RATE, "--max-retries", "1"),
+        ports="443,8443,9443",
+        live=255,
+    ),
+    "6": Scenario(
+        key="6",
+        title="closed /16 (127.2.0.0/16 port 443, every SYN answered RST), SYN vs connect",
+        targets={
+            t: "127.2.0.0/16"
+            for t in ("certscan", "certscan-connect", "nmap", "nmap-sS", "masscan", "zmap")
+        },
+        tools=("certscan", "certscan-connect", "nmap", "nmap-sS", "masscan", "zmap"),
+        cap_s={t: 60 for t in TOOLS},
+        counters=(("closed6", "127.2.0.0/16"),),
+        per_endpoint={"closed6": 65536},
+        certscan_args=("--rate", SYN_RATE),
+        nmap_args=("--min-rate", SYN_RATE),
+    ),
+    "7": Scenario(
+        key="7",
+        title="sparse /16: 1,000 TLS endpoints (1.5 %) on one of 3 ports in 127.1.0.0/16, "
+        "the rest dropped (24 closed)",
+        targets={t: "127.1.0.0/16" for t in ("certscan", "nmap-sS+certscan", "masscan")},
+        tools=("certscan", "nmap-sS+certscan", "masscan"),
+        cap_s={"certscan": 90, "nmap-sS+certscan": 120, "masscan": 60},
+        counters=(("sparse", "127.1.0.0/16"),),
+        certscan_args=("--rate", SYN_RATE, "--syn-wait", "1"),
+        nmap_args=("--min-rate", SYN_RATE, "--max-retries", "1"),
+        ports="443,8443,9443",
+        live=1000,
+    ),
 }
 DEAD_RANGE = "127.3.0.0/16"
+#: Scenarios 5 and 7: silent on every port they sweep (prerouting drops), beside DEAD_RANGE's
+#: port 443. The lab's /22 keeps 443 for scenarios 1 and 4 (its 24 spare addresses refuse).
+EXTRA_DROPS = (
+    ("127.3.0.0/16", "8443,9443"),
+    ("127.1.4.0-127.1.255.255", "443,8443,9443"),
+    ("127.1.0.0/22", "8443,9443"),
+)
 
 
 def command(
@@ -132,6 +209,26 @@ def command(
         argv = [*certscan, "sweep", *scenario.networks(tool), "-p", scenario.ports, "--db", str(db)]
         argv += ["--no-progress", "--json", *scenario.certscan_args, *certscan_extra]
         return [*argv, *CERTSCAN_VARIANTS[tool]], run_dir / "stdout"
+    if tool == "nmap-sS":
+        xml = run_dir / "nmap.xml"
+        argv = ["nmap", "-n", "-Pn", "-sS", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
+        return [*argv, "-oX", str(xml), *scenario.networks(tool)], xml
+    if tool == "nmap-sS+certscan":
+        # Discovery by nmap, then certscan connects to the responders only (its --json lines
+        # on standard output are what is checked).
+        gnmap, found = run_dir / "nmap.gnmap", run_dir / "responders.txt"
+        scan = ["nmap", "-n", "-Pn", "-sS", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
+        scan += ["-oG", str(gnmap), *scenario.networks(tool)]
+        pick = f"awk -F{shlex.quote(chr(9))} {shlex.quote(OPEN_PORTS_AWK)}"
+        sweep = [*certscan, "sweep", "-f", str(found), "--db", str(run_dir / "inventory.db")]
+        sweep += ["--no-progress", "--json", "--discover", "connect", *certscan_extra]
+        script = (
+            f"{shlex.join(scan)} >/dev/null && {pick} {shlex.quote(str(gnmap))} > "
+            f"{shlex.quote(str(found))} && {shlex.join(sweep)}"
+        )
+        return ["sh", "-c", script], run_dir / "stdout"
+    if tool in ("masscan", "zmap"):
+        raise ValueError(f"{tool} cannot run here: {NO_ETHERNET}")
     if tool == "nmap":
         xml = run_dir / "nmap.xml"
         argv = ["nmap", "-n", "-Pn", "-sT", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
@@ -291,7 +388,9 @@ def count_found(
     tool: str, output: Path, run_dir: Path, lab: Mapping[str, Endpoint]
 ) -> Found | None:
     """The run's findings checked against the lab (None for a tool with nothing to check)."""
-    if tool in CERTSCAN_VARIANTS:
+    if tool in DISCOVERY_ONLY:
+        return None
+    if tool in CERTSCAN_VARIANTS or tool == "nmap-sS+certscan":
         text = output.read_text(errors="replace") if output.is_file() else ""
         found = parse_certscan(text.splitlines(), lab)
         db_certs = certscan_db_certificates(run_dir / "inventory.db")

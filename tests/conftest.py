@@ -13,6 +13,11 @@ import trio
 
 from scanner.lab import servers as lab_mod
 
+# Raw-socket discovery runs only inside network namespaces the tests create: every other sweep
+# a test starts (in this process or as a subprocess, which inherits the environment) connects,
+# even as root. The namespace tests pass --discover syn (or clear this) themselves.
+os.environ["CERTSCAN_DISCOVER"] = "connect"
+
 PG_ADMIN_URL = os.environ.get(
     "CERTSCAN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

@@ -17,7 +17,7 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     every = "6h"                  # or cron = "0 */6 * * *" (UTC)
     exclude = ["10.1.0.13"]       # optional, like the sweep options of the same names:
     starttls = "auto"             # concurrency, connect_timeout, handshake_timeout, deadline,
-    probe_protocols = false       # allow_public, sni
+    probe_protocols = false       # allow_public, sni, discover, syn_retries, syn_wait
 
     [jobs.dmz]                    # dispatched to the zone's agents instead of scanned here
     targets = ["10.9.0.0/16"]
@@ -42,10 +42,13 @@ from typing import Any
 from exporters.serve.defaults import DEFAULT_PORT
 from exporters.serve.scheduler import Schedule, parse_schedule
 from reports.policy import Config
+from scanner.engine.syn.defaults import DEFAULT_RETRIES, DEFAULT_WAIT
 from scanner.errors import CertscanError, UsageError
 from scanner.models import EngineLimits
 from scanner.plan import pairs, targets
 from scanner.plan.lists import read_list_file
+from scanner.sweep.modes import DiscoverOptions
+from scanner.sweep.modes import parse_options as parse_discover
 from scanner.sweep.options import starttls_default
 
 __all__ = [
@@ -74,6 +77,9 @@ _JOB_KEYS = (
     "connect_timeout",
     "handshake_timeout",
     "deadline",
+    "discover",
+    "syn_retries",
+    "syn_wait",
     "zone",
     "shard_size",
     "broker",
@@ -98,6 +104,8 @@ class JobSpec:
     sni: str | None = None
     allow_public: bool = False
     limits: EngineLimits = field(default_factory=EngineLimits)
+    #: ``discover``/``syn_retries``/``syn_wait``, as ``sweep --discover`` (default ``auto``).
+    discover: DiscoverOptions = field(default_factory=DiscoverOptions)
     #: Dispatch each run to this zone's agents (``certscan dispatch --zone``); None: scan here.
     zone: str | None = None
     #: Addresses per shard of a dispatched run.
@@ -208,7 +216,16 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         probe_protocols=sec.get("probe_protocols", bool, False),
     )
     zone, shard_size, broker, ingest_queue = _zone_keys(sec)
+    try:
+        discover = parse_discover(
+            sec.get("discover", str, "auto"),
+            sec.get("syn_retries", int, DEFAULT_RETRIES),
+            float(sec.get("syn_wait", (int, float), DEFAULT_WAIT)),
+        )
+    except UsageError as exc:
+        raise UsageError(f"{source}: jobs.{name}: {exc}") from None
     return JobSpec(
+        discover=discover,
         name=name,
         schedule=schedule,
         specs=tuple(specs),

@@ -129,6 +129,7 @@ class Daemon:
             sni=job.sni,
             allow_public=job.allow_public,
             limits=job.limits,
+            discover=job.discover,
             db_url=self.db_url,
             db_label=self.db_label,
             progress=False,

@@ -75,7 +75,7 @@ class ProgressDisplay:
     def __enter__(self) -> ProgressDisplay:
         if self._interactive:
             self._progress = Progress(
-                TextColumn("sweeping"),
+                TextColumn("{task.fields[phase]:>8}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:>7.0f}/s"),
@@ -89,7 +89,7 @@ class ProgressDisplay:
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                "sweep", total=self._counters.total, rate=0.0, open=0, certs=0
+                "sweep", total=self._counters.total, rate=0.0, open=0, certs=0, phase="sweeping"
             )
         return self
 
@@ -102,15 +102,21 @@ class ProgressDisplay:
         c = self._counters
         if self._progress is not None and self._task is not None:
             self._progress.update(
-                self._task, completed=c.done, rate=c.rate, open=c.open, certs=len(c.certificates)
+                self._task,
+                completed=c.done,
+                rate=c.rate,
+                open=c.open,
+                certs=len(c.certificates),
+                phase=c.phase,
             )
         elif self._enabled:
             now = time.monotonic()
             if final or now - self._last_line >= 5.0:
                 self._last_line = now
                 pct = 100.0 * c.done / c.total if c.total else 100.0
+                phase = "" if c.phase == "sweeping" else f"[{c.phase}] "
                 self._console.print(
-                    f"progress: {c.done}/{c.total} ({pct:.1f}%) {c.rate:.0f}/s "
+                    f"progress: {phase}{c.done}/{c.total} ({pct:.1f}%) {c.rate:.0f}/s "
                     f"open={c.open} certificates={len(c.certificates)} "
                     f"elapsed={c.elapsed:.1f}s",
                     markup=False,
@@ -147,6 +153,8 @@ def summary_table(counters: SweepCounters, *, scan_id: int | None, db_label: str
     table.add_column("value", justify="right")
     table.add_row("scan", str(scan_id) if scan_id is not None else "-")
     table.add_row("targets", str(counters.total))
+    if counters.discovery:
+        table.add_row("discovery", cell(counters.discovery, 200))
     table.add_row("done", str(counters.done))
     table.add_row("open (TCP accepted)", str(counters.open))
     table.add_row("TLS chains captured", str(counters.chains))

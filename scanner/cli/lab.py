@@ -105,6 +105,7 @@ def demo(db: Path | None) -> int:
     from scanner.cli.report import findings_summary_table
     from scanner.inventory.store import Inventory, default_db_path
     from scanner.lab import servers as lab_mod
+    from scanner.sweep.modes import DiscoverOptions
     from scanner.sweep.options import SweepOptions, SweepReport
     from scanner.sweep.run import run
 
@@ -138,6 +139,8 @@ def demo(db: Path | None) -> int:
                 criteria=criteria,
                 report=ReportOutput(path=str(report_path), format="html"),
                 keep_views=True,
+                # The lab is on loopback: connect discovery, never raw sockets.
+                discover=DiscoverOptions(mode="connect"),
             )
             report = await run(options, out=sys.stdout, events=ConsoleEvents(err))
             nursery.cancel_scope.cancel()

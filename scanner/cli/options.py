@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from scanner.engine.syn.defaults import DEFAULT_RATE, DEFAULT_RETRIES, DEFAULT_WAIT
 from scanner.errors import UsageError
 from scanner.models import PROTOCOLS, STARTTLS_PORTS, EngineLimits, Severity
 from scanner.plan import pairs, targets
@@ -192,7 +193,37 @@ ConcurrencyOption = Annotated[
 RateOption = Annotated[
     float | None,
     typer.Option(
-        "--rate", metavar="PER_SECOND", help="New connections per second (default: no cap)."
+        "--rate",
+        metavar="PER_SECOND",
+        help="New connections per second, and SYNs per second with --discover syn (default: "
+        f"no cap on connections, {DEFAULT_RATE:,.0f} SYNs per second).",
+    ),
+]
+DiscoverOption = Annotated[
+    str,
+    typer.Option(
+        "--discover",
+        metavar="auto|syn|connect",
+        envvar="CERTSCAN_DISCOVER",
+        show_envvar=True,
+        help="How to find the targets that answer before the TLS handshakes: 'syn' sends raw "
+        "SYNs at --rate and handshakes only with those that answer SYN-ACK (needs root or "
+        "CAP_NET_RAW); 'connect' connects to every target; 'auto' is syn when allowed, else "
+        "connect.",
+    ),
+]
+SynRetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--syn-retries", metavar="N", help="SYNs sent again to a target that has not answered."
+    ),
+]
+SynWaitOption = Annotated[
+    float,
+    typer.Option(
+        "--syn-wait",
+        metavar="SECONDS",
+        help="Seconds to wait for an answer after each SYN (retries, and the last replies).",
     ),
 ]
 HandshakesOption = Annotated[
@@ -297,6 +328,7 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
     cannot be)."""
     from scanner.engine import discovery
     from scanner.plan.lists import read_list_file
+    from scanner.sweep import modes as discovery_options
     from scanner.sweep.options import SweepOptions, join_specs, starttls_default
 
     missing = [name for name in SWEEP_PARAMS if name not in params]
@@ -323,7 +355,14 @@ def sweep_options(params: Mapping[str, Any], *, db_url: str, db_label: str) -> S
         else tuple((port, None) for port in targets.DEFAULT_PORTS)
     )
     blocklist, sni_file = params["blocklist"], params["sni_file"]
+    # --discover and its two knobs: sweep has them; a command without them connects.
+    discover = discovery_options.parse_options(
+        params.get("discover", "connect"),
+        params.get("syn_retries", DEFAULT_RETRIES),
+        params.get("syn_wait", DEFAULT_WAIT),
+    )
     return SweepOptions(
+        discover=discover,
         specs=join_specs(specs),
         ports=tuple(port for port, _ in port_specs),
         protocols=tuple((port, name) for port, name in port_specs if name is not None),

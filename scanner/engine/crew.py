@@ -419,6 +419,8 @@ class _Crew:
         self.waiting = 0
         self.exhausted = False
         self.discover: Discover | None = None
+        #: Targets arriving on a channel (SYN discovery's responders) instead of ``source``.
+        self.feed: trio.MemoryReceiveChannel[tuple[int, Target]] | None = None
 
     def grow(self, count: int = 1) -> None:
         for _ in range(min(count, max(1, self.limits.concurrency) - self.workers)):
@@ -431,10 +433,16 @@ class _Crew:
         if delta > 0 and not self.exhausted and self.waiting * 2 >= self.workers:
             self.grow()
 
-    def next_target(self) -> tuple[int, Target] | None:
+    async def next_target(self) -> tuple[int, Target] | None:
         if self.exhausted:
             return None
-        item = next(self.source, None)
+        if self.feed is not None:
+            try:
+                item: tuple[int, Target] | None = await self.feed.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                item = None
+        else:
+            item = next(self.source, None)
         if item is None:
             self.exhausted = True
         return item
@@ -448,7 +456,7 @@ async def _work(crew: _Crew, results: trio.MemorySendChannel[tuple[int, Outcome]
     """Take targets from the shared source until it runs dry; one connection at a time."""
     async with results:
         while True:
-            item = crew.next_target()
+            item = await crew.next_target()
             if item is None:
                 return
             index, target = item
@@ -502,7 +510,7 @@ async def _probe_paced(crew: _Crew, target: Target) -> Outcome:
 
 
 async def sweep(
-    targets: Iterable[tuple[int, Target]],
+    targets: Iterable[tuple[int, Target]] | trio.MemoryReceiveChannel[tuple[int, Target]],
     limits: EngineLimits,
     results: trio.MemorySendChannel[tuple[int, Outcome]],
     *,
@@ -521,10 +529,16 @@ async def sweep(
     per-address limit: their outcomes are sent as ``(FOLLOW_UP, outcome)`` *before* the
     target's own, so a consumer that has the target's outcome has its follow-ups too.
     Follow-ups are not themselves passed to ``discover`` (no chains of discovery).
+
+    ``targets`` may be a channel instead (the responders of SYN discovery, as they are found):
+    workers then wait on it, and the sweep ends when it is closed and drained.
     """
     async with results:
         tls.client_context(limits.tls_min_version)  # a bad minimum version fails before any I/O
         async with trio.open_nursery() as nursery:
-            crew = _Crew(nursery, iter(targets), limits, results, internal_errors)
+            feed = targets if isinstance(targets, trio.MemoryReceiveChannel) else None
+            source = iter(()) if feed is not None else iter(targets)  # type: ignore[arg-type]
+            crew = _Crew(nursery, source, limits, results, internal_errors)
             crew.discover = discover
+            crew.feed = feed
             crew.grow(_FIRST_WORKERS)

@@ -21,6 +21,10 @@ class SweepCounters:
     certificates: set[str] = field(default_factory=set)  # distinct sha256 seen
     by_status: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    #: What the bar says is running: "sweeping", or with SYN discovery "syn" then "tls".
+    phase: str = "sweeping"
+    #: Which discovery ran, one line for the summary (``scanner.sweep.discover.summary``).
+    discovery: str = ""
 
     def count(self, status: str, *, connected: bool, chain: Sequence[str]) -> None:
         self.done += 1

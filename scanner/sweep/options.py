@@ -5,7 +5,8 @@ the default STARTTLS protocol). No I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from scanner.plan import targets
 from scanner.plan.shards import ShardSpec
 from scanner.sweep.counters import SweepCounters
 from scanner.sweep.events import SweepEvents
+from scanner.sweep.modes import DiscoverOptions
 
 if TYPE_CHECKING:  # kept out of `sweep --help` and `--dry-run`: each loads when a sweep runs
     from reports.criteria import Criteria
@@ -41,6 +43,13 @@ def _empty_tally() -> FindingsTally:
     from reports.output import FindingsTally
 
     return FindingsTally()
+
+
+def default_discover(env: Mapping[str, str] | None = None) -> DiscoverOptions:
+    """The discovery a sweep gets when its caller names none: ``$CERTSCAN_DISCOVER`` (``auto``,
+    ``syn`` or ``connect``, as ``--discover`` reads it too), else ``auto``."""
+    mode = (os.environ if env is None else env).get("CERTSCAN_DISCOVER", "") or "auto"
+    return DiscoverOptions(mode=mode)
 
 
 def _no_discovery() -> DiscoveryOptions:
@@ -73,6 +82,8 @@ class SweepOptions:
     sni: str | None = None
     #: ``--sni-from``/``--sni-file``: more names to try on each address that handshook.
     discovery: DiscoveryOptions = field(default_factory=lambda: _no_discovery())
+    #: ``--discover``, ``--syn-retries``, ``--syn-wait`` (``scanner.sweep.discover``).
+    discover: DiscoverOptions = field(default_factory=lambda: default_discover())
     allow_public: bool = False
     max_targets: int = 2**24
     resolve_mode: str = "all"

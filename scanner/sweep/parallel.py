@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from scanner.engine.syn.scan import SynStats
 from scanner.errors import OperationalError
 from scanner.inventory.store import Inventory
 from scanner.models import EngineLimits
 from scanner.plan.shards import ShardSpec
 from scanner.plan.targets import TargetPlan
 from scanner.sweep.counters import SweepCounters
+from scanner.sweep.discover import CONNECT, Choice, summary, syn_settings
 from scanner.sweep.events import SweepEvents, quiet_progress
 from scanner.sweep.options import SweepOptions, SweepReport, sweep_spec
 from scanner.sweep.pool import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
@@ -26,6 +28,7 @@ async def sweep_with_workers(
     out: TextIO,
     events: SweepEvents,
     pool: Pool | None = None,
+    choice: Choice = CONNECT,
 ) -> SweepReport:
     """Sweep ``plan`` with ``options.workers`` processes (``pool``'s, if given) into one
     sharded scan."""
@@ -48,6 +51,7 @@ async def sweep_with_workers(
             return scan
 
         scan_id = await trio.to_thread.run_sync(start)
+    syn = syn_settings(options.discover, limits, workers=workers) if choice.mode == "syn" else None
     jobs = [
         WorkerJob(
             db_url=options.db_url,
@@ -56,19 +60,24 @@ async def sweep_with_workers(
             spec=ShardSpec(seed, workers, i),
             limits=per_worker_limits(limits, workers),
             discovery=options.discovery,
+            syn=syn,
             resume=previous is not None,
             json_mode=options.json_mode,
         )
         for i in range(workers)
     ]
     counters = SweepCounters(total=plan.count)
+    counters.discovery = summary(choice, None)
+    syn_stats = None if syn is None else SynStats()
 
     def write_json(line: str) -> None:
         out.write(line + "\n")
         out.flush()
 
     with events.live(counters) if options.progress else quiet_progress() as tick:
-        result = await run_workers(jobs, counters, write_json=write_json, on_tick=tick, pool=pool)
+        result = await run_workers(
+            jobs, counters, write_json=write_json, on_tick=tick, pool=pool, syn_stats=syn_stats
+        )
     status = "failed" if result.errors else "interrupted" if result.interrupted else "finished"
 
     def close() -> None:
@@ -82,6 +91,7 @@ async def sweep_with_workers(
         await trio.to_thread.run_sync(close)
     if options.summary:
         events.finished(counters, scan_id=scan_id, db_label=options.db_label)
+        events.note(f"discovery: {summary(choice, syn_stats)}")
     if result.errors:
         raise OperationalError(
             f"scan {scan_id}: {safe('; '.join(result.errors), 400)} "

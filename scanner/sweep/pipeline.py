@@ -33,6 +33,10 @@ sharded scan); a zone agent's sink publishes it to the ingest queue instead
 (``scanner.zones.agent``). Each batch carries a :class:`Progress` snapshot taken when it was
 cut, so a consumer far away knows how far the sweep had got.
 
+SYN discovery (``--discover syn``, ``scanner.sweep.discover``): the engine's place is taken by
+a SYN scan feeding the same engine its responders; the targets that did not answer come back
+as ``refused``/``timeout`` outcomes like any other, so counts and the watermark are unchanged.
+
 Stopping: cancelling the sweep (Ctrl-C) stops the engine; the collector's partial batch is then
 flushed under a shielded scope, so nothing that completed is lost.
 """
@@ -49,11 +53,13 @@ import trio
 
 from scanner.engine import crew as engine
 from scanner.engine.discovery import DiscoveryOptions, SniDiscovery
+from scanner.engine.syn.scan import SynSettings, SynStats
 from scanner.inventory.store import Inventory
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, Progress, ScanFailure, Target
 from scanner.parse import CertCache
 from scanner.plan.shards import Plan
 from scanner.sweep.counters import SweepCounters
+from scanner.sweep.discover import sweep_after_syn
 
 BATCH_SIZE = 400
 BATCH_SECONDS = 0.5
@@ -109,6 +115,10 @@ class SweepJob:
     already_done: frozenset[tuple[str, int, str | None]] = frozenset()
     #: SNI discovery; None (or nothing enabled): none.
     discovery: DiscoveryOptions | None = None
+    #: ``--discover syn``: the SYN scan run before the handshakes, and its live counts;
+    #: None: connect discovery (``scanner.sweep.discover``).
+    syn: SynSettings | None = None
+    syn_stats: SynStats | None = None
 
 
 def _key(target: Target) -> tuple[str, int, str | None]:
@@ -258,6 +268,7 @@ async def run_sweep(
                     inner.start_soon(_tick, collector, batches_send, on_tick)
                     async for index, outcome in receive:
                         collector.accept(index, outcome)
+                        _drain(receive, collector)  # what is already there, in this round
                         if collector.pending >= BATCH_SIZE:
                             await collector.flush(batches_send)
                     inner.cancel_scope.cancel()
@@ -271,9 +282,34 @@ async def run_sweep(
         nursery.start_soon(writer)
         nursery.start_soon(collect)
         discover = collector.discover()
-        nursery.start_soon(
-            lambda: engine.sweep(collector.targets(), job.limits, send, discover=discover)
-        )
+        if job.syn is not None:
+            settings, stats = job.syn, job.syn_stats or SynStats()
+            nursery.start_soon(
+                lambda: sweep_after_syn(
+                    collector.targets(),
+                    job.limits,
+                    send,
+                    settings=settings,
+                    stats=stats,
+                    discover=discover,
+                    on_phase=lambda phase: setattr(counters, "phase", phase),
+                )
+            )
+        else:
+            nursery.start_soon(
+                lambda: engine.sweep(collector.targets(), job.limits, send, discover=discover)
+            )
+
+
+def _drain(receive: trio.MemoryReceiveChannel[tuple[int, Outcome]], collector: _Collector) -> None:
+    """Accept the outcomes already waiting, up to a batch, without a scheduler round each (SYN
+    discovery settles dead targets by the hundred thousand)."""
+    while collector.pending < BATCH_SIZE:
+        try:
+            index, outcome = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        collector.accept(index, outcome)
 
 
 async def _tick(

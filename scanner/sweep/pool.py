@@ -43,6 +43,7 @@ from typing import Any
 import trio
 
 from scanner.engine.discovery import DiscoveryOptions
+from scanner.engine.syn.scan import SynSettings, SynStats
 from scanner.models import CertInfo, EngineLimits, Outcome
 from scanner.plan.shards import ShardedPlan, ShardSpec, shard_size
 from scanner.plan.targets import TargetPlan
@@ -66,6 +67,8 @@ class WorkerJob:
     discovery: DiscoveryOptions | None
     resume: bool
     json_mode: str
+    #: ``--discover syn``: this worker's SYN scan (its share of the rate); None: connect.
+    syn: SynSettings | None = None
 
 
 def per_worker_limits(limits: EngineLimits, workers: int) -> EngineLimits:
@@ -135,7 +138,8 @@ async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
         )
         counters = SweepCounters(total=plan.count)
         counters.done = start
-        reporter = _Reporter(messages, shard, counters)
+        syn_stats = None if job.syn is None else SynStats()
+        reporter = _Reporter(messages, shard, counters, syn_stats)
         cache = CertCache(CACHE_ENTRIES)
 
         def emit(outcome: Outcome, chain: tuple[CertInfo, ...]) -> None:
@@ -154,6 +158,8 @@ async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
             start_index=start,
             already_done=done,
             discovery=job.discovery,
+            syn=job.syn,
+            syn_stats=syn_stats,
         )
         interrupted = await until_signalled(
             lambda: run_sweep(
@@ -182,10 +188,13 @@ def _connected(outcome: Outcome) -> bool:
 class _Reporter:
     """Sends a worker's counters to the parent, at most every REPORT_SECONDS."""
 
-    def __init__(self, messages: Any, shard: int, counters: SweepCounters) -> None:
+    def __init__(
+        self, messages: Any, shard: int, counters: SweepCounters, syn: SynStats | None = None
+    ) -> None:
         self._messages = messages
         self._shard = shard
         self._counters = counters
+        self._syn = syn
         self._sent: set[str] = set()
         self._last = 0.0
 
@@ -204,6 +213,8 @@ class _Reporter:
             "chains": c.chains,
             "by_status": dict(c.by_status),
             "certificates": sorted(new),
+            "phase": c.phase,
+            "syn": None if self._syn is None else dataclasses.asdict(self._syn),
         }
         self._messages.put(("progress", self._shard, snapshot))
 
@@ -224,10 +235,11 @@ class WorkersResult:
 class _Combined:
     """The parent's counters: the sum of the workers' latest snapshots."""
 
-    def __init__(self, counters: SweepCounters, workers: int) -> None:
+    def __init__(self, counters: SweepCounters, workers: int, syn: SynStats | None = None) -> None:
         self.counters = counters
         self._latest: dict[int, dict[str, Any]] = {}
         self._workers = workers
+        self._syn = syn
 
     def update(self, shard: int, snapshot: dict[str, Any]) -> None:
         self._latest[shard] = snapshot
@@ -243,6 +255,13 @@ class _Combined:
                 by_status[k] = by_status.get(k, 0) + v
         c.by_status = by_status
         c.certificates.update(snapshot["certificates"])
+        # SYN discovery: "syn" while any worker still sends, the workers' packet counts summed.
+        phases = {s.get("phase", "sweeping") for s in self._latest.values()}
+        c.phase = "syn" if "syn" in phases else phases.pop() if len(phases) == 1 else c.phase
+        if self._syn is not None:
+            for name in (f.name for f in dataclasses.fields(SynStats)):
+                total = sum((s.get("syn") or {}).get(name, 0) for s in self._latest.values())
+                setattr(self._syn, name, total)
 
 
 @dataclass(slots=True)
@@ -324,15 +343,16 @@ async def run_workers(
     write_json: Callable[[str], None],
     on_tick: Callable[[], None],
     pool: Pool | None = None,
+    syn_stats: SynStats | None = None,
 ) -> WorkersResult:
     """Run each job in a worker of ``pool`` (one is started if None), combine their progress
-    into ``counters``, wait for them all."""
+    into ``counters`` (and the workers' SYN counts into ``syn_stats``), wait for them all."""
     if pool is None or len(pool.procs) != len(jobs):
         if pool is not None:
             pool.close()
         pool = await trio.to_thread.run_sync(lambda: start_pool(len(jobs), method="spawn"))
     messages = pool.messages
-    combined = _Combined(counters, len(jobs))
+    combined = _Combined(counters, len(jobs), syn_stats)
     procs = pool.procs
     ended: dict[int, tuple[str, str | None]] = {}
     interrupted = False

@@ -28,6 +28,7 @@ from scanner.text import safe
 if TYPE_CHECKING:
     from scanner.inventory.store import Inventory
     from scanner.parse import CertCache
+    from scanner.sweep.discover import Choice
     from scanner.sweep.pipeline import OnResult
     from scanner.sweep.pool import Pool
 
@@ -124,6 +125,9 @@ async def run(
         return SweepReport(None, SweepCounters(total=plan.count), False)
     if plan.count == 0:
         raise TargetError("nothing to scan: every target was excluded or could not be resolved")
+    from scanner.sweep.discover import choose  # loads the SYN scanner: not for a dry run
+
+    choice = choose(options.discover.mode)  # `syn` without the privilege stops here, exit 2
 
     from scanner.engine import crew as engine
     from scanner.inventory.store import Inventory
@@ -141,7 +145,7 @@ async def run(
             from scanner.sweep.parallel import sweep_with_workers
 
             report = await sweep_with_workers(
-                inventory, plan, limits, options, out=out, events=events, pool=pool
+                inventory, plan, limits, options, out=out, events=events, pool=pool, choice=choice
             )
         else:
             report = await _sweep_into(
@@ -151,6 +155,7 @@ async def run(
                 options,
                 out=out,
                 events=events,
+                choice=choice,
             )
         await _judge(inventory, report, options, out=out, events=events)
         if options.after is not None and not report.interrupted:
@@ -220,8 +225,11 @@ async def _sweep_into(
     *,
     out: TextIO,
     events: SweepEvents,
+    choice: Choice | None = None,
 ) -> SweepReport:
+    from scanner.engine.syn.scan import SynStats
     from scanner.parse import CertCache
+    from scanner.sweep.discover import CONNECT, summary, syn_settings
     from scanner.sweep.pipeline import (
         CACHE_ENTRIES,
         SweepJob,
@@ -246,7 +254,13 @@ async def _sweep_into(
         )
     counters = SweepCounters(total=plan.count)
     counters.done = start
+    choice = choice or CONNECT
+    syn = syn_settings(options.discover, limits) if choice.mode == "syn" else None
+    syn_stats = SynStats() if syn is not None else None
+    counters.discovery = summary(choice, None)
     job = SweepJob(
+        syn=syn,
+        syn_stats=syn_stats,
         plan=plan,
         limits=limits,
         scan_id=scan_id,
@@ -272,6 +286,7 @@ async def _sweep_into(
         await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
     if options.summary:
         events.finished(counters, scan_id=scan_id, db_label=options.db_label)
+        events.note(f"discovery: {summary(choice, syn_stats)}")
     if interrupted:
         events.note(
             f"interrupted: {counters.done}/{counters.total} targets stored in scan {scan_id}; "

@@ -35,10 +35,12 @@ from typing import Any
 import trio
 
 from scanner.engine import crew as engine
-from scanner.errors import CertscanError
+from scanner.engine.syn.scan import SynStats
+from scanner.errors import CertscanError, UsageError
 from scanner.models import Handshake, Outcome, Progress
 from scanner.plan.shards import ShardedPlan
 from scanner.sweep.counters import SweepCounters
+from scanner.sweep.discover import CONNECT, choose, summary, syn_settings
 from scanner.sweep.pipeline import Batch, SweepJob, run_sweep
 from scanner.zones import app as zapp
 from scanner.zones.messages import (
@@ -101,9 +103,27 @@ async def sweep_shard(
     concurrency = engine.effective_concurrency(limits.concurrency, nofile)
     if concurrency != limits.concurrency:
         limits = dataclasses.replace(limits, concurrency=concurrency)
-    job = SweepJob(plan=plan, limits=limits, scan_id=task.scan_id, discovery=task.discovery)
     counters = SweepCounters(total=plan.count)
     error = None
+    try:
+        # --discover as dispatched, decided here: auto uses SYNs where this agent may.
+        choice = choose(task.discover.mode) if task.discover is not None else CONNECT
+    except UsageError as exc:
+        return ShardFinished(key=key, batches=seq, progress=last, error=str(exc))
+    syn = (
+        syn_settings(task.discover, limits)
+        if task.discover is not None and choice.mode == "syn"
+        else None
+    )
+    job = SweepJob(
+        plan=plan,
+        limits=limits,
+        scan_id=task.scan_id,
+        discovery=task.discovery,
+        syn=syn,
+        syn_stats=None if syn is None else SynStats(),
+    )
+    log.info("scan %d shard %d: discovery %s", task.scan_id, task.shard, summary(choice, None))
     try:
         with trio.move_on_after(seconds) as scope:
             await run_sweep(job, sink, counters)

@@ -22,6 +22,7 @@ import trio
 from scanner.errors import OperationalError, TargetError
 from scanner.inventory.store import Inventory
 from scanner.plan.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
+from scanner.sweep.modes import DiscoverOptions
 from scanner.sweep.options import SweepOptions, starttls_default, sweep_spec
 from scanner.sweep.pipeline import scan_spec
 from scanner.sweep.run import resolve_hostnames
@@ -121,6 +122,9 @@ def dispatch(options: DispatchOptions) -> Dispatched:
                 limits=sweep.limits,
                 discovery=sweep.discovery,
                 ingest_queue=options.ingest_queue,
+                # Sent only when it differs from the default: agents older than --discover
+                # accept the task, and decide `auto` with their own privilege either way.
+                discover=None if sweep.discover == DiscoverOptions() else sweep.discover,
             )
             for i in range(shards)
         )

@@ -15,9 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from scanner.engine.discovery import DiscoveryOptions
+from scanner.errors import UsageError
 from scanner.models import EngineLimits, Outcome, Progress
 from scanner.plan import targets
 from scanner.plan.shards import MAX_SEED, ShardedPlan, ShardSpec, shard_size
+from scanner.sweep.modes import MAX_RETRIES, DiscoverOptions
+from scanner.sweep.modes import parse_options as parse_discover
 from scanner.zones.app import QUEUE_NAME
 from scanner.zones.wire import (
     DEFAULT_LIMITS,
@@ -198,6 +201,26 @@ def _discovery_to_wire(options: DiscoveryOptions | None) -> dict[str, Any] | Non
     }
 
 
+def _discover_to_wire(options: DiscoverOptions) -> dict[str, Any]:
+    return {"mode": options.mode, "retries": options.retries, "wait": options.wait}
+
+
+def _discover_from_wire(value: object) -> DiscoverOptions | None:
+    if value is None:
+        return None
+    data = mapping(value, "discover")
+    only_keys(data, frozenset({"mode", "retries", "wait"}), "discover")
+    wait = data.get("wait")
+    if isinstance(wait, bool) or not isinstance(wait, int | float):
+        raise WireError("discover.wait: not a number")
+    try:
+        return parse_discover(
+            text(data, "mode", 16), integer(data, "retries", 0, MAX_RETRIES), float(wait)
+        )
+    except UsageError as exc:
+        raise WireError(f"discover: {exc}") from None
+
+
 # ---------------------------------------------------------------- the shard task
 
 
@@ -220,6 +243,9 @@ class ShardTask:
     limits: EngineLimits
     discovery: DiscoveryOptions | None
     ingest_queue: str
+    #: ``--discover`` as dispatched; the agent decides ``auto`` with its own privilege. None
+    #: (absent on the wire, as older dispatchers send it): connect.
+    discover: DiscoverOptions | None = None
 
     def sharded_plan(self) -> ShardedPlan:
         """Rebuild this shard's plan; WireError when it differs from the dispatcher's."""
@@ -237,7 +263,10 @@ class ShardTask:
         return shard_size(self.total, ShardSpec(self.seed, self.shards, self.shard))
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.discover is not None:  # only when given: older agents accept the message
+            extra["discover"] = _discover_to_wire(self.discover)
+        return extra | {
             "v": VERSION,
             "type": "shard",
             "scan_id": self.scan_id,
@@ -265,6 +294,7 @@ class ShardTask:
             limits=_limits_from_wire(data.get("limits")),
             discovery=_discovery_from_wire(data.get("discovery")),
             ingest_queue=_queue_name(text(data, "ingest_queue", 200)),
+            discover=_discover_from_wire(data.get("discover")),
         )
 
 

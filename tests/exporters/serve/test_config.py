@@ -170,3 +170,20 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="--listen"):
         parse_listen(text)
+
+
+def test_job_discovery_keys(tmp_path: Path) -> None:
+    from scanner.sweep.modes import DiscoverOptions
+
+    got = settings(
+        tmp_path,
+        '[jobs.a]\ntargets = ["127.0.0.1"]\nevery = "1h"\n'
+        '[jobs.b]\ntargets = ["127.0.0.1"]\nevery = "1h"\n'
+        'discover = "connect"\nsyn_retries = 0\nsyn_wait = 2\n',
+    )
+    assert got.jobs["a"].discover == DiscoverOptions()  # auto, as `certscan sweep`
+    assert got.jobs["b"].discover == DiscoverOptions(mode="connect", retries=0, wait=2.0)
+    for bad, needle in (('discover = "fast"', "--discover"), ("syn_wait = 0", "--syn-wait")):
+        with pytest.raises(UsageError, match=needle) as raised:
+            settings(tmp_path, f'[jobs.c]\ntargets = ["127.0.0.1"]\nevery = "1h"\n{bad}\n')
+        assert "jobs.c" in str(raised.value)

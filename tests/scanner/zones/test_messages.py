@@ -187,3 +187,32 @@ def test_big_batches_are_split_under_the_bounds() -> None:
         assert BatchMessage.from_wire(through_json(message.to_wire())) == message
     many = [handshake(1, ()) for _ in range(4500)]
     assert [len(p) for p, _ in split_batch(many, [0] * 4500)] == [2000, 2000, 500]
+
+
+def test_shard_task_carries_discover_only_when_given() -> None:
+    from dataclasses import replace
+
+    from scanner.sweep.modes import DiscoverOptions
+
+    plain = task().to_wire()
+    assert "discover" not in plain  # what an older agent accepts
+    assert ShardTask.from_wire(through_json(plain)).discover is None
+    sent = replace(task(), discover=DiscoverOptions(mode="syn", retries=2, wait=0.5))
+    back = ShardTask.from_wire(through_json(sent.to_wire()))
+    assert back.discover == DiscoverOptions(mode="syn", retries=2, wait=0.5)
+
+
+@pytest.mark.parametrize(
+    ("discover", "needle"),
+    [
+        ({"mode": "fast", "retries": 1, "wait": 1.0}, "--discover"),
+        ({"mode": "syn", "retries": 99, "wait": 1.0}, "retries"),
+        ({"mode": "syn", "retries": 1, "wait": 600}, "--syn-wait"),
+        ({"mode": "syn", "retries": 1, "wait": True}, "wait"),
+        ({"mode": "syn", "retries": 1, "wait": 1.0, "rate": 9}, "rate"),
+        ("syn", "discover"),
+    ],
+)
+def test_malformed_discover_is_refused(discover: object, needle: str) -> None:
+    with pytest.raises(WireError, match=needle):
+        ShardTask.from_wire({**task().to_wire(), "discover": discover})
