@@ -29,15 +29,21 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import big_lab
+import goals
+import identical
 import mail_lab
 import measure
 import nginx_lab
 import report
+import startup
 import tools
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "out"
 MIN_CAP_S = 10.0
+#: Start-up (6) before the 10,000 lab (5), which gets what is left of the time budget.
+DEFAULT_SCENARIOS = "1,2,3,4,6,5"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,7 +51,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("phase", choices=("prepare", "run"))
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario (3)")
     parser.add_argument(
-        "--scenarios", default="1,2,3,4", help="comma-separated subset of 1,2,3,4 (all)"
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, run in this order: {','.join(tools.SCENARIOS)} "
+        f"({DEFAULT_SCENARIOS})",
     )
     parser.add_argument(
         "--tools", default=",".join(tools.TOOLS), help=f"{','.join(tools.TOOLS)} (all)"
@@ -117,6 +126,8 @@ def prepare(args: argparse.Namespace) -> int:
             mail_lab.build_mail_lab(args.out, nginx_bin())
         except nginx_lab.LabError as exc:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
+    if "5" in args.scenarios:
+        big_lab.build_big_lab(args.out)
     if "sslyze" in args.tools and "1" in args.scenarios:
         ensure_sslyze(args.out, args.retry_sslyze)
     return 0
@@ -201,7 +212,11 @@ def run(args: argparse.Namespace) -> int:
             *(part.split("-")[0] for _, daddr in scenario.counters for part in daddr.split(","))
         )
     measure.assert_loopback(
-        tools.DEAD_RANGE, str(nginx_lab.LAB_NETWORK), str(mail_lab.MAIL_NETWORK), "127.0.0.1"
+        tools.DEAD_RANGE,
+        str(nginx_lab.LAB_NETWORK),
+        str(mail_lab.MAIL_NETWORK),
+        str(big_lab.BIG_NETWORK),
+        "127.0.0.1",
     )
     bring_up_loopback()
 
@@ -241,6 +256,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
     if mail is not None:
         by_address = {**by_address, **mail.by_address}
+    big = big_lab.build_big_lab(args.out) if any(s.key == "5" for s in scenarios) else None
+    if big is not None:
+        by_address = {**by_address, **big.by_address}
     firewall = measure.Firewall(
         [
             measure.Counter(name=n, daddr=d, dports=s.ports)
@@ -257,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
     needs_lab = any(s.key in ("1", "4") for s in scenarios)
     nginx = nginx_lab.Nginx(lab, nginx_bin(), args.out)
     mail_nginx = mail_lab.MailNginx(mail, nginx_bin(), args.out) if mail is not None else None
+    big_nginx = big_lab.BigNginx(big, nginx_bin(), args.out) if big is not None else None
     if needs_lab:
         print("bench: starting nginx with 1,000 TLS endpoints ...", flush=True)
         nginx.start()
@@ -267,6 +286,24 @@ def run(args: argparse.Namespace) -> int:
             if scenario.key in broken:
                 print(f"  skipped: {broken[scenario.key]}", flush=True)
                 continue
+            # -- issue 14: start-up rows (6), and the 10,000 lab's own nginx (5) --
+            if scenario.key == "6":
+                records += startup.run_rows(
+                    chosen_tools=args.tools,
+                    runs=args.runs,
+                    certscan=certscan or [],
+                    runs_root=runs_root,
+                    deadline=deadline,
+                )
+                continue
+            if scenario.key == "5" and big_nginx is not None:
+                print("bench: starting nginx with 10,000 TLS endpoints ...", flush=True)
+                try:
+                    big_nginx.start()
+                except RuntimeError as exc:
+                    print(f"bench: scenario 5 skipped: {exc}", flush=True)
+                    broken[scenario.key] = f"10,000 lab down: {str(exc)[:100]}"
+                    continue
             if scenario.key == "4" and mail_nginx is not None:
                 # Started only now so that scenarios 1-3 run beside the same processes as before.
                 print("bench: starting nginx's mail proxy with 160 STARTTLS endpoints ...")
@@ -292,12 +329,19 @@ def run(args: argparse.Namespace) -> int:
                         lab=by_address,
                     )
                     records.append(record)
+            if scenario.key == "5" and big_nginx is not None:
+                big_nginx.stop()
     finally:
         nginx.stop()
+        if big_nginx is not None:
+            big_nginx.stop()
         if mail_nginx is not None:
             mail_nginx.stop()
     summaries = []
+    start_results = startup.results([r for r in records if r.scenario == "6"])
     for scenario in scenarios:
+        if scenario.key == "6":  # its own table (startup.table)
+            continue
         for tool in scenario.tools:
             if tool not in args.tools:
                 continue
@@ -324,7 +368,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"bench: {load_line}", flush=True)
     write_results(
-        args, summaries, records, versions, time.monotonic() - started, mail_line, load_line
+        args,
+        summaries,
+        records,
+        versions,
+        time.monotonic() - started,
+        mail_line,
+        load_line,
+        start_results=start_results,
     )
     return 0
 
@@ -351,6 +402,7 @@ def one_run(
         syns: dict[str, int],
         note: str,
         argv: str = "",
+        same: str = "",
     ) -> report.RunRecord:
         return report.RunRecord(
             scenario=scenario.key,
@@ -364,6 +416,7 @@ def one_run(
             syns=syns,
             note=note,
             argv=argv,
+            identical=same,
         )
 
     remaining = deadline - time.monotonic()
@@ -393,7 +446,17 @@ def one_run(
     if not stats.timed_out and stats.exit_code != 0:
         note = f"exit {stats.exit_code}: {stats.stderr_tail.splitlines()[-1:]!s}"[:160]
     shown = command_line.replace(str(run_dir), "$RUN").replace(str(REPO) + "/", "")
-    done = record(stats, found, syns, note, shown)
+    same = ""
+    if found is not None and tool in tools.CERTSCAN_VARIANTS and not stats.timed_out:
+        same = identical.check(
+            expected=identical.expected_endpoints(lab, scenario.networks(tool), scenario.ports),
+            with_cert=found.with_cert,
+            matched=found.matched,
+            full_chain=found.full_chain,
+            garbled=found.garbled,
+            db=run_dir / "inventory.db",
+        )
+    done = record(stats, found, syns, note, shown, same)
     print(
         f"  run {round_no} {tool:8s} {stats.wall_s:7.2f} s"
         f"  exit {'cap' if stats.timed_out else stats.exit_code}"
@@ -402,7 +465,8 @@ def one_run(
         f"  leaves {found.matched if found else '—'}"
         f"  chains {found.full_chain if found and found.full_chain is not None else '—'}"
         f"{f'  (STARTTLS {found.starttls})' if found and scenario.live_starttls else ''}"
-        f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}",
+        f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}"
+        f"{f'  {same}' if same else ''}",
         flush=True,
     )
     if note:
@@ -418,12 +482,16 @@ def write_results(
     elapsed: float,
     mail_line: str = "",
     load_line: str = "",
+    *,
+    start_results: list[startup.Result] | None = None,
 ) -> None:
     facts = machine_facts()
     command = os.environ.get("BENCH_COMMAND") or shlex.join(["bench/bench.py", *sys.argv[1:]])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = report.table(summaries)
     ratio_lines = report.ratios(summaries)
+    start_table = startup.table(start_results) if start_results else ""
+    goal_lines = goals.lines(goals.judge(summaries, start_results or []))
     lines = [
         "# certscan benchmark results",
         "",
@@ -439,9 +507,13 @@ def write_results(
         *([f"- mail lab (scenario 4): {mail_line}"] if mail_line else []),
         *([f"- {load_line}"] if load_line else []),
         "",
-        table,
+        table if summaries else "",
     ]
     lines += [f"- {line}" for line in ratio_lines]
+    if start_table:
+        lines += ["", start_table]
+    if goal_lines:
+        lines += ["", "## Goals (issue 14)", "", *[f"- {line}" for line in goal_lines]]
     lines += [
         "",
         "Endpoints/s = address:port targets swept (addresses in the tool's target ranges × "
@@ -484,9 +556,16 @@ def write_results(
         for r in records
     ]
     (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str))
-    print("\n" + table)
+    if summaries:
+        print("\n" + table)
     for line in ratio_lines:
         print(line)
+    if start_table:
+        print("\n" + start_table)
+    if goal_lines:
+        print("goals (issue 14):")
+        for line in goal_lines:
+            print(f"  {line}")
     print(f"\nbench: results written to {args.out / 'results.md'}")
 
 

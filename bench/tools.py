@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from big_lab import BIG_LIVE, BIG_TARGETS
 from nginx_lab import LAB_PORT, Endpoint
 
 TOOLS = ("certscan", "certscan-w2", "nmap", "sslyze")
@@ -33,6 +34,8 @@ CERTSCAN_VARIANTS: dict[str, tuple[str, ...]] = {
     "certscan": (),
     "certscan-w2": ("--workers", "2"),
 }
+#: Scenario 6's rows (``startup.ROWS`` describes each one).
+STARTUP_ROWS = ("version", "help", "sweep-help", "one-target", "one-target-fresh", "nmap-one")
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
@@ -114,6 +117,29 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 DEAD_RANGE = "127.3.0.0/16"
+
+# -- issue 14 (speed): the 10,000-endpoint lab (5) and the start-up rows (6) -------------------
+SCENARIOS["5"] = Scenario(
+    key="5",
+    title="10,000 TLS endpoints (127.8.0.0/19 + 127.8.32.0/21, 10,240 addresses)",
+    targets={t: BIG_TARGETS for t in ("certscan", "certscan-w2", "nmap")},
+    tools=("certscan", "certscan-w2", "nmap"),
+    cap_s={"certscan": 240, "certscan-w2": 240, "nmap": 240},
+    counters=(("big_live", BIG_LIVE), ("big_all", "127.8.0.0/18")),
+    per_endpoint={"big_live": 10_000},
+    nmap_args=("--script", "ssl-cert"),
+    live=10_000,
+)
+#: Scenario 6's "tools" are the start-up rows (``startup.ROWS``); ``bench.py`` runs them itself.
+SCENARIOS["6"] = Scenario(
+    key="6",
+    title="start-up: certscan --version, --help, sweep --help, one refused target vs nmap",
+    targets={row: "127.0.0.1" for row in STARTUP_ROWS},
+    tools=STARTUP_ROWS,
+    cap_s={row: 30 for row in STARTUP_ROWS},
+    counters=(("startup", "127.0.0.1"),),
+    ports="1",
+)
 
 
 def command(
