@@ -35,6 +35,7 @@ import identical
 import mail_lab
 import measure
 import nginx_lab
+import ports_lab
 import report
 import startup
 import tools
@@ -131,7 +132,7 @@ def prepare(args: argparse.Namespace) -> int:
             mail_lab.build_mail_lab(args.out, nginx_bin())
         except nginx_lab.LabError as exc:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
-    if "5" in args.scenarios:
+    if "5" in args.scenarios or "5p" in args.scenarios:
         big_lab.build_big_lab(args.out)
     if "sslyze" in args.tools and "1" in args.scenarios:
         ensure_sslyze(args.out, args.retry_sslyze)
@@ -261,9 +262,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
     if mail is not None:
         by_address = {**by_address, **mail.by_address}
-    big = big_lab.build_big_lab(args.out) if any(s.key == "5" for s in scenarios) else None
+    wants_big = any(s.key in ("5", "5p") for s in scenarios)
+    big = big_lab.build_big_lab(args.out) if wants_big else None
     if big is not None:
         by_address = {**by_address, **big.by_address}
+    ports_nginx = None
+    if big is not None and any(s.key == "5p" for s in scenarios):
+        by_address = {**by_address, **ports_lab.endpoints(big)}
+        ports_nginx = ports_lab.PortsNginx(big, nginx_bin(), args.out)
     firewall = measure.Firewall(
         [
             measure.Counter(name=n, daddr=d, dports=s.ports)
@@ -309,6 +315,14 @@ def run(args: argparse.Namespace) -> int:
                     print(f"bench: scenario 5 skipped: {exc}", flush=True)
                     broken[scenario.key] = f"10,000 lab down: {str(exc)[:100]}"
                     continue
+            if scenario.key == "5p" and ports_nginx is not None:
+                print("bench: starting 4 nginx with 65,536 TLS endpoints ...", flush=True)
+                try:
+                    ports_nginx.start()
+                except RuntimeError as exc:
+                    print(f"bench: scenario 5p skipped: {exc}", flush=True)
+                    broken[scenario.key] = f"ports lab down: {str(exc)[:100]}"
+                    continue
             if scenario.key == "4" and mail_nginx is not None:
                 # Started only now so that scenarios 1-3 run beside the same processes as before.
                 print("bench: starting nginx's mail proxy with 160 STARTTLS endpoints ...")
@@ -336,10 +350,14 @@ def run(args: argparse.Namespace) -> int:
                     records.append(record)
             if scenario.key == "5" and big_nginx is not None:
                 big_nginx.stop()
+            if scenario.key == "5p" and ports_nginx is not None:
+                ports_nginx.stop()
     finally:
         nginx.stop()
         if big_nginx is not None:
             big_nginx.stop()
+        if ports_nginx is not None:
+            ports_nginx.stop()
         if mail_nginx is not None:
             mail_nginx.stop()
     summaries = []

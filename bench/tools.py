@@ -27,6 +27,7 @@ from typing import Any
 
 from big_lab import BIG_LIVE, BIG_TARGETS
 from nginx_lab import LAB_PORT, Endpoint
+from ports_lab import ENDPOINTS, PORTS_ARG, PORTS_LIVE, PORTS_TARGETS
 
 TOOLS = ("certscan", "certscan-w2", "nmap", "sslyze")
 #: certscan variants: the same sweep command plus these arguments (checked like certscan).
@@ -130,6 +131,18 @@ SCENARIOS["5"] = Scenario(
     nmap_args=("--script", "ssl-cert"),
     live=10_000,
 )
+#: 5p, the ``ports`` layout: a memory check at 65,536 endpoints (certscan only; not by default).
+SCENARIOS["5p"] = Scenario(
+    key="5p",
+    title="65,536 TLS endpoints, ports layout (4,096 addresses × 16 ports): memory check",
+    targets={t: PORTS_TARGETS for t in ("certscan", "certscan-w2")},
+    tools=("certscan", "certscan-w2"),
+    cap_s={"certscan": 480, "certscan-w2": 480},
+    counters=(("ports_live", PORTS_LIVE),),
+    per_endpoint={"ports_live": ENDPOINTS},
+    ports=PORTS_ARG,
+    live=ENDPOINTS,
+)
 #: Scenario 6's "tools" are the start-up rows (``startup.ROWS``); ``bench.py`` runs them itself.
 SCENARIOS["6"] = Scenario(
     key="6",
@@ -219,7 +232,7 @@ def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
         if not fingerprints:
             continue
         with_cert += 1
-        expected = lab.get(address)
+        expected = lab.get(f"{address}:{port}") or lab.get(address)  # ports layout: per port
         if expected and expected.port == port and fingerprints[0] == expected.leaf_sha256:
             matched += 1
             starttls += expected.protocol != "tls"
