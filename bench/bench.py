@@ -1,4 +1,4 @@
-"""certscan benchmark: certscan vs nmap (and sslyze) on a loopback lab of 1,000 nginx endpoints.
+"""certscan benchmark: certscan vs nmap (and sslyze) on loopback labs of nginx endpoints.
 
 Theory of operation
 -------------------
@@ -29,15 +29,27 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import big_lab
+import goals
+import identical
 import mail_lab
 import measure
 import nginx_lab
+import ports_lab
 import report
+import startup
 import tools
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "out"
 MIN_CAP_S = 10.0
+#: Start-up (6) before the 10,000 lab (5), which gets what is left of the time budget.
+DEFAULT_SCENARIOS = "1,2,3,4,9,8,5,6,7"
+BIG_LAB_LINE = (
+    "a second nginx (worker_connections 18000, worker_rlimit_nofile 20000) serving 10,000 "
+    "endpoints 127.8.0.1–127.8.39.16:443, 5,000 ECDSA P-256 and 5,000 RSA-2048 leaves, each sent "
+    "with its intermediate; swept as 127.8.0.0/19 + 127.8.32.0/21 (10,240 addresses, 240 closed)"
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -46,8 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per tool and scenario (3)")
     parser.add_argument(
         "--scenarios",
-        default="1,2,3,4,5,6,7",
-        help="comma-separated subset of 1,2,3,4,5,6,7 (all)",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated, run in this order: {','.join(tools.SCENARIOS)} "
+        f"({DEFAULT_SCENARIOS})",
     )
     parser.add_argument(
         "--tools", default=",".join(tools.TOOLS), help=f"{','.join(tools.TOOLS)} (all)"
@@ -119,6 +132,8 @@ def prepare(args: argparse.Namespace) -> int:
             mail_lab.build_mail_lab(args.out, nginx_bin())
         except nginx_lab.LabError as exc:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
+    if "8" in args.scenarios or "8p" in args.scenarios:
+        big_lab.build_big_lab(args.out)
     if "sslyze" in args.tools and "1" in args.scenarios:
         ensure_sslyze(args.out, args.retry_sslyze)
     return 0
@@ -207,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         tools.DEAD_RANGE,
         str(nginx_lab.LAB_NETWORK),
         str(mail_lab.MAIL_NETWORK),
+        str(big_lab.BIG_NETWORK),
         "127.0.0.1",
     )
     bring_up_loopback()
@@ -252,6 +268,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"bench: scenario 4 will not run: {exc}", flush=True)
     if mail is not None:
         by_address = {**by_address, **mail.by_address}
+    wants_big = any(s.key in ("8", "8p") for s in scenarios)
+    big = big_lab.build_big_lab(args.out) if wants_big else None
+    if big is not None:
+        by_address = {**by_address, **big.by_address}
+    ports_nginx = None
+    if big is not None and any(s.key == "8p" for s in scenarios):
+        by_address = {**by_address, **ports_lab.endpoints(big)}
+        ports_nginx = ports_lab.PortsNginx(big, nginx_bin(), args.out)
     firewall = measure.Firewall(
         [
             measure.Counter(name=n, daddr=d, dports=s.ports)
@@ -269,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
     needs_lab = any(s.key in ("1", "4", "5", "7") for s in scenarios)
     nginx = nginx_lab.Nginx(lab, nginx_bin(), args.out)
     mail_nginx = mail_lab.MailNginx(mail, nginx_bin(), args.out) if mail is not None else None
+    big_nginx = big_lab.BigNginx(big, nginx_bin(), args.out) if big is not None else None
     if needs_lab:
         print("bench: starting nginx with 1,000 TLS endpoints ...", flush=True)
         nginx.start()
@@ -279,6 +304,32 @@ def run(args: argparse.Namespace) -> int:
             if scenario.key in broken:
                 print(f"  skipped: {broken[scenario.key]}", flush=True)
                 continue
+            # -- issue 14: start-up rows (6), and the 10,000 lab's own nginx (5) --
+            if scenario.key == "9":
+                records += startup.run_rows(
+                    chosen_tools=args.tools,
+                    runs=args.runs,
+                    certscan=certscan or [],
+                    runs_root=runs_root,
+                    deadline=deadline,
+                )
+                continue
+            if scenario.key == "8" and big_nginx is not None:
+                print("bench: starting nginx with 10,000 TLS endpoints ...", flush=True)
+                try:
+                    big_nginx.start()
+                except RuntimeError as exc:
+                    print(f"bench: scenario 8 skipped: {exc}", flush=True)
+                    broken[scenario.key] = f"10,000 lab down: {str(exc)[:100]}"
+                    continue
+            if scenario.key == "8p" and ports_nginx is not None:
+                print("bench: starting 4 nginx with 65,536 TLS endpoints ...", flush=True)
+                try:
+                    ports_nginx.start()
+                except RuntimeError as exc:
+                    print(f"bench: scenario 8p skipped: {exc}", flush=True)
+                    broken[scenario.key] = f"ports lab down: {str(exc)[:100]}"
+                    continue
             if scenario.key == "4" and mail_nginx is not None:
                 # Started only now so that scenarios 1-3 run beside the same processes as before.
                 print("bench: starting nginx's mail proxy with 160 STARTTLS endpoints ...")
@@ -304,12 +355,23 @@ def run(args: argparse.Namespace) -> int:
                         lab=by_address,
                     )
                     records.append(record)
+            if scenario.key == "8" and big_nginx is not None:
+                big_nginx.stop()
+            if scenario.key == "8p" and ports_nginx is not None:
+                ports_nginx.stop()
     finally:
         nginx.stop()
+        if big_nginx is not None:
+            big_nginx.stop()
+        if ports_nginx is not None:
+            ports_nginx.stop()
         if mail_nginx is not None:
             mail_nginx.stop()
     summaries = []
+    start_results = startup.results([r for r in records if r.scenario == "9"])
     for scenario in scenarios:
+        if scenario.key == "9":  # its own table (startup.table)
+            continue
         for tool in scenario.tools:
             if tool not in args.tools:
                 continue
@@ -336,7 +398,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"bench: {load_line}", flush=True)
     write_results(
-        args, summaries, records, versions, time.monotonic() - started, mail_line, load_line
+        args,
+        summaries,
+        records,
+        versions,
+        time.monotonic() - started,
+        mail_line,
+        load_line,
+        start_results=start_results,
     )
     return 0
 
@@ -363,6 +432,7 @@ def one_run(
         syns: dict[str, int],
         note: str,
         argv: str = "",
+        same: str = "",
     ) -> report.RunRecord:
         return report.RunRecord(
             scenario=scenario.key,
@@ -376,6 +446,7 @@ def one_run(
             syns=syns,
             note=note,
             argv=argv,
+            identical=same,
         )
 
     remaining = deadline - time.monotonic()
@@ -405,7 +476,17 @@ def one_run(
     if not stats.timed_out and stats.exit_code != 0:
         note = f"exit {stats.exit_code}: {stats.stderr_tail.splitlines()[-1:]!s}"[:160]
     shown = command_line.replace(str(run_dir), "$RUN").replace(str(REPO) + "/", "")
-    done = record(stats, found, syns, note, shown)
+    same = ""
+    if found is not None and tool in tools.CERTSCAN_VARIANTS and not stats.timed_out:
+        same = identical.check(
+            expected=identical.expected_endpoints(lab, scenario.networks(tool), scenario.ports),
+            with_cert=found.with_cert,
+            matched=found.matched,
+            full_chain=found.full_chain,
+            garbled=found.garbled,
+            db=run_dir / "inventory.db",
+        )
+    done = record(stats, found, syns, note, shown, same)
     print(
         f"  run {round_no} {tool:8s} {stats.wall_s:7.2f} s"
         f"  exit {'cap' if stats.timed_out else stats.exit_code}"
@@ -414,7 +495,8 @@ def one_run(
         f"  leaves {found.matched if found else '—'}"
         f"  chains {found.full_chain if found and found.full_chain is not None else '—'}"
         f"{f'  (STARTTLS {found.starttls})' if found and scenario.live_starttls else ''}"
-        f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}",
+        f"  SYNs/endpoint {report.fmt(done.syns_per_endpoint)}"
+        f"{f'  {same}' if same else ''}",
         flush=True,
     )
     if note:
@@ -430,12 +512,16 @@ def write_results(
     elapsed: float,
     mail_line: str = "",
     load_line: str = "",
+    *,
+    start_results: list[startup.Result] | None = None,
 ) -> None:
     facts = machine_facts()
     command = os.environ.get("BENCH_COMMAND") or shlex.join(["bench/bench.py", *sys.argv[1:]])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = report.table(summaries)
     ratio_lines = report.ratios(summaries)
+    start_table = startup.table(start_results) if start_results else ""
+    goal_lines = goals.lines(goals.judge(summaries, start_results or []))
     lines = [
         "# certscan benchmark results",
         "",
@@ -449,11 +535,16 @@ def write_results(
         "500 ECDSA P-256 and 500 RSA-2048 leaves, each sent with its intermediate; the other 24 "
         "addresses of the /22 are closed",
         *([f"- mail lab (scenario 4): {mail_line}"] if mail_line else []),
+        *([f"- 10,000 lab (scenario 8): {BIG_LAB_LINE}"] if "8" in args.scenarios else []),
         *([f"- {load_line}"] if load_line else []),
         "",
-        table,
+        table if summaries else "",
     ]
     lines += [f"- {line}" for line in ratio_lines]
+    if start_table:
+        lines += ["", start_table]
+    if goal_lines:
+        lines += ["", "## Goals (issue 14)", "", *[f"- {line}" for line in goal_lines]]
     lines += [
         "",
         "Endpoints/s = address:port targets swept (addresses in the tool's target ranges × "
@@ -477,7 +568,10 @@ def write_results(
         f"{tools.MIXED_PORTS} (1,280 addresses × 5 ports = 6,400 targets, STARTTLS by port "
         "number in both tools): 1,000 HTTPS and 160 STARTTLS endpoints answer, the other 5,240 "
         "targets are refused; its SYNs/endpoint is SYNs to all 6,400 targets ÷ 6,400. Compare "
-        "scenario 1's certscan row with the same row before a change to judge HTTPS throughput.",
+        "scenario 1's certscan row with the same row before a change to judge HTTPS throughput. "
+        "CPU ms/endpoint = median CPU s ÷ the lab's live endpoints (targets swept where none "
+        "answers). Same as manifest: the --json lines and the SQLite inventory hold exactly the "
+        "lab's leaf + intermediate for every live endpoint and nothing else (bench/identical.py).",
         "",
         "## Commands",
         "",
@@ -496,9 +590,16 @@ def write_results(
         for r in records
     ]
     (args.out / "results.json").write_text(json.dumps(raw, indent=1, default=str))
-    print("\n" + table)
+    if summaries:
+        print("\n" + table)
     for line in ratio_lines:
         print(line)
+    if start_table:
+        print("\n" + start_table)
+    if goal_lines:
+        print("goals (issue 14):")
+        for line in goal_lines:
+            print(f"  {line}")
     print(f"\nbench: results written to {args.out / 'results.md'}")
 
 

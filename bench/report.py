@@ -25,6 +25,7 @@ class RunRecord:
     syn_divisor: int
     note: str = ""
     argv: str = ""  # the command line as run, "" when skipped
+    identical: str = ""  # certscan on a lab: identical.check's verdict ("" not checked)
 
     @property
     def syns_per_endpoint(self) -> float | None:
@@ -61,6 +62,14 @@ class Summary:
     unavailable: str = ""
     tree_mb: float | None = None  # sum of every process's peak RSS (sampled from /proc)
     walls: tuple[float | None, ...] = ()  # wall time per round (None: skipped or capped)
+    identical: str = "—"  # results against the manifest, over the runs (certscan on a lab)
+
+    @property
+    def cpu_ms_per_endpoint(self) -> float | None:
+        """User+system CPU ÷ endpoints: the lab's live endpoints, else the targets swept."""
+        if self.cpu_s is None:
+            return None
+        return 1000 * self.cpu_s / (self.scenario.live or self.scenario.addresses(self.tool))
 
 
 def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Summary:
@@ -98,7 +107,19 @@ def summarise(scenario: Scenario, tool: str, records: Sequence[RunRecord]) -> Su
         found=found,
         tree_mb=_median([s.tree_hwm_mb for s in stats]),
         walls=tuple(_round_wall(records, n) for n in sorted({r.run for r in records})),
+        identical=_identical(done),
     )
+
+
+def _identical(done: Sequence[RunRecord]) -> str:
+    """ "identical (n/n runs)", or how many runs differed and the first difference."""
+    checked = [r.identical for r in done if r.identical]
+    if not checked:
+        return "—"
+    differing = [v for v in checked if v != "identical"]
+    if not differing:
+        return f"identical ({len(checked)}/{len(checked)} runs)"
+    return f"{len(differing)}/{len(checked)} runs {differing[0]}"
 
 
 def _round_wall(records: Sequence[RunRecord], run: int) -> float | None:
@@ -121,9 +142,10 @@ def speed_up(variant: Summary, base: Summary) -> float | None:
 
 HEADER = (
     "| Scenario | Tool | Target | Runs | Wall s | Endpoints/s | Speed-up vs 1 process "
-    "| Certificates found | CPU s | Peak RSS MB (largest process) | Σ peak RSS MB (all processes) "
+    "| Certificates found | Same as manifest | CPU s | CPU ms/endpoint "
+    "| Peak RSS MB (largest process) | Σ peak RSS MB (all processes) "
     "| SYNs/endpoint |\n"
-    "|---|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|\n"
+    "|---|---|---|--:|--:|--:|--:|---|---|--:|--:|--:|--:|--:|\n"
 )
 
 
@@ -134,7 +156,7 @@ def table(summaries: Sequence[Summary]) -> str:
         if s.unavailable:
             rows.append(
                 f"| {s.scenario.key} | {s.tool} | {s.target} | {s.unavailable} "
-                "| — | — | — | — | — | — | — | — |"
+                "| — | — | — | — | — | — | — | — | — | — |"
             )
             continue
         base = by_key.get((s.scenario.key, BASELINE.get(s.tool, "")))
@@ -149,7 +171,8 @@ def table(summaries: Sequence[Summary]) -> str:
             runs += f" ({s.failures} failed)"
         rows.append(
             f"| {s.scenario.key} | {s.tool} | {s.target} | {runs} | {bound}{fmt(s.wall_s)} "
-            f"| {rate_bound}{fmt(s.eps, 0)} | {gain_text} | {s.found} | {fmt(s.cpu_s)} "
+            f"| {rate_bound}{fmt(s.eps, 0)} | {gain_text} | {s.found} | {s.identical} "
+            f"| {fmt(s.cpu_s)} | {fmt(s.cpu_ms_per_endpoint, 3)} "
             f"| {fmt(s.rss_mb, 1)} | {fmt(s.tree_mb, 1)} | {fmt(s.syns)} |"
         )
     return HEADER + "\n".join(rows) + "\n"
@@ -210,7 +233,8 @@ def runs_table(records: Sequence[RunRecord]) -> str:
         syns = ", ".join(f"{k}={v}" for k, v in r.syns.items())
         garbled = f"{f.garbled} unreadable output records" if f and f.garbled else ""
         mail = f"{f.starttls} via STARTTLS" if f and f.starttls else ""
-        note = "; ".join(x for x in (r.note, mail, f.note if f else "", garbled) if x)
+        parts = (r.note, mail, f.note if f else "", garbled, r.identical)
+        note = "; ".join(x for x in parts if x)
         out.append(
             f"| {r.scenario} | {r.tool} | {r.run} | {s.wall_s:.2f} | {exit_text} "
             f"| {fmt(s.cpu_s)} | {fmt(s.rss_mb, 1)} "

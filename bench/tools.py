@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from big_lab import BIG_LIVE, BIG_TARGETS
 from nginx_lab import LAB_PORT, Endpoint
+from ports_lab import ENDPOINTS, PORTS_ARG, PORTS_LIVE, PORTS_TARGETS
 
 TOOLS = (
     "certscan",
@@ -60,6 +62,8 @@ SYN_RATE = "100000"
 #: and the namespace's only interface is lo (tried: masscan stops at "failed to detect MAC
 #: address of interface lo", or hangs with --adapter-mac; zmap sends and receives nothing).
 NO_ETHERNET = "not run: needs an Ethernet interface; the bench namespace has only lo"
+#: Scenario 6's rows (``startup.ROWS`` describes each one).
+STARTUP_ROWS = ("version", "help", "sweep-help", "one-target", "one-target-fresh", "nmap-one")
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
@@ -192,6 +196,41 @@ EXTRA_DROPS = (
     ("127.1.0.0/22", "8443,9443"),
 )
 
+# -- issue 14 (speed): the 10,000-endpoint lab (5) and the start-up rows (6) -------------------
+SCENARIOS["8"] = Scenario(
+    key="8",
+    title="10,000 TLS endpoints (127.8.0.0/19 + 127.8.32.0/21, 10,240 addresses)",
+    targets={t: BIG_TARGETS for t in ("certscan", "certscan-w2", "nmap")},
+    tools=("certscan", "certscan-w2", "nmap"),
+    cap_s={"certscan": 240, "certscan-w2": 240, "nmap": 240},
+    counters=(("big_live", BIG_LIVE), ("big_all", "127.8.0.0/18")),
+    per_endpoint={"big_live": 10_000},
+    nmap_args=("--script", "ssl-cert"),
+    live=10_000,
+)
+#: 8p, the ``ports`` layout: a memory check at 65,536 endpoints (certscan only; not by default).
+SCENARIOS["8p"] = Scenario(
+    key="8p",
+    title="65,536 TLS endpoints, ports layout (4,096 addresses × 16 ports): memory check",
+    targets={t: PORTS_TARGETS for t in ("certscan", "certscan-w2")},
+    tools=("certscan", "certscan-w2"),
+    cap_s={"certscan": 480, "certscan-w2": 480},
+    counters=(("ports_live", PORTS_LIVE),),
+    per_endpoint={"ports_live": ENDPOINTS},
+    ports=PORTS_ARG,
+    live=ENDPOINTS,
+)
+#: Scenario 6's "tools" are the start-up rows (``startup.ROWS``); ``bench.py`` runs them itself.
+SCENARIOS["9"] = Scenario(
+    key="9",
+    title="start-up: certscan --version, --help, sweep --help, one refused target vs nmap",
+    targets={row: "127.0.0.1" for row in STARTUP_ROWS},
+    tools=STARTUP_ROWS,
+    cap_s={row: 30 for row in STARTUP_ROWS},
+    counters=(("startup", "127.0.0.1"),),
+    ports="1",
+)
+
 
 def command(
     tool: str,
@@ -290,7 +329,7 @@ def parse_certscan(lines: Iterable[str], lab: Mapping[str, Endpoint]) -> Found:
         if not fingerprints:
             continue
         with_cert += 1
-        expected = lab.get(address)
+        expected = lab.get(f"{address}:{port}") or lab.get(address)  # ports layout: per port
         if expected and expected.port == port and fingerprints[0] == expected.leaf_sha256:
             matched += 1
             starttls += expected.protocol != "tls"
