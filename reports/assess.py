@@ -42,22 +42,25 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from reports.findings import evaluate, key_context, leaf_key_peers
+from reports.fleet import fleet_inconsistencies
 from reports.model import Context, EndpointInput, EndpointKey, EndpointView
 from reports.output import ScanInfo
 from reports.policy import KINDS, Policy, load_config
+from reports.renewal import automation, renewals
 from reports.trust import TrustStore
 from scanner.errors import UsageError
 from scanner.inventory.read import CHAIN_STATUSES
-from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
-from scanner.models import Finding, Severity
+from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory, LeafRun
+from scanner.models import CertInfo, Finding, Severity
 
 __all__ = [
     "Criteria",
+    "History",
     "ReportFilter",
     "ScanAssessment",
     "all_findings",
@@ -67,6 +70,7 @@ __all__ = [
     "parse_kinds",
     "parse_severity",
     "parse_window",
+    "read_history",
     "read_views",
     "record_scan",
     "reportable",
@@ -114,6 +118,15 @@ class ReportFilter:
         if self.severity is not None and finding.severity < self.severity:
             return False
         return not self.kinds or finding.kind in self.kinds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    """What the change and renewal rules read beyond the previous SHA-256: each endpoint's leaf
+    runs (oldest first) and, for an endpoint whose leaf changed, the previous chain."""
+
+    runs: Mapping[EndpointKey, tuple[LeafRun, ...]] = field(default_factory=dict)
+    previous_chains: Mapping[EndpointKey, tuple[CertInfo, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,17 +221,22 @@ def assess(
     now: datetime,
     previous: Mapping[EndpointKey, str],
     others: Sequence[EndpointRecord] = (),
+    history: History | None = None,
 ) -> tuple[EndpointView, ...]:
     """Judge ``records`` (the endpoints shown) and return their views, in the same order.
 
     ``previous`` maps an endpoint to the leaf SHA-256 of its previous observation. ``others``
-    are further observations that take part in ``key_reuse`` only (the latest observation of
-    endpoints not shown); one of them naming a shown endpoint is ignored.
+    are further observations that take part in ``key_reuse`` and ``fleet_inconsistent`` only
+    (the latest observation of endpoints not shown); one of them naming a shown endpoint is
+    ignored. ``history`` holds the leaf runs and previous chains for the change and renewal
+    rules (``None``: only the previous SHA-256 is known).
     """
+    history = history or History()
     shown = {_key(r) for r in records}
     inputs = [to_input(r) for r in records]
     context = [to_input(r) for r in others if r.chain and _key(r) not in shown]
     peers = leaf_key_peers([i for i in (*inputs, *context) if i.chain or i.alt_chains])
+    fleet = fleet_inconsistencies((*inputs, *context), now=now, policy=criteria.policy)
     views = []
     for record, endpoint in zip(records, inputs, strict=True):
         key = endpoint.key
@@ -229,10 +247,15 @@ def assess(
             key_shared_with=keys.key_shared_with,
             alt_key_shared_with=keys.alt_key_shared_with,
             accepted_versions=None if probe is None else frozenset(probe),
+            previous_chain=history.previous_chains.get(key, ()),
+            runs=history.runs.get(key, ()),
+            extra=(fleet[key],) if key in fleet else (),
         )
         findings = evaluate(
             endpoint, policy=criteria.policy, trust=criteria.trust, now=now, context=ctx
         )
+        runs = history.runs.get(key)
+        behaviour = None if runs is None else automation(renewals(runs))
         views.append(
             EndpointView(
                 address=record.address,
@@ -247,6 +270,8 @@ def assess(
                 chain=record.chain,
                 alt_chains=record.alt_chains,
                 findings=findings,
+                automation=None if behaviour is None else behaviour.label,
+                lead_days=() if behaviour is None else behaviour.lead_days,
             )
         )
     return tuple(views)
@@ -327,7 +352,36 @@ def read_views(
         shown = [r for r in chosen if reportable(r)]
         others = latest
     previous = inventory.previous_leaves(scan_id)
-    return assess(shown, criteria=criteria, now=now, previous=previous, others=others)
+    history = read_history(inventory, shown, previous, scan_id=scan_id)
+    return assess(
+        shown, criteria=criteria, now=now, previous=previous, others=others, history=history
+    )
+
+
+def read_history(
+    inventory: Inventory,
+    records: Sequence[EndpointRecord],
+    previous: Mapping[EndpointKey, str],
+    *,
+    scan_id: int | None = None,
+) -> History:
+    """The leaf runs up to each reference observation, and the previous chain of every one of
+    ``records`` whose leaf changed (two bulk queries; the chains only for changed endpoints)."""
+    runs = inventory.leaf_runs(scan_id)
+    wanted: dict[int, EndpointKey] = {}
+    for record in records:
+        key = _key(record)
+        mine = runs.get(key, ())
+        leaf = record.leaf
+        if leaf is None or len(mine) < 2 or key not in previous:
+            continue
+        if mine[-1].leaf.sha256 == leaf.sha256 and mine[-2].leaf.sha256 == previous[key]:
+            wanted[mine[-2].observation_id] = key
+    chains = inventory.chains(wanted) if wanted else {}
+    return History(
+        runs=runs,
+        previous_chains={key: chains[obs] for obs, key in wanted.items() if obs in chains},
+    )
 
 
 def record_scan(
@@ -343,7 +397,10 @@ def record_scan(
     shown = [r for r in latest if r.scan_id == scan_id and reportable(r)]
     others = [r for r in latest if r.scan_id != scan_id]
     previous = inventory.previous_leaves()
-    views = assess(shown, criteria=criteria, now=now, previous=previous, others=others)
+    history = read_history(inventory, shown, previous)
+    views = assess(
+        shown, criteria=criteria, now=now, previous=previous, others=others, history=history
+    )
     judged = [v for v in views if v.status in CHAIN_STATUSES]
     changes = inventory.record_findings(
         scan_id, all_findings(judged), evaluated=[_key(v) for v in judged], now=now

@@ -85,6 +85,11 @@ KINDS: Final[tuple[str, ...]] = (
     "legacy_protocol",
     "weak_cipher",
     "certificate_changed",
+    "material_change",
+    "certificate_regressed",
+    "fleet_inconsistent",
+    "renews_late",
+    "renewal_not_observed",
 )
 
 #: Top-level config sections kept raw for features that read them later.
