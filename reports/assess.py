@@ -46,17 +46,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from reports.context import History, read_history, record_owners
 from reports.findings import evaluate, key_context, leaf_key_peers
 from reports.fleet import fleet_inconsistencies
 from reports.model import Context, EndpointInput, EndpointKey, EndpointView
 from reports.output import ScanInfo
+from reports.owners import Owners, parse_owners, unowned
 from reports.policy import KINDS, Policy, load_config
 from reports.renewal import automation, renewals
 from reports.trust import TrustStore
 from scanner.errors import UsageError
 from scanner.inventory.read import CHAIN_STATUSES
-from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory, LeafRun
-from scanner.models import CertInfo, Finding, Severity
+from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
+from scanner.models import Finding, Severity
 
 __all__ = [
     "Criteria",
@@ -72,6 +74,7 @@ __all__ = [
     "parse_window",
     "read_history",
     "read_views",
+    "record_owners",
     "record_scan",
     "reportable",
     "scan_info",
@@ -93,6 +96,7 @@ class Criteria:
     policy: Policy
     trust: TrustStore
     config_path: Path | None = None
+    owners: Owners = field(default_factory=Owners)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,12 +107,14 @@ class ReportFilter:
     every kind). When either is set, endpoints left with no finding are dropped, so the report
     lists exactly what matched. ``expiring_within`` keeps endpoints presenting a certificate whose
     ``not_after`` is before now plus the window (already expired ones included), with all their
-    findings. ``None``/empty means no filter.
+    findings. ``owners`` keeps endpoints owned by one of these owners (``--owner``).
+    ``None``/empty means no filter.
     """
 
     severity: Severity | None = None
     kinds: frozenset[str] = frozenset()
     expiring_within: timedelta | None = None
+    owners: frozenset[str] = frozenset()
 
     @property
     def narrows_findings(self) -> bool:
@@ -118,15 +124,6 @@ class ReportFilter:
         if self.severity is not None and finding.severity < self.severity:
             return False
         return not self.kinds or finding.kind in self.kinds
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class History:
-    """What the change and renewal rules read beyond the previous SHA-256: each endpoint's leaf
-    runs (oldest first) and, for an endpoint whose leaf changed, the previous chain."""
-
-    runs: Mapping[EndpointKey, tuple[LeafRun, ...]] = field(default_factory=dict)
-    previous_chains: Mapping[EndpointKey, tuple[CertInfo, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +239,7 @@ def assess(
         key = endpoint.key
         probe = record.legacy_versions
         keys = key_context(endpoint, peers)
+        owned = criteria.owners.assign(record.address, record.port, record.sni)
         ctx = Context(
             previous_leaf=previous.get(key),
             key_shared_with=keys.key_shared_with,
@@ -249,7 +247,9 @@ def assess(
             accepted_versions=None if probe is None else frozenset(probe),
             previous_chain=history.previous_chains.get(key, ()),
             runs=history.runs.get(key, ()),
-            extra=(fleet[key],) if key in fleet else (),
+            extra=tuple(
+                p for p in (fleet.get(key), unowned(criteria.owners, owned)) if p is not None
+            ),
         )
         findings = evaluate(
             endpoint, policy=criteria.policy, trust=criteria.trust, now=now, context=ctx
@@ -272,6 +272,9 @@ def assess(
                 findings=findings,
                 automation=None if behaviour is None else behaviour.label,
                 lead_days=() if behaviour is None else behaviour.lead_days,
+                owner=None if owned is None else owned.owner,
+                environment=None if owned is None else owned.environment,
+                tags=() if owned is None else owned.tags,
             )
         )
     return tuple(views)
@@ -284,6 +287,8 @@ def select(
     deadline = None if flt.expiring_within is None else now + flt.expiring_within
     out: list[EndpointView] = []
     for view in views:
+        if flt.owners and view.owner not in flt.owners:
+            continue
         if deadline is not None and not any(
             c.not_after is not None and c.not_after <= deadline
             for chain in (view.chain, *view.alt_chains)
@@ -327,7 +332,8 @@ def load_criteria(
     loaded = load_config(config, env=env)
     bundles = (*loaded.ca_bundles, *ca_bundles)
     trust = TrustStore.load(bundles, mozilla=loaded.mozilla_roots)
-    return Criteria(policy=loaded.policy, trust=trust, config_path=loaded.path)
+    owners = parse_owners(loaded.sections.get("owners"), source=str(loaded.path))
+    return Criteria(policy=loaded.policy, trust=trust, config_path=loaded.path, owners=owners)
 
 
 def scan_info(inventory: Inventory, scan_id: int) -> ScanInfo:
@@ -358,32 +364,6 @@ def read_views(
     )
 
 
-def read_history(
-    inventory: Inventory,
-    records: Sequence[EndpointRecord],
-    previous: Mapping[EndpointKey, str],
-    *,
-    scan_id: int | None = None,
-) -> History:
-    """The leaf runs up to each reference observation, and the previous chain of every one of
-    ``records`` whose leaf changed (two bulk queries; the chains only for changed endpoints)."""
-    runs = inventory.leaf_runs(scan_id)
-    wanted: dict[int, EndpointKey] = {}
-    for record in records:
-        key = _key(record)
-        mine = runs.get(key, ())
-        leaf = record.leaf
-        if leaf is None or len(mine) < 2 or key not in previous:
-            continue
-        if mine[-1].leaf.sha256 == leaf.sha256 and mine[-2].leaf.sha256 == previous[key]:
-            wanted[mine[-2].observation_id] = key
-    chains = inventory.chains(wanted) if wanted else {}
-    return History(
-        runs=runs,
-        previous_chains={key: chains[obs] for obs, key in wanted.items() if obs in chains},
-    )
-
-
 def record_scan(
     inventory: Inventory, scan_id: int, *, criteria: Criteria, now: datetime
 ) -> ScanAssessment:
@@ -405,4 +385,5 @@ def record_scan(
     changes = inventory.record_findings(
         scan_id, all_findings(judged), evaluated=[_key(v) for v in judged], now=now
     )
+    record_owners(inventory, criteria.owners, now=now)
     return ScanAssessment(views=views, changes=changes)

@@ -38,6 +38,10 @@ class EndpointView:
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
     automation: str | None = None
     lead_days: tuple[float, ...] = ()
+    #: The ``[owners]`` assignment (``reports.owners``); ``None``: no rule matched.
+    owner: str | None = None
+    environment: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 EndpointKey = tuple[str, int, str | None]  # (address, port, sni)

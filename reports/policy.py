@@ -90,10 +90,18 @@ KINDS: Final[tuple[str, ...]] = (
     "fleet_inconsistent",
     "renews_late",
     "renewal_not_observed",
+    "unowned",
 )
 
 #: Top-level config sections kept raw for features that read them later.
-RESERVED_SECTIONS: Final[tuple[str, ...]] = ("sweep", "serve", "jobs", "hooks", "prometheus")
+RESERVED_SECTIONS: Final[tuple[str, ...]] = (
+    "sweep",
+    "serve",
+    "jobs",
+    "hooks",
+    "prometheus",
+    "owners",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ from scanner.cli import export as commands_export
 from scanner.cli import hooks as commands_hooks
 from scanner.cli import lab as commands_lab
 from scanner.cli import options as sa
+from scanner.cli import owners as commands_owners
 from scanner.cli import report as commands_report
 from scanner.cli import scans as commands_scans
 from scanner.cli import serve as commands_serve
@@ -108,6 +109,7 @@ def inventory(
 
 app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
+app.command("owners")(commands_owners.owners)
 app.command("serve")(commands_serve.serve)
 app.command("dispatch")(commands_zones.dispatch)
 app.command("agent")(commands_zones.agent)

@@ -58,6 +58,7 @@ from scanner.errors import StoreError
 from scanner.inventory import connect
 from scanner.inventory import findings as store_findings
 from scanner.inventory import history as store_history
+from scanner.inventory import owners as store_owners
 from scanner.inventory import read as store_read
 from scanner.inventory import schema as store_schema
 from scanner.inventory import shards as store_shards
@@ -65,6 +66,7 @@ from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
 from scanner.inventory.findings import FindingChanges, FindingRecord
 from scanner.inventory.history import LeafRun
+from scanner.inventory.owners import OwnerAssignment
 from scanner.inventory.read import EndpointKey, EndpointRecord, ScanRun
 from scanner.inventory.schema import db_url, default_db_path
 from scanner.inventory.shards import ShardFinish, ShardRecord
@@ -81,6 +83,7 @@ __all__ = [
     "FindingRecord",
     "Inventory",
     "LeafRun",
+    "OwnerAssignment",
     "ScanRun",
     "ShardFinish",
     "ShardRecord",
@@ -487,6 +490,19 @@ class Inventory:
         """The chain each of these observations presented, leaf first (absent: no chain)."""
         with self._begin("read the inventory") as conn:
             return store_history.chains(conn, observation_ids)
+
+    def owners(self) -> dict[EndpointKey, OwnerAssignment]:
+        """Every endpoint's stored owner (:mod:`scanner.inventory.owners`); unowned: absent."""
+        with self._begin("read owners") as conn:
+            return store_owners.read(conn)
+
+    def record_owners(
+        self, assignments: Mapping[EndpointKey, OwnerAssignment | None], *, now: datetime
+    ) -> int:
+        """Store these endpoints' owners (``None``: unowned) in ONE transaction; returns how
+        many assignments changed."""
+        with self._begin("store owners") as conn:
+            return store_owners.record(conn, assignments, now)
 
     # --- findings ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from reports.findings import (
     shared_key_peers,
 )
 from reports.model import Context, EndpointInput, Proposal
+from reports.owners import parse_owners, unowned
 from reports.policy import KINDS, Policy
 from reports.trust import TrustStore
 from scanner.inventory.history import LeafRun
@@ -354,6 +355,20 @@ HISTORY_ROWS = [
         evidence="no successor has been seen",
     ),
 ]
+HISTORY_ROWS.append(
+    Provoke(
+        "unowned",
+        Severity.LOW,
+        healthy,
+        Context(
+            extra=(
+                unowned(parse_owners({"rule": [{"owner": "x", "ports": [1]}]}, source="t"), None)
+                or Proposal(kind="?", severity=Severity.INFO, message="?"),
+            )
+        ),
+        evidence="no [owners] rule matches",
+    )
+)
 PROVOKE += HISTORY_ROWS
 
 
@@ -372,7 +387,7 @@ def test_kind_is_provoked(row: Provoke, pki: Pki) -> None:
     assert row.evidence in finding.message
     assert "\n" not in finding.message
     assert (finding.address, finding.port, finding.sni) == (target.address, 443, target.sni)
-    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher"}
+    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher", "unowned"}
     assert (finding.sha256 is None) == (row.kind in endpoint_wide)
     if finding.sha256 is not None:
         assert finding.sha256 in {c.sha256 for c in target.chain}
