@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from reports.context import History, read_history, record_owners
+from reports.deployed import undeployed
 from reports.findings import evaluate, key_context, leaf_key_peers
 from reports.fleet import fleet_inconsistencies
 from reports.model import Context, EndpointInput, EndpointKey, EndpointView
@@ -234,6 +235,7 @@ def assess(
     context = [to_input(r) for r in others if r.chain and _key(r) not in shown]
     peers = leaf_key_peers([i for i in (*inputs, *context) if i.chain or i.alt_chains])
     fleet = fleet_inconsistencies((*inputs, *context), now=now, policy=criteria.policy)
+    on_disk = undeployed((*inputs, *context))
     views = []
     for record, endpoint in zip(records, inputs, strict=True):
         key = endpoint.key
@@ -248,7 +250,9 @@ def assess(
             previous_chain=history.previous_chains.get(key, ()),
             runs=history.runs.get(key, ()),
             extra=tuple(
-                p for p in (fleet.get(key), unowned(criteria.owners, owned)) if p is not None
+                p
+                for p in (fleet.get(key), on_disk.get(key), unowned(criteria.owners, owned))
+                if p is not None
             ),
         )
         findings = evaluate(

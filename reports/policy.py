@@ -91,6 +91,7 @@ KINDS: Final[tuple[str, ...]] = (
     "renews_late",
     "renewal_not_observed",
     "unowned",
+    "file_not_deployed",
 )
 
 #: Top-level config sections kept raw for features that read them later.

@@ -92,6 +92,7 @@ LEGACY_VERSIONS: tuple[str, ...] = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
 _WEAK_HASH = re.compile(r"md[245]|sha-?1(?!\d)")
 _EXPLAINS_REJECTION = frozenset({"expired", "not_yet_valid", "weak_key", "weak_signature"})
 _SHOWN_NAMES = 5  # SANs / endpoints listed in a message before "+N more"
+FILE_PREFIX = "file:"  # the address of a certificate file's endpoint (``certscan import``)
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -309,6 +310,8 @@ class Rules:
             cn = f" (clients ignore the CN {quote(leaf.subject_cn)})" if leaf.subject_cn else ""
             self.add("no_san", Severity.HIGH, f"{who} has no DNS or IP SAN{cn}", leaf.sha256)
             return
+        if self.endpoint.address.startswith(FILE_PREFIX):
+            return  # a certificate file is not reached by a name
         name = self.endpoint.sni or self.endpoint.address
         if not hostname_matches(name, leaf.san_dns, leaf.san_ip):
             sans = leaf.sans[:_SHOWN_NAMES]

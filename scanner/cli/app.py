@@ -20,6 +20,7 @@ from typer.main import get_command
 from scanner import __version__
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
+from scanner.cli import files as commands_files
 from scanner.cli import hooks as commands_hooks
 from scanner.cli import lab as commands_lab
 from scanner.cli import options as sa
@@ -110,6 +111,7 @@ def inventory(
 app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
 app.command("owners")(commands_owners.owners)
+app.command("import")(commands_files.import_)
 app.command("serve")(commands_serve.serve)
 app.command("dispatch")(commands_zones.dispatch)
 app.command("agent")(commands_zones.agent)

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from reports.ciphers import cipher_weakness
+from reports.deployed import undeployed
 from reports.findings import (
     at_or_above,
     evaluate,
@@ -367,6 +368,21 @@ HISTORY_ROWS.append(
             )
         ),
         evidence="no [owners] rule matches",
+    )
+)
+HISTORY_ROWS.append(
+    Provoke(
+        "file_not_deployed",
+        Severity.MEDIUM,
+        healthy,
+        lambda p, t: Context(
+            extra=(
+                undeployed(
+                    [t, replace(endpoint(leaf(p, days=200), p.inter), address="file:/x.pem")]
+                )[t.key],
+            )
+        ),
+        evidence="certificate on disk in file:/x.pem",
     )
 )
 PROVOKE += HISTORY_ROWS
