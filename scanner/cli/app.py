@@ -28,6 +28,7 @@ from scanner.cli import owners as commands_owners
 from scanner.cli import report as commands_report
 from scanner.cli import scans as commands_scans
 from scanner.cli import serve as commands_serve
+from scanner.cli import summary as commands_summary
 from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
 from scanner.cli.console import inventory_table, stdout_console
@@ -112,6 +113,7 @@ app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
 app.command("owners")(commands_owners.owners)
 app.command("import")(commands_files.import_)
+app.command("summary")(commands_summary.summary)
 app.command("serve")(commands_serve.serve)
 app.command("dispatch")(commands_zones.dispatch)
 app.command("agent")(commands_zones.agent)
