@@ -192,8 +192,17 @@ def create_app(state: ApiState) -> Starlette:
     async def endpoints(request: Request) -> Response:
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        records = await state.reader.call(lambda inv: inv.latest_endpoints(include_failures=True))
-        page = [_endpoint(r) for r in records[offset : offset + limit]]
+        records, owners = await state.reader.call(
+            lambda inv: (inv.latest_endpoints(include_failures=True), inv.owners())
+        )
+        page = []
+        for record in records[offset : offset + limit]:
+            item = _endpoint(record)
+            owned = owners.get((record.address, record.port, record.sni))
+            item["owner"] = None if owned is None else owned.owner
+            item["environment"] = None if owned is None else owned.environment
+            item["tags"] = [] if owned is None else list(owned.tags)
+            page.append(item)
         return JSONResponse({"total": len(records), "offset": offset, "endpoints": page})
 
     async def certificate(request: Request) -> Response:

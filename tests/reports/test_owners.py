@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporters.hooks.config import Selector, parse_hooks
 from exporters.hooks.runner import plan
+from exporters.prometheus import CertscanCollector
 from reports import assess
 from reports.owners import Owners, parse_owners
 from reports.policy import Policy
@@ -187,6 +189,18 @@ async def test_owners_are_stored_and_follow_the_config(tmp_path: Path) -> None:
         assert changed == 1
         assert {a.owner for a in inv.owners().values()} == {"web-team", "platform"}
         assert assess.record_owners(inv, parse_owners(catch_all, source="t"), now=_now()) == 0
+        # the owner label: off by default, bounded values when asked for
+        plain, labelled = CollectorRegistry(), CollectorRegistry()
+        plain.register(CertscanCollector(inv))
+        labelled.register(CertscanCollector(inv, owner_label=True))
+        where = {"address": "127.18.5.1", "port": str(port), "sni": "www.shop.test"}
+        assert plain.get_sample_value("certscan_endpoint_up", where) == 1.0
+        assert (
+            plain.get_sample_value("certscan_endpoint_up", {**where, "owner": "web-team"}) is None
+        )
+        assert (
+            labelled.get_sample_value("certscan_endpoint_up", {**where, "owner": "web-team"}) == 1.0
+        )
         # rules removed: the stored assignments go too
         assert assess.record_owners(inv, Owners(), now=_now()) == 2
         assert inv.owners() == {}

@@ -121,3 +121,10 @@ async def test_summary_route(client: httpx.AsyncClient) -> None:  # noqa: F811 -
     assert document["by_owner"] == [{"label": "(unowned)", "endpoints": 3, "certificates": 2}]
     assert len(document["trend"]) == 1
     assert (await client.get("/api/v1/summary", params={"scans": "0"})).status_code == 400
+
+
+async def test_endpoints_route_carries_the_owner(client: httpx.AsyncClient) -> None:  # noqa: F811
+    body = (await client.get("/api/v1/endpoints")).json()
+    assert {(e["owner"], e["environment"], tuple(e["tags"])) for e in body["endpoints"]} == {
+        (None, None, ())
+    }
