@@ -20,7 +20,6 @@ from reports import assess
 from scanner.cli.options import CaBundleOption, ConfigOption, DbOption, FailOnOption
 from scanner.errors import UsageError
 from scanner.inventory.store import Inventory, db_url
-from scanner.sweep.files import ImportOptions, import_files
 from scanner.text import safe
 
 
@@ -50,6 +49,9 @@ def import_(
     db: DbOption = None,
 ) -> int:
     """Import certificate files (PEM, DER, PKCS#7, PKCS#12, JKS/JCEKS) as endpoints file:/path."""
+    # Imported here: the readers (PKCS#7 pulls in the email package) serve this command only.
+    from scanner.sweep.files import ImportOptions, import_files
+
     password = None
     if password_env is not None:
         password = os.environ.get(password_env)
