@@ -71,6 +71,7 @@ one per problem reason; two endpoints whose labels become equal after cutting yi
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -126,8 +127,17 @@ class _Gauge:
         self._append(Sample(self._name, labels, value))
 
 
-def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[Metric]:
-    """The metric families for ``snapshot`` (module docstring). Pure."""
+def build_metrics(
+    snapshot: MetricsSnapshot,
+    *,
+    job: str = DEFAULT_JOB,
+    owners: Mapping[tuple[str, int, str | None], str] | None = None,
+) -> list[Metric]:
+    """The metric families for ``snapshot`` (module docstring). Pure.
+
+    With ``owners`` (endpoint -> its ``[owners]`` owner; off by default, as it adds a label to
+    every per-endpoint series), the per-endpoint series carry an ``owner`` label ('' when
+    unowned), cut to :data:`LABEL_LIMIT` characters."""
     up = _Gauge(
         "certscan_endpoint_up",
         "1 when the endpoint's latest observation presented a certificate chain, else 0.",
@@ -179,6 +189,8 @@ def build_metrics(snapshot: MetricsSnapshot, *, job: str = DEFAULT_JOB) -> list[
             "port": port,
             "sni": sni,
         }
+        if owners is not None:
+            labels["owner"] = label_value(owners.get((row.address, row.port, row.sni or None), ""))
         is_up = row.status in _CHAIN
         up.add(labels, 1.0 if is_up else 0.0)
         if not is_up:
@@ -298,13 +310,19 @@ class CertscanCollector(Collector):
     ``generate_latest``) in a worker thread. It raises StoreError when the database fails.
     """
 
-    def __init__(self, inventory: Inventory, *, job: str = DEFAULT_JOB) -> None:
+    def __init__(
+        self, inventory: Inventory, *, job: str = DEFAULT_JOB, owner_label: bool = False
+    ) -> None:
         self._inventory = inventory
         self._job = job
+        self._owner_label = owner_label
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> list[Metric]:
         snapshot = store_metrics.read_snapshot(self._inventory.engine, label=self._inventory.label)
-        return build_metrics(snapshot, job=self._job)
+        owners = None
+        if self._owner_label:
+            owners = {key: a.owner for key, a in self._inventory.owners().items()}
+        return build_metrics(snapshot, job=self._job, owners=owners)

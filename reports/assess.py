@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from reports.context import History, read_history, record_owners
 from reports.criteria import (
     Criteria,
     ReportFilter,
@@ -51,9 +52,13 @@ from reports.criteria import (
     parse_severity,
     parse_window,
 )
+from reports.deployed import undeployed
 from reports.findings import evaluate, key_context, leaf_key_peers, peers_from_rows
-from reports.model import Context, EndpointInput, EndpointKey, EndpointView
+from reports.fleet import fleet_inconsistencies
+from reports.model import Context, EndpointInput, EndpointKey, EndpointView, Proposal
 from reports.output import FindingsTally, ScanInfo
+from reports.owners import unowned
+from reports.renewal import automation, renewals
 from scanner.errors import UsageError
 from scanner.inventory.read import CHAIN_STATUSES, expiry_order
 from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
@@ -61,6 +66,8 @@ from scanner.models import Finding, Severity
 
 __all__ = [
     "Criteria",
+    "Estate",
+    "History",
     "ReportFilter",
     "ScanAssessment",
     "all_findings",
@@ -70,7 +77,9 @@ __all__ = [
     "parse_kinds",
     "parse_severity",
     "parse_window",
+    "read_history",
     "read_views",
+    "record_owners",
     "record_scan",
     "reportable",
     "scan_info",
@@ -123,18 +132,39 @@ def assess(
     now: datetime,
     previous: Mapping[EndpointKey, str],
     others: Sequence[EndpointRecord] = (),
+    history: History | None = None,
 ) -> tuple[EndpointView, ...]:
     """Judge ``records`` (the endpoints shown) and return their views, in the same order.
 
     ``previous`` maps an endpoint to the leaf SHA-256 of its previous observation. ``others``
-    are further observations that take part in ``key_reuse`` only (the latest observation of
-    endpoints not shown); one of them naming a shown endpoint is ignored.
+    are further observations that take part in ``key_reuse`` and ``fleet_inconsistent`` only
+    (the latest observation of endpoints not shown); one of them naming a shown endpoint is
+    ignored. ``history`` holds the leaf runs and previous chains for the change and renewal
+    rules (``None``: only the previous SHA-256 is known).
     """
     shown = {_key(r) for r in records}
     inputs = [to_input(r) for r in records]
     context = [to_input(r) for r in others if r.chain and _key(r) not in shown]
     peers = leaf_key_peers([i for i in (*inputs, *context) if i.chain or i.alt_chains])
-    return _judge_all(records, criteria=criteria, now=now, previous=previous, peers=peers)
+    everyone = (*inputs, *context)
+    estate = Estate(
+        peers=peers,
+        fleet=fleet_inconsistencies(everyone, now=now, policy=criteria.policy),
+        on_disk=undeployed(everyone),
+    )
+    return _judge_all(
+        records, criteria=criteria, now=now, previous=previous, estate=estate, history=history
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Estate:
+    """What judging one endpoint needs to know about all the others: the key-reuse peers, the
+    fleet inconsistencies and the certificates on disk that no endpoint serves, by endpoint."""
+
+    peers: Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]]
+    fleet: Mapping[EndpointKey, Proposal]
+    on_disk: Mapping[EndpointKey, Proposal]
 
 
 def _judge_all(
@@ -143,24 +173,33 @@ def _judge_all(
     criteria: Criteria,
     now: datetime,
     previous: Mapping[EndpointKey, str],
-    peers: Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]],
+    estate: Estate,
+    history: History | None = None,
 ) -> tuple[EndpointView, ...]:
-    """The views of ``records``, judged with the given key-reuse ``peers``, in order."""
+    """The views of ``records``, judged in the context of the ``estate``, in order."""
+    history = history or History()
     views = []
     for record in records:
         endpoint = to_input(record)
         key = endpoint.key
         probe = record.legacy_versions
-        keys = key_context(endpoint, peers)
+        keys = key_context(endpoint, estate.peers)
+        owned = criteria.owners.assign(record.address, record.port, record.sni)
+        extra = (estate.fleet.get(key), estate.on_disk.get(key), unowned(criteria.owners, owned))
         ctx = Context(
             previous_leaf=previous.get(key),
             key_shared_with=keys.key_shared_with,
             alt_key_shared_with=keys.alt_key_shared_with,
             accepted_versions=None if probe is None else frozenset(probe),
+            previous_chain=history.previous_chains.get(key, ()),
+            runs=history.runs.get(key, ()),
+            extra=tuple(p for p in extra if p is not None),
         )
         findings = evaluate(
             endpoint, policy=criteria.policy, trust=criteria.trust, now=now, context=ctx
         )
+        runs = history.runs.get(key)
+        behaviour = None if runs is None else automation(renewals(runs))
         views.append(
             EndpointView(
                 address=record.address,
@@ -175,6 +214,11 @@ def _judge_all(
                 chain=record.chain,
                 alt_chains=record.alt_chains,
                 findings=findings,
+                automation=None if behaviour is None else behaviour.label,
+                lead_days=() if behaviour is None else behaviour.lead_days,
+                owner=None if owned is None else owned.owner,
+                environment=None if owned is None else owned.environment,
+                tags=() if owned is None else owned.tags,
             )
         )
     return tuple(views)
@@ -187,6 +231,8 @@ def select(
     deadline = None if flt.expiring_within is None else now + flt.expiring_within
     out: list[EndpointView] = []
     for view in views:
+        if flt.owners and view.owner not in flt.owners:
+            continue
         if deadline is not None and not any(
             c.not_after is not None and c.not_after <= deadline
             for chain in (view.chain, *view.alt_chains)
@@ -243,7 +289,10 @@ def read_views(
         shown = [r for r in chosen if reportable(r)]
         others = latest
     previous = inventory.previous_leaves(scan_id)
-    return assess(shown, criteria=criteria, now=now, previous=previous, others=others)
+    history = read_history(inventory, shown, previous, scan_id=scan_id)
+    return assess(
+        shown, criteria=criteria, now=now, previous=previous, others=others, history=history
+    )
 
 
 #: Endpoints judged per batch after a sweep: the chains of one batch are in memory at a time.
@@ -269,14 +318,17 @@ def record_scan(
     ``keep_views`` only the :class:`~reports.output.FindingsTally` is kept (a summary and
     ``--fail-on`` need no more); with it the views come back soonest expiry first.
     """
-    peers = peers_from_rows(inventory.leaf_keys())
+    estate = _estate(inventory, criteria=criteria, now=now)
     previous = inventory.previous_leaves(scan_id)
     tally = FindingsTally()
     kept: list[EndpointView] = []
     changes = FindingChanges(new=0, still_open=0, resolved=0)
     for records in inventory.scan_batches(scan_id, batch):
         shown = [r for r in records if reportable(r)]
-        views = _judge_all(shown, criteria=criteria, now=now, previous=previous, peers=peers)
+        history = read_history(inventory, shown, previous)
+        views = _judge_all(
+            shown, criteria=criteria, now=now, previous=previous, estate=estate, history=history
+        )
         judged = [v for v in views if v.status in CHAIN_STATUSES]
         done = inventory.record_findings(
             scan_id, all_findings(judged), evaluated=[_key(v) for v in judged], now=now
@@ -289,5 +341,19 @@ def record_scan(
         tally.add(views)
         if keep_views:
             kept.extend(views)
+    record_owners(inventory, criteria.owners, now=now)
     kept.sort(key=expiry_order)
     return ScanAssessment(views=tuple(kept), changes=changes, tally=tally)
+
+
+def _estate(inventory: Inventory, *, criteria: Criteria, now: datetime) -> Estate:
+    """The estate-wide context of a scan's judgement: key-reuse peers from bare rows, and the
+    fleet and on-disk comparisons from every endpoint's latest chain (read here and let go: a
+    batch of chains, not the inventory, stays in memory while the scan is judged)."""
+    latest = [r for r in inventory.latest_endpoints() if r.chain]
+    inputs = [to_input(r) for r in latest]
+    return Estate(
+        peers=peers_from_rows(inventory.leaf_keys()),
+        fleet=fleet_inconsistencies(inputs, now=now, policy=criteria.policy),
+        on_disk=undeployed(inputs),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from scanner.errors import UsageError
 from scanner.models import Finding, Severity
 
 if TYPE_CHECKING:
+    from reports.owners import Owners
     from reports.trust import TrustStore
 
 __all__ = [
@@ -41,6 +42,7 @@ class Criteria:
     policy: Policy
     trust: TrustStore
     config_path: Path | None = None
+    owners: Owners = field(default_factory=lambda: _no_owners())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,12 +53,14 @@ class ReportFilter:
     every kind). When either is set, endpoints left with no finding are dropped, so the report
     lists exactly what matched. ``expiring_within`` keeps endpoints presenting a certificate whose
     ``not_after`` is before now plus the window (already expired ones included), with all their
-    findings. ``None``/empty means no filter.
+    findings. ``owners`` keeps endpoints owned by one of these owners (``--owner``).
+    ``None``/empty means no filter.
     """
 
     severity: Severity | None = None
     kinds: frozenset[str] = frozenset()
     expiring_within: timedelta | None = None
+    owners: frozenset[str] = frozenset()
 
     @property
     def narrows_findings(self) -> bool:
@@ -132,4 +136,13 @@ def load_criteria(
     loaded = load_config(config, env=env)
     bundles = (*loaded.ca_bundles, *ca_bundles)
     trust = TrustStore.load(bundles, mozilla=loaded.mozilla_roots)
-    return Criteria(policy=loaded.policy, trust=trust, config_path=loaded.path)
+    from reports.owners import parse_owners  # reads the inventory's owner records' types
+
+    owners = parse_owners(loaded.sections.get("owners"), source=str(loaded.path))
+    return Criteria(policy=loaded.policy, trust=trust, config_path=loaded.path, owners=owners)
+
+
+def _no_owners() -> Owners:
+    from reports.owners import Owners
+
+    return Owners()

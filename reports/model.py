@@ -8,8 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from scanner.models import CertInfo, Finding
+from scanner.models import CertInfo, Finding, Severity
+
+if TYPE_CHECKING:
+    from scanner.inventory.history import LeafRun
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,6 +22,9 @@ class EndpointView:
 
     ``alt_chains`` are the other chains the endpoint presented (``--all-certs``: a server holding
     an RSA and an ECDSA certificate), each leaf first; the findings cover them too.
+    ``automation`` says how the endpoint renews, from its leaf history (``automated``,
+    ``irregular``, ``one renewal``, ``no renewal seen``; ``None``: no history read), and
+    ``lead_days`` are its renewals' lead times in days, oldest first (:mod:`reports.renewal`).
     """
 
     address: str
@@ -32,6 +39,12 @@ class EndpointView:
     chain: tuple[CertInfo, ...]
     findings: tuple[Finding, ...]
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    automation: str | None = None
+    lead_days: tuple[float, ...] = ()
+    #: The ``[owners]`` assignment (``reports.owners``); ``None``: no rule matched.
+    owner: str | None = None
+    environment: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 EndpointKey = tuple[str, int, str | None]  # (address, port, sni)
@@ -59,6 +72,18 @@ class EndpointInput:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """A finding a rule over several endpoints or over history proposes for one endpoint; the
+    rules then apply the policy to it as to their own. ``sha256`` names the certificate
+    concerned (``None``: the endpoint as a whole)."""
+
+    kind: str
+    severity: Severity
+    message: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """What the rules know beyond the observation itself.
 
@@ -68,9 +93,18 @@ class Context:
     ``accepted_versions`` is the protocol probe's result (``None``: not probed).
     ``alt_key_shared_with`` maps the SHA-256 of an alternative chain's leaf to the same for that
     leaf's key.
+
+    ``previous_chain`` is the whole chain of the previous observation when its leaf differs from
+    this one (``()``: unknown or unchanged), for ``material_change`` and ``certificate_regressed``.
+    ``runs`` are the endpoint's leaf runs up to this observation, oldest first (``()``: no
+    history read), for the renewal rules. ``extra`` are findings computed across endpoints
+    (``fleet_inconsistent``).
     """
 
     previous_leaf: str | None = None
     key_shared_with: frozenset[EndpointKey] = field(default_factory=frozenset)
     alt_key_shared_with: Mapping[str, frozenset[EndpointKey]] = field(default_factory=dict)
     accepted_versions: frozenset[str] | None = None
+    previous_chain: tuple[CertInfo, ...] = ()
+    runs: tuple[LeafRun, ...] = ()
+    extra: tuple[Proposal, ...] = ()

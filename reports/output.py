@@ -131,7 +131,10 @@ def key_label(cert: CertInfo) -> str | None:
 
 
 def endpoint_label(address: str, port: int, sni: str | None) -> str:
-    """``address:port`` (``[v6]:port``), with `` (sni)`` when a name was sent."""
+    """``address:port`` (``[v6]:port``), with `` (sni)`` when a name was sent; a certificate
+    file's endpoint is its ``file:/path`` alone."""
+    if address.startswith("file:"):
+        return address
     host = f"[{address}]" if ":" in address else address
     return f"{host}:{port}" + (f" ({sni})" if sni else "")
 

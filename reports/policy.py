@@ -89,10 +89,24 @@ KINDS: Final[tuple[str, ...]] = (
     "ocsp_staple_mismatch",
     "must_staple_missing",
     "certificate_changed",
+    "material_change",
+    "certificate_regressed",
+    "fleet_inconsistent",
+    "renews_late",
+    "renewal_not_observed",
+    "unowned",
+    "file_not_deployed",
 )
 
 #: Top-level config sections kept raw for features that read them later.
-RESERVED_SECTIONS: Final[tuple[str, ...]] = ("sweep", "serve", "jobs", "hooks", "prometheus")
+RESERVED_SECTIONS: Final[tuple[str, ...]] = (
+    "sweep",
+    "serve",
+    "jobs",
+    "hooks",
+    "prometheus",
+    "owners",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,7 +38,18 @@ legacy_protocol         medium / high        the probe found TLS 1.0/1.1 (or SSL
 weak_cipher             medium .. critical   as :mod:`reports.ciphers` grades the negotiated suite
 revoked, ocsp_staple_*  medium .. critical   the stapled OCSP response, as :mod:`reports.revocation`
 must_staple_missing                          tables them
-certificate_changed     info                 the leaf differs from the previous observation
+certificate_changed     info                 the leaf differs from the previous observation: a
+                                             renewal (``reports.changes``)
+material_change         medium / high        a different leaf that is no renewal: SANs removed,
+                                             issuer to another CA, weaker key, untrusted or
+                                             self-signed replacing trusted
+certificate_regressed   high                 an older certificate replaced a newer one
+fleet_inconsistent      medium / high        the same name and port serve different leaves on
+                                             different addresses (``reports.fleet``)
+renews_late             medium               the last renewals came inside the critical window
+                                             (``reports.renewal``)
+renewal_not_observed    medium               past its usual renewal point, in its last third,
+                                             and no successor seen
 ======================  ===================  ====================================================
 
 ``expiring`` and short-lived certificates: with lifetime ``L``, the windows are
@@ -66,10 +77,13 @@ import re
 from datetime import datetime, timedelta
 
 from reports import revocation
+from reports.changes import judge_change
 from reports.ciphers import cipher_weakness
+from reports.expiry import expiry_severity
 from reports.model import Context, EndpointInput
-from reports.names import clean, hostname_matches, quote
+from reports.names import hostname_matches, quote
 from reports.policy import Policy
+from reports.renewal import renewal_not_observed, renews_late
 from reports.trust import ChainVerdict, TrustStore, evaluate_chain
 from scanner.models import CertInfo, Finding, Severity
 
@@ -81,25 +95,7 @@ LEGACY_VERSIONS: tuple[str, ...] = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1")
 _WEAK_HASH = re.compile(r"md[245]|sha-?1(?!\d)")
 _EXPLAINS_REJECTION = frozenset({"expired", "not_yet_valid", "weak_key", "weak_signature"})
 _SHOWN_NAMES = 5  # SANs / endpoints listed in a message before "+N more"
-
-
-def expiry_severity(
-    not_before: datetime, not_after: datetime, now: datetime, policy: Policy
-) -> Severity | None:
-    """The ``expiring`` severity at ``now``, ``None`` when not expiring (or already expired)."""
-    remaining = not_after - now
-    if remaining < timedelta(0):
-        return None
-    lifetime = (not_after - not_before).total_seconds()
-    high_seconds = policy.expiring_high_days * 86400
-    scale = 1.0
-    if high_seconds > 0:
-        scale = max(0.0, min(1.0, lifetime * policy.short_lived_fraction / high_seconds))
-    if remaining <= timedelta(days=policy.expiring_critical_days) * scale:
-        return Severity.CRITICAL
-    if remaining <= timedelta(days=policy.expiring_high_days) * scale:
-        return Severity.HIGH
-    return None
+FILE_PREFIX = "file:"  # the address of a certificate file's endpoint (``certscan import``)
 
 
 # --- the rules -------------------------------------------------------------------------------
@@ -121,6 +117,7 @@ class Rules:
         self.proposed: list[Finding] = []
         self.alt = 0  # the alternative chain being judged, 0 for the main chain
         self.alt_leaf: str | None = None  # its leaf's SHA-256
+        self.verdict: ChainVerdict | None = None  # the main chain's, once judged
 
     def add(self, kind: str, severity: Severity, message: str, sha256: str | None) -> None:
         e = self.endpoint
@@ -154,11 +151,11 @@ class Rules:
                         f"{_who(position, cert)} cannot be parsed: {quote(cert.error)}",
                         cert.sha256,
                     )
-            if index == 0:
-                self.changed(chain[0])
             if chain[0].error is None:
                 self.certificates(chain)
         self.alt, self.alt_leaf = 0, None
+        if self.endpoint.chain:
+            self.changed(self.endpoint.chain)
         self.protocol()
         self.cipher()
         if self.endpoint.chain:
@@ -185,6 +182,8 @@ class Rules:
 
     def certificates(self, chain: tuple[CertInfo, ...]) -> None:
         verdict = evaluate_chain(chain, store=self.trust, now=self.now)
+        if not self.alt:
+            self.verdict = verdict
         on_path = set(verdict.path)
         seen: set[str] = set()
         for position, cert in enumerate(chain):
@@ -321,6 +320,8 @@ class Rules:
             cn = f" (clients ignore the CN {quote(leaf.subject_cn)})" if leaf.subject_cn else ""
             self.add("no_san", Severity.HIGH, f"{who} has no DNS or IP SAN{cn}", leaf.sha256)
             return
+        if self.endpoint.address.startswith(FILE_PREFIX):
+            return  # a certificate file is not reached by a name
         name = self.endpoint.sni or self.endpoint.address
         if not hostname_matches(name, leaf.san_dns, leaf.san_ip):
             sans = leaf.sans[:_SHOWN_NAMES]
@@ -330,14 +331,35 @@ class Rules:
             msg = f"{quote(name)} is not covered by the SANs of {who}: {quote(listed, limit=300)}"
             self.add("hostname_mismatch", severity, msg, leaf.sha256)
 
-    def changed(self, leaf: CertInfo) -> None:
-        previous = self.ctx.previous_leaf
-        if previous is not None and previous != leaf.sha256:
-            msg = (
-                f"the leaf changed since the previous scan: sha256 {clean(previous[:16])}… "
-                f"is now {leaf.sha256[:16]}…"
+    def changed(self, chain: tuple[CertInfo, ...]) -> None:
+        """The history rules (:mod:`reports.changes`, :mod:`reports.renewal`) and the findings
+        proposed across endpoints (``Context.extra``), on the main chain."""
+        ctx, leaf = self.ctx, chain[0]
+        was = None
+        before = ctx.previous_chain
+        if before and before[0].error is None and leaf.error is None:
+            moment = self.now
+            if before[0].not_before is not None and before[0].not_after is not None:
+                moment = min(max(moment, before[0].not_before), before[0].not_after)
+            was = evaluate_chain(before, store=self.trust, now=moment)
+        proposals = [
+            judge_change(
+                ctx.previous_leaf,
+                leaf,
+                previous_chain=before,
+                previous_verdict=was,
+                current_verdict=self.verdict,
+                runs=ctx.runs,
             )
-            self.add("certificate_changed", Severity.INFO, msg, leaf.sha256)
+        ]
+        if ctx.runs and ctx.runs[-1].leaf.sha256 == leaf.sha256:
+            proposals += [
+                renews_late(ctx.runs, self.policy),
+                renewal_not_observed(ctx.runs, self.now),
+            ]
+        for proposal in (*proposals, *ctx.extra):
+            if proposal is not None:
+                self.add(proposal.kind, proposal.severity, proposal.message, proposal.sha256)
 
     def protocol(self) -> None:
         accepted = {_version(v) for v in self.ctx.accepted_versions or ()}

@@ -16,8 +16,9 @@ Top to bottom:
 ``scanner.sweep``        the sweep use case: plan, engine, parse, store, judge, report
 ``reports``              policy and finding rules (pure), assessment, report output, renderers
 ``scanner.inventory``    the SQLModel inventory (SQLite, PostgreSQL) and its migrations
-``scanner.engine``,      trio I/O: connections, TLS, STARTTLS, SNI discovery; the loopback lab
-``scanner.lab``
+``scanner.engine``,      trio I/O: connections, TLS, STARTTLS, SNI discovery; the loopback lab;
+``scanner.lab``,         certificate files, bundles and keystores read from disk (bounded)
+``scanner.files``
 ``scanner.plan``         what to scan: targets, shards, resolution, list files
 ``scanner.parse``,       DER to ``CertInfo``; outcomes to JSON
 ``scanner.serialize``

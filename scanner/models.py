@@ -83,6 +83,7 @@ class FailureKind(enum.StrEnum):
     CHAIN_TOO_LARGE = "chain_too_large"  # the server sent more than the read bound allows
     STARTTLS_REFUSED = "starttls_refused"  # the plaintext preamble did not lead to TLS (detail)
     INTERNAL_ERROR = "internal_error"  # a bug in certscan, kept apart from server faults
+    UNREADABLE = "unreadable"  # a certificate file that cannot be read or decrypted (detail)
 
 
 #: Status strings as stored and printed; ``ok`` and ``client_cert_required`` carry a chain.

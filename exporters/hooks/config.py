@@ -13,6 +13,8 @@ The file
     addresses = ["127.0.0.0/8"]        # endpoint address or CIDR (default: any)
     ports = [443, 8443]                # endpoint port (default: any)
     match_names = ["*.example.test"]   # glob on the SNI or any DNS SAN (default: any)
+    owners = ["web-team"]              # the endpoint's [owners] owner (default: any)
+    tags = ["pci"]                     # any of the endpoint's [owners] tags (default: any)
     action = "command"                 # "command" | "webhook" | "acme"
     command = ["certbot", "renew", "--cert-name", "web"]   # argv, never a shell
     timeout = 300                      # seconds (default 300)
@@ -58,6 +60,8 @@ _COMMON: Final[tuple[str, ...]] = (
     "addresses",
     "ports",
     "match_names",
+    "owners",
+    "tags",
     "action",
     "timeout",
     "approval",
@@ -79,6 +83,8 @@ class Selector:
     networks: tuple[Network, ...] = ()
     ports: tuple[int, ...] = ()
     names: tuple[str, ...] = ()  # lowercase globs
+    owners: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
 
     def matches(
         self,
@@ -89,9 +95,16 @@ class Selector:
         port: int,
         sni: str | None,
         names: tuple[str, ...],
+        owner: str | None = None,
+        tags: tuple[str, ...] = (),
     ) -> bool:
-        """Whether a finding with these facts is selected (pure)."""
+        """Whether a finding with these facts is selected (pure). ``owner`` and ``tags`` are
+        the endpoint's stored ``[owners]`` assignment."""
         if kind not in self.kinds or severity < self.min_severity:
+            return False
+        if self.owners and owner not in self.owners:
+            return False
+        if self.tags and not self.tags.intersection(tags):
             return False
         if self.ports and port not in self.ports:
             return False
@@ -200,6 +213,8 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
         networks=tuple(networks),
         ports=tuple(ports),
         names=names,
+        owners=frozenset(_strings(f"{where}.owners", table.get("owners", []))),
+        tags=frozenset(_strings(f"{where}.tags", table.get("tags", []))),
     )
     return Hook(
         name=name,

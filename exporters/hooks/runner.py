@@ -41,7 +41,7 @@ from exporters.hooks.base import ActionResult, HookContext
 from exporters.hooks.config import Hook, HooksConfig
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
-from scanner.inventory.store import Inventory
+from scanner.inventory.store import Inventory, OwnerAssignment
 from scanner.models import Finding
 from scanner.serialize import iso
 from scanner.sweep.events import SweepEvents
@@ -138,6 +138,7 @@ def plan(
     endpoints: Mapping[EndpointKey, EndpointRecord],
     runs: Mapping[tuple[str, str], store_hooks.HookRunRecord],
     now: datetime,
+    owners: Mapping[EndpointKey, OwnerAssignment] | None = None,
 ) -> list[Planned]:
     """What to do now (pure; see the module docstring)."""
     chosen: dict[tuple[str, str], HookContext] = {}
@@ -146,6 +147,7 @@ def plan(
             continue
         endpoint = endpoints.get((finding.address, finding.port, finding.sni))
         names = context("", finding, endpoint).names
+        owned = (owners or {}).get((finding.address, finding.port, finding.sni))
         for hook in hooks:
             if (hook.name, finding.sha256) in chosen:
                 continue
@@ -156,6 +158,8 @@ def plan(
                 port=finding.port,
                 sni=finding.sni,
                 names=names,
+                owner=None if owned is None else owned.owner,
+                tags=() if owned is None else owned.tags,
             ):
                 chosen[hook.name, finding.sha256] = context(hook.name, finding, endpoint)
     by_name = {h.name: h for h in hooks}
@@ -215,7 +219,7 @@ def evaluate(
     findings = [record.finding for record in inventory.findings(open_only=True)]
     endpoints = {(e.address, e.port, e.sni): e for e in inventory.latest_endpoints()}
     runs = store_hooks.latest(inventory.engine, [h.name for h in hooks])
-    return plan(hooks, findings, endpoints, runs, now)
+    return plan(hooks, findings, endpoints, runs, now, inventory.owners())
 
 
 async def execute(

@@ -48,6 +48,7 @@ from exporters.serve.scheduler import Scheduler
 from reports import assess
 from reports.output import build_report
 from reports.render import get_renderer
+from reports.summary import estate, estate_dict
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointRecord, ScanRun
@@ -191,8 +192,17 @@ def create_app(state: ApiState) -> Starlette:
     async def endpoints(request: Request) -> Response:
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
         offset = _int_param(request, "offset", 0, 0, 10**9)
-        records = await state.reader.call(lambda inv: inv.latest_endpoints(include_failures=True))
-        page = [_endpoint(r) for r in records[offset : offset + limit]]
+        records, owners = await state.reader.call(
+            lambda inv: (inv.latest_endpoints(include_failures=True), inv.owners())
+        )
+        page = []
+        for record in records[offset : offset + limit]:
+            item = _endpoint(record)
+            owned = owners.get((record.address, record.port, record.sni))
+            item["owner"] = None if owned is None else owned.owner
+            item["environment"] = None if owned is None else owned.environment
+            item["tags"] = [] if owned is None else list(owned.tags)
+            page.append(item)
         return JSONResponse({"total": len(records), "offset": offset, "endpoints": page})
 
     async def certificate(request: Request) -> Response:
@@ -333,6 +343,12 @@ def create_app(state: ApiState) -> Starlette:
             return _error(409, f"job {name!r} is running")
         return JSONResponse({"job": name, "status": "started"}, status_code=202)
 
+    async def summary(request: Request) -> Response:
+        count = _int_param(request, "scans", 10, 1, 1000)
+        shown, _ = await views(request, assess.ReportFilter())
+        runs = await state.reader.call(lambda inv: inv.scans(limit=count))
+        return JSONResponse(estate_dict(estate(shown, runs)))
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -354,6 +370,7 @@ def create_app(state: ApiState) -> Starlette:
             decide_hook_run,
             methods=["POST"],
         ),
+        Route("/api/v1/summary", summary),
         Route("/api/v1/openapi.json", openapi),
     ]
     handlers: Mapping[Any, Any] = {

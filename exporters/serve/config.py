@@ -27,6 +27,12 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     broker = "amqp://..."         # default: $CERTSCAN_BROKER, else the local RabbitMQ
     ingest_queue = "certscan.ingest"   # where its agents send results (certscan ingest --queue)
 
+    [jobs.certs]                  # certificate files (certscan import), with or without targets
+    files = ["/etc/ssl/private"]  # paths, directories, globs (relative to this file)
+    file_roots = ["/etc/ssl"]     # only files inside these (default: the paths themselves)
+    password_env = "STORE_PASS"   # the variable holding PKCS#12/keystore passwords
+    every = "1h"
+
 ``shard_size``, ``broker`` and ``ingest_queue`` need ``zone``. The broker URL is checked here
 (its scheme) and reached only when the job runs; ``$CERTSCAN_BROKER`` is read then too.
 """
@@ -84,6 +90,9 @@ _JOB_KEYS = (
     "shard_size",
     "broker",
     "ingest_queue",
+    "files",
+    "file_roots",
+    "password_env",
 )
 _ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
 #: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
@@ -114,6 +123,12 @@ class JobSpec:
     broker: str | None = None
     #: The queue its agents send results to; None: ``certscan ingest``'s default.
     ingest_queue: str | None = None
+    #: Certificate files to import on each run (``certscan import``: paths, directories,
+    #: globs, relative to the config file), only inside ``file_roots`` (default: themselves);
+    #: ``password_env`` names the variable holding PKCS#12/keystore passwords.
+    files: tuple[str, ...] = ()
+    file_roots: tuple[Path, ...] = ()
+    password_env: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,8 +206,11 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
             specs += pairs.read_csv(base / Path(csv_file).expanduser())
         except CertscanError as exc:
             raise sec.fail("targets_csv", str(exc)) from None
-    if not specs:
-        raise sec.fail("targets", "no targets: give targets = [...], targets_file or targets_csv")
+    files = tuple(str(base / Path(f).expanduser()) for f in sec.strings("files"))
+    if not specs and not files:
+        raise sec.fail(
+            "targets", "no targets: give targets = [...], targets_file, targets_csv or files"
+        )
     try:
         schedule = parse_schedule(every=sec.get("every", str), cron=sec.get("cron", str))
     except ValueError as exc:
@@ -239,6 +257,9 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         shard_size=shard_size,
         broker=broker,
         ingest_queue=ingest_queue,
+        files=files,
+        file_roots=tuple(base / Path(r).expanduser() for r in sec.strings("file_roots")),
+        password_env=sec.get("password_env", str),
     )
 
 

@@ -139,6 +139,9 @@ class Daemon:
             after=None if self.loaded.hooks is None else after_sweep(self.loaded.hooks),
         )
         events = LogEvents(log, job=name)
+        if not job.specs:  # a job of certificate files only
+            await self._import_files(name, job)
+            return
         if job.zone is not None:
             await self._dispatch(name, job, options)
             return
@@ -168,6 +171,37 @@ class Daemon:
         if report.interrupted:  # the sweep took SIGTERM/SIGINT: the daemon stops too
             self.interrupted = True
             self.shutdown.set()
+        elif job.files:
+            await self._import_files(name, job)
+
+    async def _import_files(self, name: str, job: JobSpec) -> None:
+        """The job's ``files`` into the inventory (``certscan import``), in a worker thread."""
+        from scanner.sweep.files import ImportOptions, import_files
+
+        password = None if job.password_env is None else os.environ.get(job.password_env)
+        options = ImportOptions(
+            paths=job.files,
+            roots=job.file_roots,
+            password=password,
+            criteria=self.loaded.criteria,
+        )
+
+        def work() -> tuple[int, int, int, int]:
+            with Inventory(self.db_url) as inventory:
+                done = import_files(inventory, options)
+            return done.scan_id, len(done.endpoints), len(done.refused), done.findings
+
+        scan_id, endpoints, refused, findings = await trio.to_thread.run_sync(work)
+        log.info(
+            "files imported",
+            extra={
+                "job": name,
+                "scan_id": scan_id,
+                "endpoints": endpoints,
+                "refused": refused,
+                "findings": findings,
+            },
+        )
 
     async def _dispatch(self, name: str, job: JobSpec, options: SweepOptions) -> None:
         """One run of a zone job: queue its shards (module docstring); no waiting for agents."""

@@ -108,6 +108,18 @@ def openapi_document() -> dict[str, Any]:
                     ),
                 ],
             ),
+            "/api/v1/summary": _get(
+                "The estate by owner, issuer, key type, TLS version and lifetime, the share "
+                "that looks automated, and the trend over the last scans (certscan summary)",
+                _ok("The summary"),
+                [
+                    _query(
+                        "scans",
+                        "Scans in the trend",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                    )
+                ],
+            ),
             "/api/v1/scans": _get(
                 "The newest scans, newest first",
                 _ok("Scans", "ScanList"),

@@ -52,6 +52,7 @@ from markupsafe import Markup
 
 from reports.model import EndpointView
 from reports.output import CertificateUse, Placement, Report, days_left, endpoint_label, key_label
+from reports.render.charts import EstateCharts, estate_charts
 from reports.render.interface import Renderer
 from reports.render.timeline import Timeline, timeline
 from scanner.models import CertInfo, Finding
@@ -231,6 +232,7 @@ class _View:
     certificates: tuple[_CertView, ...]
     undetailed: int  # certificates left without a details section by ``max_details``
     timeline: Timeline
+    estate: EstateCharts
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -309,6 +311,7 @@ def _view(report: Report, max_details: int | None) -> _View:
         certificates=_cert_views(report, detailed, ids, names),
         undetailed=len(report.certificates) - len(detailed),
         timeline=timeline(report),
+        estate=estate_charts(report.endpoints),
     )
 
 

@@ -8,6 +8,7 @@ Shape::
                     "observed_at", "scan_id",
                     "chain": [certificate objects exactly as ``sweep --json`` prints them],
                     "alt_chains": [[certificate objects], ...],  # --all-certs; [] when none
+                    "automation": "automated" | ... | null, "lead_days": [30.0, ...],
                     "findings": [{"kind", "severity", "message", "sha256"}]}],
      "certificates": [certificate object + {"served_at": [{"address", "port", "sni", "position",
                                                            "chain"}]}],  # chain: 0 main, N alt
@@ -86,6 +87,8 @@ def _endpoint(view: EndpointView) -> dict[str, Any]:
     data["observed_at"] = iso(view.observed_at)
     data["scan_id"] = view.scan_id
     data["alt_chains"] = [[cert_to_dict(c) for c in alt] for alt in view.alt_chains]
+    data["automation"] = view.automation
+    data["lead_days"] = list(view.lead_days)
     data["findings"] = [_finding(f) for f in view.findings]
     return data
 

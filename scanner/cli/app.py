@@ -19,12 +19,15 @@ from typer.main import get_command
 from scanner import __version__
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
+from scanner.cli import files as commands_files
 from scanner.cli import hooks as commands_hooks
 from scanner.cli import lab as commands_lab
 from scanner.cli import options as sa
+from scanner.cli import owners as commands_owners
 from scanner.cli import report as commands_report
 from scanner.cli import scans as commands_scans
 from scanner.cli import serve as commands_serve
+from scanner.cli import summary as commands_summary
 from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
 from scanner.cli.report import open_existing
@@ -107,6 +110,9 @@ def inventory(
 
 app.command("findings")(commands_report.findings)
 app.command("report")(commands_report.report)
+app.command("owners")(commands_owners.owners)
+app.command("import")(commands_files.import_)
+app.command("summary")(commands_summary.summary)
 app.command("serve")(commands_serve.serve)
 app.command("dispatch")(commands_zones.dispatch)
 app.command("agent")(commands_zones.agent)

@@ -52,6 +52,14 @@ def prometheus(
             "textfile collector, a NAME.prom file in its --collector.textfile.directory.",
         ),
     ] = "-",
+    owner_label: Annotated[
+        bool,
+        typer.Option(
+            "--owner-label",
+            help="Add the [owners] owner as a label on the per-endpoint series (off by "
+            "default: one more label on every series).",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> int:
     """Write the inventory's Prometheus metrics (text format, as served at /metrics)."""
@@ -69,7 +77,7 @@ def prometheus(
         from exporters.textfile import write_textfile
 
         registry = CollectorRegistry()
-        registry.register(CertscanCollector(inventory))
+        registry.register(CertscanCollector(inventory, owner_label=owner_label))
         if path == "-":
             write_stdout(generate_latest(registry))
             return 0

@@ -209,6 +209,12 @@ def report(
             help="Report this scan's observations (default: the latest of every endpoint).",
         ),
     ] = None,
+    owner: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--owner", metavar="OWNER", help="Only endpoints of this [owners] owner (repeatable)."
+        ),
+    ] = None,
     fail_on: FailOnOption = None,
     config: ConfigOption = None,
     ca_bundle: CaBundleOption = None,
@@ -224,6 +230,7 @@ def report(
         severity=None if severity is None else assess.parse_severity(severity, option="--severity"),
         kinds=assess.parse_kinds(kind or ()),
         expiring_within=None if expiring_within is None else assess.parse_window(expiring_within),
+        owners=frozenset(owner or ()),
     )
     threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
     criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)

@@ -57,13 +57,17 @@ from scanner import __version__
 from scanner.errors import StoreError
 from scanner.inventory import connect, location
 from scanner.inventory import findings as store_findings
+from scanner.inventory import history as store_history
+from scanner.inventory import owners as store_owners
 from scanner.inventory import read as store_read
 from scanner.inventory import schema as store_schema
 from scanner.inventory import shards as store_shards
 from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
 from scanner.inventory.findings import FindingChanges, FindingRecord
+from scanner.inventory.history import LeafRun
 from scanner.inventory.location import db_url, default_db_path
+from scanner.inventory.owners import OwnerAssignment
 from scanner.inventory.read import EndpointKey, EndpointRecord, ScanRun
 from scanner.inventory.shards import ShardFinish, ShardRecord
 from scanner.models import CertInfo, Finding, Outcome
@@ -78,6 +82,8 @@ __all__ = [
     "FindingChanges",
     "FindingRecord",
     "Inventory",
+    "LeafRun",
+    "OwnerAssignment",
     "ScanRun",
     "ShardFinish",
     "ShardRecord",
@@ -492,6 +498,31 @@ class Inventory:
         out). Endpoints with no such earlier observation are absent."""
         with self._begin("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
+
+    def leaf_runs(self, scan_id: int | None = None) -> dict[EndpointKey, tuple[LeafRun, ...]]:
+        """For the change and renewal rules: each endpoint's leaf runs up to its latest
+        observation (or its observation in ``scan_id``), oldest first
+        (:mod:`scanner.inventory.history`)."""
+        with self._begin("read the inventory") as conn:
+            return store_history.leaf_runs(conn, scan_id=scan_id)
+
+    def chains(self, observation_ids: Iterable[int]) -> dict[int, tuple[CertInfo, ...]]:
+        """The chain each of these observations presented, leaf first (absent: no chain)."""
+        with self._begin("read the inventory") as conn:
+            return store_history.chains(conn, observation_ids)
+
+    def owners(self) -> dict[EndpointKey, OwnerAssignment]:
+        """Every endpoint's stored owner (:mod:`scanner.inventory.owners`); unowned: absent."""
+        with self._begin("read owners") as conn:
+            return store_owners.read(conn)
+
+    def record_owners(
+        self, assignments: Mapping[EndpointKey, OwnerAssignment | None], *, now: datetime
+    ) -> int:
+        """Store these endpoints' owners (``None``: unowned) in ONE transaction; returns how
+        many assignments changed."""
+        with self._begin("store owners") as conn:
+            return store_owners.record(conn, assignments, now)
 
     # --- findings ---------------------------------------------------------------------------
 

@@ -364,6 +364,25 @@ class HookRun(SQLModel, table=True):
     created_at: datetime = _time()
 
 
+class EndpointOwner(SQLModel, table=True):
+    """Who owns an endpoint (``scanner.inventory.owners``): the first ``[owners]`` rule that
+    matched it, re-evaluated whenever the inventory is judged. ``tags`` is a JSON list."""
+
+    __tablename__ = "endpoint_owner"
+
+    endpoint_id: int = Field(
+        sa_column=Column(
+            BigInt, ForeignKey("endpoint.id", ondelete="CASCADE"), primary_key=True,
+            autoincrement=False,
+        )
+    )  # fmt: skip
+    owner: str = Field(sa_column=Column(Text(), nullable=False))
+    environment: str | None = _text()
+    tags: str = Field(sa_column=Column(Text(), nullable=False))
+    rule: str = Field(sa_column=Column(Text(), nullable=False))
+    assigned_at: datetime = _time()
+
+
 # The Core tables behind the classes: ``scanner.inventory.store`` writes in bulk through these.
 META: Table = SQLModel.metadata.tables["certscan_meta"]
 SCAN_RUN: Table = SQLModel.metadata.tables["scan_run"]
@@ -376,6 +395,7 @@ FINDING: Table = SQLModel.metadata.tables["finding"]
 HOOK_RUN: Table = SQLModel.metadata.tables["hook_run"]
 SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
 INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
+ENDPOINT_OWNER: Table = SQLModel.metadata.tables["endpoint_owner"]
 #: Every certscan table, parents before children.
 ALL_TABLES = (
     META,
@@ -389,6 +409,7 @@ ALL_TABLES = (
     HOOK_RUN,
     SCAN_SHARD,
     INGESTED_BATCH,
+    ENDPOINT_OWNER,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).

@@ -181,3 +181,75 @@ def test_long_tables_show_a_page_of_rows(
     assert _column(page, "inventory-table", 6)[-1] == ""  # no chain: sorted last
     assert dialogs == []
     assert errors == []
+
+
+def test_automation_column_in_chromium(
+    tmp_path: Path, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """The inventory's "Automation" column shows how each endpoint renews, with the lead times
+    as a tooltip, and sorts like any other column."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from reports.output import build_report
+
+    page, dialogs, errors = browser_page
+    report = sample_report()
+    labels = ["automated", "irregular", "one renewal", "no renewal seen"]
+    views = tuple(
+        replace(view, automation=labels[n % 4], lead_days=(30.0, 29.5) if n % 4 == 0 else ())
+        for n, view in enumerate(report.endpoints)
+    )
+    report = build_report(views, generated_at=report.generated_at, scan=report.scan)
+    target = tmp_path / "report.html"
+    write_atomic(target, HtmlRenderer().render(report))
+    page.goto(target.as_uri())
+
+    header = page.locator("#inventory-table th", has_text="Automation")
+    expect(header).to_have_count(1)
+    index = page.locator("#inventory-table thead th").all_inner_texts().index("Automation") + 1
+    shown = _column(page, "inventory-table", index)
+    assert sorted(shown) == sorted(labels[n % 4] for n in range(len(views)))
+    tip = page.locator("#inventory-table td.auto span", has_text="automated").first
+    expect(tip).to_have_attribute("title", "renewal lead times (days before expiry): 30.0, 29.5")
+    header.locator("button").click()
+    ordered = _column(page, "inventory-table", index)
+    assert ordered in (sorted(ordered), sorted(ordered, reverse=True))
+    assert dialogs == []
+    assert errors == []
+
+
+def test_estate_charts_in_chromium(
+    tmp_path: Path, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """The Estate section draws one inline SVG chart per dimension, loads nothing, and its
+    hostile labels stay text."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from reports.output import build_report
+
+    page, dialogs, errors = browser_page
+    report = sample_report()
+    views = tuple(
+        replace(view, owner=SCRIPT_CN if n == 0 else "web-team")
+        for n, view in enumerate(report.endpoints)
+    )
+    report = build_report(views, generated_at=report.generated_at, scan=report.scan)
+    target = tmp_path / "report.html"
+    write_atomic(target, HtmlRenderer().render(report))
+    page.goto(target.as_uri())
+    charts = page.locator("#estate figure.chart")
+    expect(charts).to_have_count(5)
+    expect(charts.first.locator("figcaption")).to_have_text("by owner")
+    owner_bars = charts.first.locator("g.ebar")
+    expect(owner_bars).to_have_count(2)
+    assert SCRIPT_CN in charts.first.inner_text() or "…" in charts.first.inner_text()
+    expect(page.locator("script")).to_have_count(1)
+    box = charts.first.locator("svg").bounding_box()
+    assert box is not None
+    assert box["width"] > 200
+    assert dialogs == []
+    assert errors == []

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import ocsp
 
 from reports.ciphers import cipher_weakness
+from reports.deployed import undeployed
 from reports.findings import (
     at_or_above,
     evaluate,
@@ -25,12 +26,14 @@ from reports.findings import (
     key_reuse,
     shared_key_peers,
 )
-from reports.model import Context, EndpointInput
+from reports.model import Context, EndpointInput, Proposal
+from reports.owners import parse_owners, unowned
 from reports.policy import KINDS, Policy
 from reports.trust import TrustStore
+from scanner.inventory.history import LeafRun
 from scanner.lab import certgen
 from scanner.lab.certgen import Issued
-from scanner.models import Finding, Severity
+from scanner.models import CertInfo, Finding, Severity
 from scanner.parse import parse_certificate
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -109,7 +112,8 @@ class Provoke:
     kind: str
     severity: Severity
     build: Callable[[Pki], EndpointInput]
-    context: Context = field(default_factory=Context)
+    #: The context, or how to build it for the target (history rules need the target's leaf).
+    context: Context | Callable[[Pki, EndpointInput], Context] = field(default_factory=Context)
     evidence: str = ""  # a fragment the message must contain
 
 
@@ -323,6 +327,121 @@ def stapled(
     return endpoint(issued, p.inter, ocsp_staple=response)
 
 
+def run_of(cert: Issued | CertInfo, first_seen: datetime, obs: int = 1) -> LeafRun:
+    info = cert if isinstance(cert, CertInfo) else parse_certificate(cert.der)
+    return LeafRun(first_seen=first_seen, observation_id=obs, scan_id=obs, leaf=info)
+
+
+def after(pki: Pki, previous: Issued) -> Callable[[Pki, EndpointInput], Context]:
+    """A context where ``previous`` (served with the intermediate) was the last leaf."""
+
+    def build(p: Pki, target: EndpointInput) -> Context:
+        chain = (parse_certificate(previous.der), parse_certificate(p.inter.der))
+        runs = (run_of(chain[0], NOW - 30 * DAY, 1), run_of(target.chain[0], NOW - DAY, 2))
+        return Context(previous_leaf=chain[0].sha256, previous_chain=chain, runs=runs)
+
+    return build
+
+
+def renewed_late(p: Pki, target: EndpointInput) -> Context:
+    older = leaf(p, not_before=NOW - 190 * DAY)  # ends NOW - 100 days, renewed after expiry
+    old = leaf(p, not_before=NOW - 100 * DAY)  # ends NOW - 10 days, renewed 1 day before
+    runs = (
+        run_of(older, NOW - 190 * DAY, 1),
+        run_of(old, NOW - 98 * DAY, 2),
+        run_of(target.chain[0], NOW - 11 * DAY, 3),
+    )
+    return Context(previous_leaf=runs[1].leaf.sha256, runs=runs)
+
+
+def overdue(p: Pki) -> EndpointInput:
+    return endpoint(leaf(p, not_before=NOW - 85 * DAY), p.inter)  # 5 days left of 90
+
+
+def used_to_renew_early(p: Pki, target: EndpointInput) -> Context:
+    old = leaf(p, not_before=NOW - 160 * DAY)  # ends NOW - 70 days; renewed 14 days ahead
+    runs = (run_of(old, NOW - 160 * DAY, 1), run_of(target.chain[0], NOW - 84 * DAY, 2))
+    return Context(previous_leaf=runs[0].leaf.sha256, runs=runs)
+
+
+HISTORY_ROWS = [
+    Provoke(
+        "material_change",
+        Severity.HIGH,
+        healthy,
+        lambda p, t: after(p, leaf(p, dns_names=["www.example.test", "api.example.test"]))(p, t),
+        evidence="SANs removed: 'DNS:api.example.test'",
+    ),
+    Provoke(
+        "certificate_regressed",
+        Severity.HIGH,
+        healthy,
+        lambda p, t: after(p, leaf(p, not_before=NOW - 5 * DAY))(p, t),
+        evidence="an older certificate came back",
+    ),
+    Provoke(
+        "fleet_inconsistent",
+        Severity.MEDIUM,
+        healthy,
+        lambda p, t: Context(
+            extra=(
+                Proposal(
+                    kind="fleet_inconsistent",
+                    severity=Severity.MEDIUM,
+                    message="www.example.test:443 presents 2 certificates on 3 addresses",
+                    sha256=t.chain[0].sha256,
+                ),
+            )
+        ),
+        evidence="presents 2 certificates",
+    ),
+    Provoke(
+        "renews_late",
+        Severity.MEDIUM,
+        healthy,
+        renewed_late,
+        evidence="came 2 days after and 1 day before",
+    ),
+    Provoke(
+        "renewal_not_observed",
+        Severity.MEDIUM,
+        overdue,
+        used_to_renew_early,
+        evidence="no successor has been seen",
+    ),
+]
+HISTORY_ROWS.append(
+    Provoke(
+        "unowned",
+        Severity.LOW,
+        healthy,
+        Context(
+            extra=(
+                unowned(parse_owners({"rule": [{"owner": "x", "ports": [1]}]}, source="t"), None)
+                or Proposal(kind="?", severity=Severity.INFO, message="?"),
+            )
+        ),
+        evidence="no [owners] rule matches",
+    )
+)
+HISTORY_ROWS.append(
+    Provoke(
+        "file_not_deployed",
+        Severity.MEDIUM,
+        healthy,
+        lambda p, t: Context(
+            extra=(
+                undeployed(
+                    [t, replace(endpoint(leaf(p, days=200), p.inter), address="file:/x.pem")]
+                )[t.key],
+            )
+        ),
+        evidence="certificate on disk in file:/x.pem",
+    )
+)
+PROVOKE += HISTORY_ROWS
+
+
 def test_every_kind_is_provoked() -> None:
     assert {row.kind for row in PROVOKE} == set(KINDS)
 
@@ -330,14 +449,15 @@ def test_every_kind_is_provoked() -> None:
 @pytest.mark.parametrize("row", PROVOKE, ids=lambda r: f"{r.kind}-{r.severity.label}")
 def test_kind_is_provoked(row: Provoke, pki: Pki) -> None:
     target = row.build(pki)
-    found = [f for f in run(pki, target, context=row.context) if f.kind == row.kind]
+    context = row.context if isinstance(row.context, Context) else row.context(pki, target)
+    found = [f for f in run(pki, target, context=context) if f.kind == row.kind]
     assert len(found) == 1, found
     finding = found[0]
     assert finding.severity is row.severity
     assert row.evidence in finding.message
     assert "\n" not in finding.message
     assert (finding.address, finding.port, finding.sni) == (target.address, 443, target.sni)
-    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher"}
+    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher", "unowned"}
     assert (finding.sha256 is None) == (row.kind in endpoint_wide)
     if finding.sha256 is not None:
         assert finding.sha256 in {c.sha256 for c in target.chain}

@@ -184,8 +184,8 @@ def test_head_constant_is_alembics_head() -> None:
     assert scripts.get_heads() == [migrations.HEAD_REVISION]
     assert store_migrate.head_revision() == store_schema.head_revision() == migrations.HEAD_REVISION
     history = store_migrate.history()
-    assert [r.revision for r in history] == ["0001", "0002", "0006_sni"]
-    assert [r.down_revision for r in history] == [None, "0001", "0002"]
+    assert [r.revision for r in history] == ["0001", "0002", "0006_sni", "0008_fleet"]
+    assert [r.down_revision for r in history] == [None, "0001", "0002", "0006_sni"]
     assert all(r.additive for r in history)
     assert all(r.message and "\n" not in r.message for r in history)
 
@@ -193,7 +193,7 @@ def test_head_constant_is_alembics_head() -> None:
 def test_revisions_are_frozen_history() -> None:
     # A revision must not change meaning when scanner.inventory.tables changes: no certscan imports.
     files = sorted(VERSIONS.glob("0*.py"))
-    assert [f.name[:4] for f in files] == ["0001", "0002", "0006"]
+    assert [f.name[:4] for f in files] == ["0001", "0002", "0006", "0008"]
     for path in files:
         tree = ast.parse(path.read_text())
         imported = [
@@ -216,7 +216,7 @@ def test_a_new_database_is_built_to_the_head_and_matches_the_tables(
     with Inventory(url):
         pass
     assert facts(engine) == (migrations.HEAD_REVISION, str(t.SCHEMA_VERSION))
-    assert store_schema.current_revision(engine) == "0006_sni"
+    assert store_schema.current_revision(engine) == migrations.HEAD_REVISION
     assert_matches_tables(engine)
 
 
@@ -239,21 +239,36 @@ def test_revision_0002_adds_exactly_what_0001_lacks(url: str, engine: Engine) ->
         ("add_column scan_run", "shards"),
         ("add_column observation", "shard"),
         ("add_column observation", "ocsp_next_update"),  # revision 0006_sni
+        ("add_table", "endpoint_owner"),  # 0008_fleet
     }
 
 
 def test_revision_0006_adds_exactly_the_ocsp_next_update_column(url: str, engine: Engine) -> None:
     store_migrate.upgrade(engine, "x", "0002")
+    store_migrate.upgrade(engine, "x", "0006_sni")
     with engine.connect() as conn:
-        diff = schema_diff(conn)
-    assert [(c[0], c[2], c[3].name) for c in diff] == [
-        ("add_column", "observation", "ocsp_next_update")
-    ]
+        assert "ocsp_next_update" in columns(conn, "observation")
+        assert "endpoint_owner" not in sa.inspect(conn).get_table_names()
     store_migrate.upgrade(engine, "x")
     assert_matches_tables(engine)
     store_migrate.downgrade(engine, "x", "0002")
     with engine.connect() as conn:
         assert "ocsp_next_update" not in columns(conn, "observation")
+
+
+def test_revision_0008_adds_the_owner_table(url: str, engine: Engine) -> None:
+    store_migrate.upgrade(engine, "x", "0006_sni")
+    with engine.connect() as conn:
+        diff = schema_diff(conn)
+    assert [(c[0], c[1].name) for c in diff] == [("add_table", "endpoint_owner")]
+    with Inventory(url):  # opening applies it: additive
+        pass
+    assert store_schema.current_revision(engine) == "0008_fleet"
+    assert_matches_tables(engine)
+    change = store_migrate.downgrade(engine, "x", "0006_sni")
+    assert change.applied == ("0008_fleet",)
+    with engine.connect() as conn:
+        assert "endpoint_owner" not in sa.inspect(conn).get_table_names()
 
 
 def test_sqlite_tables_are_column_for_column_those_of_create_all(tmp_path: Path) -> None:
@@ -288,9 +303,9 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     seed(engine)
     change = store_migrate.downgrade(engine, "x", "0001")
     assert (change.before, change.after, change.applied) == (
-        "0006_sni",
+        "0008_fleet",
         "0001",
-        ("0006_sni", "0002"),
+        ("0008_fleet", "0006_sni", "0002"),
     )
     assert facts(engine) == ("0001", "4")
     with engine.connect() as conn:
@@ -303,7 +318,7 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     # Opening applies the additive revisions again; the dropped columns come back empty.
     with Inventory(url):
         pass
-    assert facts(engine) == ("0006_sni", "4")
+    assert facts(engine) == (migrations.HEAD_REVISION, "4")
     with engine.connect() as conn:
         assert_seed_kept(conn)
         assert conn.execute(sa.select(t.OBSERVATION.c.shard)).scalar_one() is None
@@ -313,13 +328,13 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     assert_matches_tables(engine)
 
     change = store_migrate.downgrade(engine, "x", "base")
-    assert change.applied == ("0006_sni", "0002", "0001")
+    assert change.applied == ("0008_fleet", "0006_sni", "0002", "0001")
     with engine.connect() as conn:
         assert sa.inspect(conn).get_table_names() == ["alembic_version"]
         assert count(conn, "alembic_version") == 0
     assert store_schema.current_revision(engine) is None
-    assert store_migrate.upgrade(engine, "x").applied == ("0001", "0002", "0006_sni")
-    assert facts(engine) == ("0006_sni", "4")
+    assert store_migrate.upgrade(engine, "x").applied == ("0001", "0002", "0006_sni", "0008_fleet")
+    assert facts(engine) == (migrations.HEAD_REVISION, "4")
     assert_matches_tables(engine)
     assert store_migrate.upgrade(engine, "x").applied == ()  # nothing left to do
 
@@ -410,8 +425,8 @@ def test_a_revision_that_is_not_additive_waits_for_db_upgrade(
     with pytest.raises(StoreError, match=r"needs revision 0002, .*: run certscan db upgrade"):
         Inventory(url)
     assert facts(engine) == ("0001", "4")
-    # what certscan db upgrade does
-    assert store_migrate.upgrade(engine, "x").applied == ("0002", "0006_sni")
+    applied = store_migrate.upgrade(engine, "x").applied  # what certscan db upgrade does
+    assert applied == ("0002", "0006_sni", "0008_fleet")
     with Inventory(url):
         pass
 
@@ -524,22 +539,27 @@ def test_db_commands(
     assert certscan("db", "upgrade", "--to", "0001", *db)[:2] == (
         0, f"inventory {sa.make_url(url).render_as_string()}: upgraded from none to 0001\n"
     )  # fmt: skip
-    assert certscan("db", "current", *db)[:2] == (0, "0001 (head 0006_sni)\n")
+    assert certscan("db", "current", *db)[:2] == (0, "0001 (head 0008_fleet)\n")
     code, out, _ = certscan("db", "upgrade", *db)
-    assert (code, out.endswith("upgraded from 0001 to 0006_sni\n")) == (0, True)
+    assert (code, out.endswith("upgraded from 0001 to 0008_fleet\n")) == (0, True)
     code, out, _ = certscan("db", "current", "--json", *db)
     record = json.loads(out)
     assert (code, record["revision"], record["head"], record["up_to_date"]) == (
         0,
-        "0006_sni",
-        "0006_sni",
+        "0008_fleet",
+        "0008_fleet",
         True,
     )
     assert record["schema_version"] == 4
     code, out, _ = certscan("db", "history", *db)
     assert code == 0
-    assert [line.split()[0] for line in out.splitlines()] == ["0001", "0002", "0006_sni"]
-    assert out.splitlines()[2].endswith("[additive]  <- current")
+    assert [line.split()[0] for line in out.splitlines()] == [
+        "0001",
+        "0002",
+        "0006_sni",
+        "0008_fleet",
+    ]
+    assert out.splitlines()[-1].endswith("[additive]  <- current")
 
     for args, message in (
         (("db", "downgrade", *db), "needs --to REV"),
@@ -553,10 +573,10 @@ def test_db_commands(
     assert facts(engine) == (migrations.HEAD_REVISION, "4")
 
     code, out, _ = certscan("db", "downgrade", "--to", "0001", *db)
-    assert (code, out.endswith("downgraded from 0006_sni to 0001\n")) == (0, True)
+    assert (code, out.endswith("downgraded from 0008_fleet to 0001\n")) == (0, True)
     code, out, _ = certscan("db", "downgrade", "--to", "base", "--yes", *db)
     assert (code, out.endswith("downgraded from 0001 to none\n")) == (0, True)
-    assert certscan("db", "current", *db)[:2] == (0, "none (head 0006_sni)\n")
+    assert certscan("db", "current", *db)[:2] == (0, "none (head 0008_fleet)\n")
 
     store_migrate.upgrade(engine, "x")
     with engine.begin() as conn:
