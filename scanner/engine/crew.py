@@ -122,8 +122,9 @@ async def probe(
     """Connect and handshake with one target; network and TLS faults come back as values.
 
     ``slots`` bounds the TLS handshakes in flight across a sweep (``limits.handshakes``): a
-    connected socket waits for a slot before OpenSSL state is allocated, and the wait does not
-    count against the target's timeouts. With ``limits.probe_protocols``, a target that
+    connected socket waits for a slot before OpenSSL state is allocated; the wait counts
+    against the per-target deadline only (not the connect or handshake timeout), and a wait
+    that exhausts it is a ``timeout`` that says so. With ``limits.probe_protocols``, a target that
     handshook is tried again offering at most TLS 1.1, then TLS 1.0, to fill
     ``Handshake.legacy_versions`` (through the same STARTTLS preamble, if any).
 
@@ -196,7 +197,7 @@ class _Attempt:
     start: float  # trio clock when the connect began
     connected: float | None  # trio clock when TCP connected, None when it never did
     result: tls.Negotiated | tls.Fault
-    deadline: float  # the per-target deadline it ran under (moved by local queueing)
+    deadline: float  # the per-target deadline it ran under
 
 
 async def _attempt(
@@ -215,7 +216,8 @@ async def _attempt(
 
     One cancel scope covers every phase: it ends at the connect timeout (or the per-target
     deadline, if sooner), and once connected its deadline moves to the handshake timeout (or
-    the per-target deadline), once for the preamble and once for the handshake. Same limits as
+    the per-target deadline), once for the preamble and once for the handshake; while the socket
+    waits for a handshake slot it is the per-target deadline alone. Same limits as
     a scope per phase inside a deadline scope, at a third of the cost, which a sweep of a /16
     notices. ``deadline`` (trio clock) replaces the per-target deadline counted from now: a
     second attempt at the same target shares the first one's.
@@ -236,7 +238,6 @@ async def _attempt(
             if waiting:
                 await net.finish_connect(sock, on_wait)
             connected = trio.current_time()
-            ready = connected  # when the socket was ready for a handshake slot
             phase, ends = "handshake", connected + limits.handshake_timeout
             if protocol is not None:
                 phase = f"{protocol} preamble"
@@ -244,16 +245,15 @@ async def _attempt(
                 result = await starttls.negotiate(protocol, sock, target)
                 if result is not None:
                     return _Attempt(start, connected, result, deadline)
-                phase, ready = "handshake", trio.current_time()
+                phase = "handshake"
             if slots is not None:
-                with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):
-                    await _acquire(slots)
-                    holding = True
-                if not holding:
-                    result = tls.fault(tls.TIMED_OUT, "no free handshake slot in time")
-                    return _Attempt(start, connected, result, deadline)
-                waited = trio.current_time() - ready
-                deadline += waited  # local queueing is not the server's fault
+                # Waiting for a slot is local queueing: it is bounded by the per-target
+                # deadline only, never by the connect or handshake timeout of the server.
+                phase = _SLOT_WAIT
+                scope.deadline = deadline
+                await _acquire(slots)
+                holding = True
+                phase = "handshake"
             ends = trio.current_time() + limits.handshake_timeout
             scope.deadline = min(ends, deadline)
             result = await tls.handshake(
@@ -270,7 +270,7 @@ async def _attempt(
             sock.close()
     if result is None:
         allowed = limits.connect_timeout if connected is None else limits.handshake_timeout
-        result = _timed_out(phase, allowed, ends > deadline, limits)
+        result = _timed_out(phase, allowed, phase == _SLOT_WAIT or ends > deadline, limits)
     return _Attempt(start, connected, result, deadline)
 
 
@@ -281,9 +281,19 @@ async def _acquire(semaphore: trio.Semaphore) -> None:
         await semaphore.acquire()
 
 
+#: The phase of a connected socket waiting for one of the sweep's handshake slots.
+_SLOT_WAIT: Final = "wait for a handshake slot"
+
+
 def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimits) -> tls.Fault:
     """Which bound cut ``phase`` short: its own ``allowed`` timeout, or (``at_deadline``) the
-    per-target deadline, which would have come first."""
+    per-target deadline, which would have come first (and is the only bound of a slot wait)."""
+    if phase == _SLOT_WAIT:
+        detail = (
+            f"no free handshake slot within the {limits.target_deadline:g}s per-target deadline"
+            f" ({limits.handshakes} handshakes in flight); the server was never asked"
+        )
+        return tls.fault(tls.TIMED_OUT, detail)
     if not at_deadline:
         timeout = "connect" if phase == "connect" else "handshake"
         detail = f"{phase} unfinished after the {allowed:g}s {timeout} timeout"

@@ -134,6 +134,10 @@ _KINDS: Final[dict[str, FailureKind]] = {
     # happen to look like a record header.
     "data length too long": FailureKind.PROTOCOL_ERROR,
     "packet length too long": FailureKind.PROTOCOL_ERROR,
+    # A handshake message over OpenSSL's own bound (its certificate list limit, 100 KiB): a
+    # server whose chain holds thousands of SANs or dozens of certificates. The chain is too
+    # large, whichever bound caught it first.
+    "excessive message size": FailureKind.CHAIN_TOO_LARGE,
 }
 
 ALERT_NAMES: Final[dict[int, str]] = {
