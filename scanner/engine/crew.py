@@ -64,6 +64,7 @@ import trio
 from OpenSSL import SSL
 
 from scanner.engine import net, rehandshake, tls
+from scanner.engine.legacy import capture as legacy
 from scanner.engine.starttls import session as starttls
 from scanner.models import EngineLimits, FailureKind, Handshake, Outcome, ScanFailure, Target
 
@@ -158,10 +159,37 @@ async def probe(
             attempt = await _attempt(
                 target, limits, context, slots, on_wait, protocol, attempt.deadline, alpn=alpn
             )
+    failed = attempt.result if attempt.connected is not None else None
+    if isinstance(failed, tls.Fault) and _legacy_allowed(limits) and legacy.worth_trying(failed):
+        attempt = await _legacy_capture(target, limits, protocol, attempt)
     outcome = _outcome(target, started_at, attempt, protocol or "tls")
+    if isinstance(outcome, Handshake) and outcome.legacy_capture:
+        return outcome  # no extra handshakes: OpenSSL cannot talk to this server
     if isinstance(outcome, Handshake) and (limits.probe_protocols or limits.all_certs):
         outcome = await _again(outcome, limits, slots, protocol, alpn)
     return outcome
+
+
+def _legacy_allowed(limits: EngineLimits) -> bool:
+    """Legacy capture is on, and the sweep offers every version (a raised ``tls_min_version``
+    says not to talk to older servers at all, so they are not captured either)."""
+    return limits.legacy_capture and limits.tls_min_version == "TLSv1"
+
+
+async def _legacy_capture(
+    target: Target, limits: EngineLimits, protocol: str | None, failed: _Attempt
+) -> _Attempt:
+    """One more connection after ``failed`` (within its deadline), sending the hand-built hello
+    of ``scanner.engine.legacy``; when that yields no chain either, the first failure stands,
+    the capture's reason added to its detail."""
+    again = await _attempt(target, limits, None, None, None, protocol, failed.deadline)
+    first = failed.result
+    if isinstance(again.result, tls.Negotiated) or not isinstance(first, tls.Fault):
+        return again
+    detail = (
+        f"{first.detail}; legacy capture: {again.result.detail.removeprefix('legacy capture: ')}"
+    )
+    return dataclasses.replace(failed, result=dataclasses.replace(first, detail=detail))
 
 
 #: Implicit-TLS ports of services that are not HTTP (SMTPS, LDAPS, IMAPS, POP3S, FTPS, XMPPS):
@@ -203,7 +231,7 @@ class _Attempt:
 async def _attempt(
     target: Target,
     limits: EngineLimits,
-    context: SSL.Context,
+    context: SSL.Context | None,
     slots: trio.Semaphore | None,
     on_wait: Callable[[int], None] | None = None,
     protocol: str | None = None,
@@ -212,7 +240,8 @@ async def _attempt(
     alpn: bool = True,
 ) -> _Attempt:
     """One connection: connect, the ``protocol``'s STARTTLS preamble (``None``: implicit
-    TLS), wait for a handshake slot, handshake.
+    TLS), wait for a handshake slot, handshake. With ``context`` ``None`` the handshake is a
+    legacy capture (``scanner.engine.legacy``): no OpenSSL state, so no slot is waited for.
 
     One cancel scope covers every phase: it ends at the connect timeout (or the per-target
     deadline, if sooner), and once connected its deadline moves to the handshake timeout (or
@@ -246,6 +275,12 @@ async def _attempt(
                 if result is not None:
                     return _Attempt(start, connected, result, deadline)
                 phase = "handshake"
+            if context is None:
+                scope.deadline = min(ends, deadline)
+                result = await legacy.capture(
+                    sock, tls.sni_bytes(target.sni), limits.max_chain_bytes
+                )
+                return _Attempt(start, connected, result, deadline)
             if slots is not None:
                 # Waiting for a slot is local queueing: it is bounded by the per-target
                 # deadline only, never by the connect or handshake timeout of the server.
@@ -320,6 +355,9 @@ def _outcome(
                 alpn=result.alpn,
                 ocsp_staple=result.ocsp_staple,
                 client_cert_requested=result.client_cert_requested,
+                legacy_capture=result.legacy_capture,
+                group=result.group,
+                signature_scheme=result.signature_scheme,
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
                 protocol=protocol,

@@ -373,6 +373,13 @@ class Negotiated:
     alpn: str | None
     ocsp_staple: bytes | None
     client_cert_requested: bool
+    #: Read from the records of a hand-built hello (``scanner.engine.legacy``), not negotiated
+    #: by OpenSSL: no handshake completed, the server's first flight was read in clear.
+    legacy_capture: bool = False
+    group: str | None = None  # the key exchange group (Handshake.group)
+    signature_scheme: str | None = (
+        None  # the server's signature scheme (Handshake.signature_scheme)
+    )
 
 
 def _plausible_record_start(head: bytes) -> bool:
@@ -407,7 +414,18 @@ def _negotiated(conn: SSL.Connection, seen: _Seen) -> Negotiated:
         alpn=alpn.decode("ascii", "replace") if alpn else None,
         ocsp_staple=seen.ocsp or None,
         client_cert_requested=seen.cert_requested,
+        group=_group_name(conn),
     )
+
+
+def _group_name(conn: SSL.Connection) -> str | None:
+    """The negotiated key exchange group ("X25519MLKEM768", "x25519", "secp256r1"...), bounded
+    in length; ``None`` for a key exchange without one (static RSA)."""
+    try:
+        name = conn.get_group_name()
+    except (SSL.Error, ValueError, NotImplementedError):  # no state to ask, or an old OpenSSL
+        return None
+    return name[:64] if name else None
 
 
 def _failed(conn: SSL.Connection, seen: _Seen, found: Fault) -> Negotiated | Fault:

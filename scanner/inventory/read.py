@@ -71,6 +71,13 @@ class EndpointRecord:
     #: The other chains presented when only one key type was offered (``--all-certs``), each
     #: in presented order; ``()`` when none was seen or the probe was not run.
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    #: The chain was read from a hand-built legacy hello's records (``Handshake.legacy_capture``);
+    #: None for failures and observations stored before revision 0003_tls_details.
+    legacy_capture: bool | None = None
+    #: The key exchange group and the server's signature scheme (``Handshake.group``,
+    #: ``Handshake.signature_scheme``); None when none was used, not known, or stored before.
+    group: str | None = None
+    signature_scheme: str | None = None
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -89,6 +96,8 @@ _RECORD_COLUMNS = (
     "scan_id",
     "connected",
     "protocol",
+    "legacy_capture",
+    "signature_scheme",
 )
 
 
@@ -165,6 +174,7 @@ def latest_endpoints(
             chain=tuple(chains.get(m["id"], ())),
             alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
+            group=m["tls_group"],
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -55,7 +55,8 @@ from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 #: 4: the ``hook_run`` table (renewal hooks, ``scanner.inventory.hooks``).
 #: From 4 on, the schema is managed by Alembic (``scanner/migrations``); this number is kept in
 #: ``certscan_meta`` for certscans older than Alembic, and is the oldest schema a database can
-#: still be used by. Revision ``0002`` (sharded and distributed scans) is additive, so it stays 4.
+#: still be used by. Revisions ``0002`` (sharded and distributed scans) and ``0003_tls_details``
+#: (legacy capture, key exchange) are additive, so it stays 4.
 SCHEMA_VERSION = 4
 
 
@@ -267,6 +268,12 @@ class Observation(SQLModel, table=True):
     # Added in revision 0002: the shard that stored it (NULL: the scan is not sharded);
     # ``target_index`` is then the position in that shard.
     shard: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Added in revision 0003_tls_details (NULL in older rows and for failures): the chain was
+    # read from a hand-built legacy hello's records; the key exchange group; the server's
+    # signature scheme. (``tls_group``: ``group`` is an SQL keyword.)
+    legacy_capture: bool | None = Field(default=None, nullable=True)
+    tls_group: str | None = _text()
+    signature_scheme: str | None = _text()
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -529,6 +536,9 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": encode_versions(outcome.legacy_versions),
                 "connected": True,
                 "protocol": clean_text(outcome.protocol),
+                "legacy_capture": outcome.legacy_capture,
+                "tls_group": clean_text(outcome.group),
+                "signature_scheme": clean_text(outcome.signature_scheme),
             }
         case ScanFailure():
             return common | {
@@ -544,6 +554,9 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": None,
                 "connected": outcome.connected,
                 "protocol": None,
+                "legacy_capture": None,
+                "tls_group": None,
+                "signature_scheme": None,
             }
         case _:
             assert_never(outcome)
