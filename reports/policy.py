@@ -73,6 +73,7 @@ KINDS: Final[tuple[str, ...]] = (
     "not_yet_valid",
     "self_signed",
     "untrusted_root",
+    "malformed_certificate",
     "incomplete_chain",
     "chain_order",
     "extra_certificate",

@@ -11,6 +11,9 @@ expiring                high / critical      within ``expiring_high_days`` (30) 
 not_yet_valid           high                 now is before ``not_before``
 self_signed             high (low if pinned) the leaf is signed by its own key; low when that very
                                              certificate is a trust anchor (``--ca-bundle``)
+malformed_certificate   high                 validation of a path to a trusted root stopped at
+                                             the encoding of a certificate (a negative serial):
+                                             the message names the RFC 5280 rule
 untrusted_root          high                 the path ends at a self-signed root that is not
                                              trusted, or validation rejects the path to a trusted
                                              root for a reason no other finding explains
@@ -270,6 +273,11 @@ class Rules:
                 "trusted root (a private root needs --ca-bundle)"
             )
             self.add("untrusted_root", Severity.HIGH, msg, end.sha256)
+        elif verdict.malformed is not None:
+            position = verdict.malformed_position or 0
+            cert = chain[position] if position < len(chain) else leaf
+            msg = f"{_who(position, cert)} is {verdict.reason}"
+            self.add("malformed_certificate", Severity.HIGH, msg, cert.sha256)
         elif verdict.rejection is not None and not self._explained(verdict):
             self.add("untrusted_root", Severity.HIGH, verdict.rejection, leaf.sha256)
         if verdict.missing_issuer is not None:

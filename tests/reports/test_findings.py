@@ -145,6 +145,15 @@ def sha1_intermediate(p: Pki) -> EndpointInput:
     return endpoint(sub, sha1_ca)
 
 
+def negative_serial(p: Pki) -> EndpointInput:
+    issued = leaf(p)
+    assert isinstance(p.inter.key, ec.EllipticCurvePrivateKey)
+    der = certgen.with_serial_content(issued.cert, p.inter.key, b"\xff\x12\x34")
+    return replace(
+        endpoint(p.inter), chain=(parse_certificate(der), parse_certificate(p.inter.der))
+    )
+
+
 def stray_extra(p: Pki) -> EndpointInput:
     return endpoint(leaf(p), p.inter, certgen.make_ca("Stray CA", not_before=LONG_AGO))
 
@@ -183,6 +192,7 @@ PROVOKE = [
     Provoke("self_signed", Severity.HIGH, self_signed, evidence="self-signed"),
     Provoke("untrusted_root", Severity.HIGH, rogue_root, evidence="self-signed certificate #1"),
     Provoke("untrusted_root", Severity.HIGH, leaf_as_ca, evidence="validation against"),
+    Provoke("malformed_certificate", Severity.HIGH, negative_serial, evidence="RFC 5280 4.1.2.2"),
     Provoke(
         "incomplete_chain",
         Severity.HIGH,
