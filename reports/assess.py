@@ -200,6 +200,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         cipher=record.cipher,
         chain=record.chain,
         alt_chains=record.alt_chains,
+        group=record.group,
     )
 
 
@@ -253,6 +254,8 @@ def assess(
                 chain=record.chain,
                 alt_chains=record.alt_chains,
                 findings=findings,
+                legacy_capture=record.legacy_capture,
+                group=record.group,
             )
         )
     return tuple(views)

@@ -72,6 +72,7 @@ class EndpointInput:
     cipher: str | None = None
     chain: tuple[CertInfo, ...] = ()
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    group: str | None = None  # the key exchange group; None when none or not recorded
 
     @property
     def key(self) -> EndpointKey:

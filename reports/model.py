@@ -69,3 +69,7 @@ class EndpointView:
     chain: tuple[CertInfo, ...]
     findings: tuple[Finding, ...]
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    #: The chain came from a legacy capture (``Handshake.legacy_capture``); the key exchange
+    #: group. None for failures and observations stored before they were recorded.
+    legacy_capture: bool | None = None
+    group: str | None = None

@@ -86,6 +86,7 @@ KINDS: Final[tuple[str, ...]] = (
     "legacy_protocol",
     "weak_cipher",
     "certificate_changed",
+    "no_pq_key_exchange",
 )
 
 #: Top-level config sections kept raw for features that read them later.

@@ -40,6 +40,9 @@ legacy_protocol         medium / high        the probe found TLS 1.0/1.1 (or SSL
                                              when even certscan's modern offer got a legacy version
 weak_cipher             medium .. critical   as :mod:`reports.ciphers` grades the negotiated suite
 certificate_changed     info                 the leaf differs from the previous observation
+no_pq_key_exchange      info                 the key exchange has no post-quantum component
+                                             (:mod:`reports.kex`): TLS 1.2 or older, or a
+                                             classical TLS 1.3 group; a policy may raise it
 ======================  ===================  ====================================================
 
 ``expiring`` and short-lived certificates: with lifetime ``L``, the windows are
@@ -68,6 +71,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from reports.ciphers import cipher_weakness
+from reports.kex import pq_gap
 from reports.model import Finding, Severity
 from reports.names import clean, hostname_matches, quote
 from reports.policy import Policy
@@ -165,6 +169,7 @@ class Rules:
         self.alt, self.alt_leaf = 0, None
         self.protocol()
         self.cipher()
+        self.key_exchange()
         kept = [
             Finding(
                 kind=f.kind,
@@ -359,6 +364,12 @@ class Rules:
         if name and weakness is not None:
             msg = f"negotiated cipher {quote(name)}: {weakness.reason}"
             self.add("weak_cipher", weakness.severity, msg, None)
+
+    def key_exchange(self) -> None:
+        gap = pq_gap(self.endpoint.tls_version, self.endpoint.group)
+        if gap is not None and self.endpoint.chain:
+            msg = f"no post-quantum key exchange: {clean(gap)}"
+            self.add("no_pq_key_exchange", Severity.INFO, msg, None)
 
 
 # --- message pieces --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Shape::
                     "observed_at", "scan_id",
                     "chain": [certificate objects exactly as ``sweep --json`` prints them],
                     "alt_chains": [[certificate objects], ...],  # --all-certs; [] when none
-                    "findings": [{"kind", "severity", "message", "sha256"}]}],
+                    "findings": [{"kind", "severity", "message", "sha256"}],
+                    "legacy_capture", "group"}],  # optional; null when not recorded
      "certificates": [certificate object + {"served_at": [{"address", "port", "sni", "position",
                                                            "chain"}]}],  # chain: 0 main, N alt
      "summary": {"endpoints", "endpoints_with_certificates", "certificates", "expired",
@@ -86,6 +87,8 @@ def _endpoint(view: EndpointView) -> dict[str, Any]:
     data["scan_id"] = view.scan_id
     data["alt_chains"] = [[cert_to_dict(c) for c in alt] for alt in view.alt_chains]
     data["findings"] = [_finding(f) for f in view.findings]
+    data["legacy_capture"] = view.legacy_capture
+    data["group"] = view.group
     return data
 
 

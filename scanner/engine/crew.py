@@ -326,7 +326,7 @@ def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimi
     if phase == _SLOT_WAIT:
         detail = (
             f"no free handshake slot within the {limits.target_deadline:g}s per-target deadline"
-            f" ({limits.handshakes} handshakes in flight); the server was never asked"
+            f" (all {limits.handshakes} handshake slots busy); the server was never asked"
         )
         return tls.fault(tls.TIMED_OUT, detail)
     if not at_deadline:

@@ -96,6 +96,11 @@ class EndpointRow(NamedTuple):
     key_type: str | None
     key_bits: int | None
     signature_hash: str | None
+    #: The TLS version, cipher and key exchange group of that observation (cut to TEXT_LIMIT);
+    #: None without one, or when not recorded.
+    tls_version: str | None = None
+    cipher: str | None = None
+    group: str | None = None
 
 
 class ProblemRow(NamedTuple):
@@ -210,6 +215,9 @@ def _endpoints_query() -> sa.Select[Any]:
             _cut(c.c.key_type),
             c.c.key_bits,
             _cut(c.c.signature_hash),
+            _cut(chained.c.tls_version),
+            _cut(chained.c.cipher),
+            _cut(chained.c.tls_group),
         )
         .select_from(picks)
         .join(latest, latest.c.id == picks.c.latest_id)

@@ -271,6 +271,20 @@ PROVOKE = [
         evidence="'DES-CBC3-SHA': 3DES",
     ),
     Provoke(
+        "no_pq_key_exchange",
+        Severity.INFO,
+        lambda p: replace(healthy(p), group="x25519"),
+        evidence="the key exchange group is x25519, a classical group only",
+    ),
+    Provoke(
+        "no_pq_key_exchange",
+        Severity.INFO,
+        lambda p: replace(
+            healthy(p), tls_version="TLSv1.2", cipher="ECDHE-ECDSA-AES128-GCM-SHA256"
+        ),
+        evidence="TLSv1.2 has no post-quantum key exchange",
+    ),
+    Provoke(
         "certificate_changed",
         Severity.INFO,
         healthy,
@@ -294,10 +308,32 @@ def test_kind_is_provoked(row: Provoke, pki: Pki) -> None:
     assert row.evidence in finding.message
     assert "\n" not in finding.message
     assert (finding.address, finding.port, finding.sni) == (target.address, 443, target.sni)
-    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher"}
+    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher", "no_pq_key_exchange"}
     assert (finding.sha256 is None) == (row.kind in endpoint_wide)
     if finding.sha256 is not None:
         assert finding.sha256 in {c.sha256 for c in target.chain}
+
+
+@pytest.mark.parametrize(
+    ("version", "group"),
+    [
+        ("TLSv1.3", "X25519MLKEM768"),
+        ("TLSv1.3", "SecP256r1MLKEM768"),
+        ("TLSv1.3", "X25519Kyber768Draft00"),
+        ("TLSv1.3", None),  # stored before groups were recorded: unknown, not judged
+    ],
+)
+def test_post_quantum_or_unknown_groups_are_not_reported(
+    pki: Pki, version: str, group: str | None
+) -> None:
+    target = replace(healthy(pki), tls_version=version, group=group)
+    assert [f for f in run(pki, target) if f.kind == "no_pq_key_exchange"] == []
+
+
+def test_a_policy_raises_no_pq_key_exchange(pki: Pki) -> None:
+    policy = Policy(severities={"no_pq_key_exchange": Severity.HIGH})
+    found = run(pki, replace(healthy(pki), group="secp256r1"), policy=policy)
+    assert [(f.kind, f.severity) for f in found] == [("no_pq_key_exchange", Severity.HIGH)]
 
 
 def test_rejection_explained_by_weak_signature_is_not_untrusted(pki: Pki) -> None:

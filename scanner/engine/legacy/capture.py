@@ -15,6 +15,7 @@ from typing import Final
 from scanner.engine import net, tls
 from scanner.engine.legacy import records
 from scanner.engine.legacy.hello import client_hello
+from scanner.engine.legacy.kex import key_exchange
 from scanner.engine.legacy.records import ServerAlert, ServerFlight
 from scanner.engine.legacy.suites import suite_name
 from scanner.models import FailureKind
@@ -43,10 +44,16 @@ def worth_trying(found: tls.Fault) -> bool:
 
 
 def _negotiated(flight: ServerFlight) -> tls.Negotiated:
+    cipher = suite_name(flight.cipher_suite)
+    group, scheme = None, None
+    if flight.key_exchange is not None:
+        group, scheme = key_exchange(flight.key_exchange, cipher, flight.version)
     return tls.Negotiated(
         chain=flight.chain,
         tls_version=records.VERSIONS[flight.version],
-        cipher=suite_name(flight.cipher_suite),
+        cipher=cipher,
+        group=group,
+        signature_scheme=scheme,
         alpn=None,
         ocsp_staple=flight.ocsp_staple,
         client_cert_requested=False,

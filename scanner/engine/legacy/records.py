@@ -27,7 +27,7 @@ _HANDSHAKE: Final = 22
 _SERVER_HELLO: Final = 2
 _CERTIFICATE: Final = 11
 _CERTIFICATE_STATUS: Final = 22
-_SERVER_HELLO_DONE: Final = 14
+_SERVER_KEY_EXCHANGE: Final = 12
 #: The largest record body TLS allows (RFC 5246 6.2.3: 2^14 + 2048).
 MAX_RECORD: Final = (1 << 14) + 2048
 #: The versions a server may choose: SSLv3 (0x0300) to TLS 1.2 (0x0303).
@@ -57,6 +57,9 @@ class ServerFlight:
     cipher_suite: int
     chain: tuple[bytes, ...]
     ocsp_staple: bytes | None = None
+    #: The ServerKeyExchange body when one followed the certificates (``None``: none, as with
+    #: static RSA); read by :mod:`.kex`.
+    key_exchange: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,13 +165,32 @@ def _status(body: bytes) -> bytes | None:
     return body[4:] if body[0] == 1 and size else None
 
 
-def _messages(
-    handshake: bytes,
-) -> tuple[tuple[int, int] | None, tuple[bytes, ...], bytes | None, bool]:
-    """ServerHello (version, suite), chain, staple, and whether the flight is past them."""
+@dataclass(slots=True)
+class _Seen:
+    """The messages read so far: ServerHello (version, suite), chain, staple, key exchange,
+    and whether the flight is past the certificates (``done``)."""
+
     hello: tuple[int, int] | None = None
     chain: tuple[bytes, ...] = ()
     staple: bytes | None = None
+    key_exchange: bytes | None = None
+    done: bool = False
+
+    def flight(self) -> ServerFlight | None:
+        if self.hello is None:
+            return None
+        version, suite = self.hello
+        return ServerFlight(
+            version=version,
+            cipher_suite=suite,
+            chain=self.chain,
+            ocsp_staple=self.staple,
+            key_exchange=self.key_exchange,
+        )
+
+
+def _messages(handshake: bytes) -> _Seen:
+    seen = _Seen()
     at = 0
     while len(handshake) - at >= 4:
         kind, size = handshake[at], _u24(handshake, at + 1)
@@ -176,30 +198,32 @@ def _messages(
             break  # the rest of this message is in records still to come
         body = handshake[at + 4 : at + 4 + size]
         at += 4 + size
-        if hello is None:
+        if seen.hello is None:
             if kind != _SERVER_HELLO:
                 raise RecordError(f"handshake message {kind} before the ServerHello")
-            hello = _server_hello(body)
-        elif kind == _CERTIFICATE and not chain:
-            chain = _certificates(body)
-        elif kind == _CERTIFICATE_STATUS and staple is None:
-            staple = _status(body)
+            seen.hello = _server_hello(body)
+        elif kind == _CERTIFICATE and not seen.chain:
+            seen.chain = _certificates(body)
+        elif kind == _CERTIFICATE_STATUS and seen.staple is None:
+            seen.staple = _status(body)
         elif kind == _SERVER_HELLO:
             raise RecordError("a second ServerHello")
         else:  # ServerKeyExchange, CertificateRequest, ServerHelloDone: the certificates are in
-            return hello, chain, staple, True
-    return hello, chain, staple, False
+            if kind == _SERVER_KEY_EXCHANGE:
+                seen.key_exchange = body
+            seen.done = True
+            return seen
+    return seen
 
 
 def read_flight(data: bytes) -> Answer:
     """Read the server's first flight from ``data`` (every byte received so far)."""
     handshake, alert = _records(data)
-    hello, chain, staple, done = _messages(handshake)
-    if hello is not None and (done or (alert is not None and chain)):
+    seen = _messages(handshake)
+    flight = seen.flight()
+    if flight is not None and (seen.done or (alert is not None and seen.chain)):
         # Past the certificates, or the chain came whole and then the server gave up.
-        return ServerFlight(
-            version=hello[0], cipher_suite=hello[1], chain=chain, ocsp_staple=staple
-        )
+        return flight
     return INCOMPLETE if alert is None else alert
 
 
@@ -207,7 +231,5 @@ def flight_so_far(data: bytes) -> ServerFlight | None:
     """At the end of the stream (or the byte bound): the flight if a ServerHello and a whole
     Certificate came, else ``None``. Raises :class:`RecordError` like :func:`read_flight`."""
     handshake, _alert = _records(data)
-    hello, chain, staple, _done = _messages(handshake)
-    if hello is None or not chain:
-        return None
-    return ServerFlight(version=hello[0], cipher_suite=hello[1], chain=chain, ocsp_staple=staple)
+    seen = _messages(handshake)
+    return seen.flight() if seen.chain else None

@@ -26,7 +26,7 @@ from tests.reports.render.test_html import (
     synthetic_views,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "reports" / "schema" / "report.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "reports" / "schema" / "report.schema.json"
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ async def test_a_slot_wait_that_exhausts_the_deadline_says_so(pki: peers.Pki) ->
     assert found.kind is FailureKind.TIMEOUT
     assert found.connected is True
     assert found.detail == (
-        "no free handshake slot within the 0.6s per-target deadline (1 handshakes in flight); "
+        "no free handshake slot within the 0.6s per-target deadline (all 1 handshake slots busy); "
         "the server was never asked"
     )
     assert 0.55 < elapsed < 1.5  # the deadline, not the 0.2 s connect timeout

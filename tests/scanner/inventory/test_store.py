@@ -288,7 +288,7 @@ _CRASHING_WRITER = """
 import sys
 from datetime import UTC, datetime
 from scanner.models import FailureKind, ScanFailure, Target
-from scanner import store_write
+from scanner.inventory import write as store_write
 from scanner.inventory.store import Inventory
 
 def item(i):
