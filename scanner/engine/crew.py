@@ -357,7 +357,12 @@ def _outcome(
                 client_cert_requested=result.client_cert_requested,
                 legacy_capture=result.legacy_capture,
                 group=result.group,
-                signature_scheme=result.signature_scheme,
+                signature_scheme=result.signature_scheme
+                or (
+                    legacy.signature_scheme(result.clear_flight, result.cipher, result.tls_version)
+                    if result.clear_flight
+                    else None
+                ),
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
                 protocol=protocol,

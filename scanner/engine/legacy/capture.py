@@ -61,6 +61,14 @@ def _negotiated(flight: ServerFlight) -> tls.Negotiated:
     )
 
 
+def signature_scheme(flight: bytes, cipher: str, version: str) -> str | None:
+    """The signature scheme in the ServerKeyExchange of ``flight`` (the clear bytes a normal
+    TLS 1.2 handshake received; ``cipher`` as OpenSSL names it); ``None`` when it holds none."""
+    number = next((n for n, name in records.VERSIONS.items() if name == version), None)
+    body = records.server_key_exchange(flight) if number is not None else None
+    return None if body is None or number is None else key_exchange(body, cipher, number)[1]
+
+
 def _answer(flight: ServerFlight | None, detail: str) -> tls.Negotiated | tls.Fault:
     if flight is None or not flight.chain:
         return tls.fault(tls.PEER_EOF, detail)

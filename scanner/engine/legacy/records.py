@@ -28,6 +28,7 @@ _SERVER_HELLO: Final = 2
 _CERTIFICATE: Final = 11
 _CERTIFICATE_STATUS: Final = 22
 _SERVER_KEY_EXCHANGE: Final = 12
+_SERVER_HELLO_DONE: Final = 14
 #: The largest record body TLS allows (RFC 5246 6.2.3: 2^14 + 2048).
 MAX_RECORD: Final = (1 << 14) + 2048
 #: The versions a server may choose: SSLv3 (0x0300) to TLS 1.2 (0x0303).
@@ -233,3 +234,30 @@ def flight_so_far(data: bytes) -> ServerFlight | None:
     handshake, _alert = _records(data)
     seen = _messages(handshake)
     return seen.flight() if seen.chain else None
+
+
+def server_key_exchange(data: bytes) -> bytes | None:
+    """The ServerKeyExchange body in the clear start of a TLS 1.2 (or older) server stream, as a
+    normal handshake received it; ``None`` when there is none (static RSA, TLS 1.3) or when the
+    bytes do not read as records. Tolerant where :func:`read_flight` is strict: it never
+    raises, and it stops at the first record that is not a handshake (ChangeCipherSpec)."""
+    gathered = bytearray()
+    at = 0
+    while len(data) - at >= 5 and data[at] == _HANDSHAKE:
+        length = int.from_bytes(data[at + 3 : at + 5], "big")
+        if length > MAX_RECORD or len(data) - at - 5 < length:
+            break
+        gathered += data[at + 5 : at + 5 + length]
+        at += 5 + length
+    handshake = bytes(gathered)
+    at = 0
+    while len(handshake) - at >= 4:
+        kind, size = handshake[at], _u24(handshake, at + 1)
+        if size > len(handshake) - at - 4:
+            return None
+        if kind == _SERVER_KEY_EXCHANGE:
+            return handshake[at + 4 : at + 4 + size]
+        if kind == _SERVER_HELLO_DONE:
+            return None
+        at += 4 + size
+    return None

@@ -44,6 +44,30 @@ async def test_the_group_the_server_insists_on_is_recorded(
         found = await probe(target, LIMITS)
     assert isinstance(found, Handshake)
     assert found.group == name
+    assert found.signature_scheme is None  # TLS 1.3 (its CertificateVerify is encrypted)
+
+
+@pytest.mark.parametrize(
+    ("cipher", "sigalgs", "scheme"),
+    [
+        ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDSA+SHA384", "ecdsa_sha384"),
+        ("ECDHE-RSA-AES128-GCM-SHA256", "rsa_pss_rsae_sha256", "rsa_pss_rsae_sha256"),
+        ("DHE-RSA-AES128-GCM-SHA256", "RSA+SHA512", "rsa_pkcs1_sha512"),
+    ],
+)
+async def test_a_tls12_handshake_records_the_servers_signature_scheme(
+    cipher: str, sigalgs: str, scheme: str
+) -> None:
+    require_tool("openssl")
+    base = peers.make_pki()
+    key = "ec" if "ECDSA" in cipher else "rsa"
+    leaf = make_leaf(base.intermediate, cn="localhost", dns_names=["localhost"], key=make_key(key))
+    options = ("-tls1_2", "-cipher", f"{cipher}:@SECLEVEL=0", "-sigalgs", sigalgs)
+    async with peers.openssl_server(fresh_address(), (leaf, base.intermediate), *options) as target:
+        found = await probe(target, LIMITS)
+    assert isinstance(found, Handshake)
+    assert (found.tls_version, found.cipher) == ("TLSv1.2", cipher)
+    assert found.signature_scheme == scheme
 
 
 async def test_static_rsa_key_exchange_has_no_group() -> None:
@@ -58,3 +82,4 @@ async def test_static_rsa_key_exchange_has_no_group() -> None:
         found = await probe(target, LIMITS)
     assert isinstance(found, Handshake)
     assert (found.tls_version, found.cipher, found.group) == ("TLSv1.2", "AES128-SHA", None)
+    assert found.signature_scheme is None  # static RSA signs nothing

@@ -51,9 +51,12 @@ def _curve_pki(base: peers.Pki, curve: ec.EllipticCurve) -> peers.Pki:
     return peers.Pki(root=base.root, intermediate=base.intermediate, leaf=leaf)
 
 
-@pytest.mark.parametrize(("curve", "group"), [(ec.SECP192R1(), "P-192"), (ec.SECP224R1(), "P-224")])
+@pytest.mark.parametrize(
+    ("curve", "group", "name"),
+    [(ec.SECP192R1(), "P-192", "secp192r1"), (ec.SECP224R1(), "P-224", "secp224r1")],
+)
 async def test_small_curve_servers_are_captured(
-    pki: peers.Pki, curve: ec.EllipticCurve, group: str
+    pki: peers.Pki, curve: ec.EllipticCurve, group: str, name: str
 ) -> None:
     require_tool("openssl")
     small = _curve_pki(pki, curve)
@@ -65,6 +68,9 @@ async def test_small_curve_servers_are_captured(
     assert found.chain == (small.leaf.der, small.intermediate.der)
     assert found.tls_version == "TLSv1.2"
     assert found.cipher == "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"
+    # From the ServerKeyExchange in clear: the curve it chose, and how it signed.
+    assert found.group == name
+    assert (found.signature_scheme or "").startswith("ecdsa_sha")
 
 
 async def test_null_only_server_is_captured_and_graded_critical(rsa_pki: peers.Pki) -> None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.engine.legacy import hello, records, suites
+from scanner.engine.legacy import hello, kex, records, suites
 from scanner.engine.legacy.records import INCOMPLETE, RecordError, ServerAlert, ServerFlight
 
 
@@ -243,3 +243,55 @@ def test_every_named_weak_suite_is_offered() -> None:
         assert code in suites.OFFERED, name
     assert suites.suite_name(0x0005) == "TLS_RSA_WITH_RC4_128_SHA"
     assert suites.suite_name(0xC0FF) == "0xC0FF"
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=2000))
+def test_the_tolerant_key_exchange_finder_never_raises_nor_reads_out_of_bounds(data: bytes) -> None:
+    body = records.server_key_exchange(StrictBytes(data))
+    assert body is None or len(body) <= len(data)
+
+
+def test_the_key_exchange_is_found_before_a_change_cipher_spec() -> None:
+    ske = b"\x03\x00\x17\x01\x04\x06\x03\x00\x00"
+    hello = b"\x02\x00\x00\x26\x03\x03" + bytes(32) + b"\x00\xc0\x2b\x00"
+    flight = hello + b"\x0c" + len(ske).to_bytes(3, "big") + ske + b"\x0e\x00\x00\x00"
+    data = struct.pack("!BHH", 22, 0x0303, len(flight)) + flight + b"\x14\x03\x03\x00\x01\x01"
+    assert records.server_key_exchange(data) == ske
+    assert kex.key_exchange(ske, "ECDHE-ECDSA-AES128-GCM-SHA256", 0x0303) == (
+        "secp256r1",
+        "ecdsa_sha512",
+    )
+    assert records.server_key_exchange(data[:20]) is None
+
+
+# --- the ServerKeyExchange reader ------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(
+    st.binary(max_size=600),
+    st.sampled_from(["TLS_ECDHE_RSA_WITH_RC4_128_SHA", "TLS_DHE_RSA_WITH_AES_128_CBC_SHA", "x"]),
+    st.sampled_from(sorted(records.VERSIONS)),
+)
+def test_any_key_exchange_body_is_read_within_bounds(body: bytes, suite: str, version: int) -> None:
+    group, scheme = kex.key_exchange(StrictBytes(body), suite, version)
+    assert group is None or isinstance(group, str)
+    assert scheme is None or isinstance(scheme, str)
+
+
+def test_ecdhe_and_dhe_bodies_name_group_and_scheme() -> None:
+    point = b"\x04" + bytes(64)
+    ecdhe = b"\x03\x00\x13" + bytes((len(point),)) + point + b"\x04\x03" + b"\x00\x02\x30\x00"
+    assert kex.key_exchange(ecdhe, "TLS_ECDHE_ECDSA_WITH_NULL_SHA", 0x0303) == (
+        "secp192r1",
+        "ecdsa_sha256",
+    )
+    assert kex.key_exchange(ecdhe, "TLS_ECDHE_ECDSA_WITH_NULL_SHA", 0x0301) == ("secp192r1", None)
+    dhe = b"".join(struct.pack("!H", 2) + b"\x01\x02" for _ in range(3)) + b"\x02\x02"
+    assert kex.key_exchange(dhe, "TLS_DHE_DSS_WITH_DES_CBC_SHA", 0x0303) == (None, "dsa_sha1")
+    assert kex.key_exchange(dhe[:-3], "TLS_DHE_DSS_WITH_DES_CBC_SHA", 0x0303) == (None, None)
+    assert kex.key_exchange(ecdhe, "TLS_RSA_WITH_RC4_128_SHA", 0x0303) == (None, None)
+    assert kex.scheme_name(0x0804) == "rsa_pss_rsae_sha256"
+    assert kex.scheme_name(0x0807) == "ed25519"
+    assert kex.scheme_name(0xFFFF) == "0xffff"
