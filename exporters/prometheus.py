@@ -38,6 +38,11 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     ``hostname_mismatch``, ``expired``, ``revoked``...), plus ``unparsable_certificate``
     whenever the leaf could not be loaded. ``sha256`` is '' for a finding about the endpoint as
     a whole.
+``certscan_endpoint_tls_info{address,port,sni,version,cipher,group}``
+    1 per endpoint with a chain: the TLS version, cipher suite and key exchange group of that
+    observation (``group`` '' when none was used or recorded). Values are bounded:
+    ``version`` is one of SSLv2..TLSv1.3 and ``cipher``/``group`` a short OpenSSL or IANA name,
+    anything else ``other``.
 ``certscan_findings{kind,severity}``
     Open findings, counted.
 ``certscan_scan_duration_seconds{job}``, ``certscan_last_scan_success_timestamp_seconds{job}``,
@@ -70,6 +75,7 @@ one per problem reason; two endpoints whose labels become equal after cutting yi
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 
@@ -111,6 +117,29 @@ def label_value(value: object, limit: int = LABEL_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+#: The versions ``certscan_endpoint_tls_info`` names; any other value is ``other``.
+TLS_VERSIONS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"})
+#: A cipher or group name as a label: OpenSSL and IANA names are short words, digits, ``-``
+#: and ``_``; anything else (or longer) is ``other``, so the label set stays bounded.
+_TLS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def tls_labels(version: str | None, cipher: str | None, group: str | None) -> dict[str, str]:
+    """The ``version``, ``cipher`` and ``group`` labels: known shapes kept, the rest ``other``
+    (``group`` is '' when none was used or recorded)."""
+
+    def name(value: str | None) -> str:
+        if not value:
+            return ""
+        return value if _TLS_NAME.fullmatch(value) else "other"
+
+    return {
+        "version": version if version in TLS_VERSIONS else "other",
+        "cipher": name(cipher) or "other",
+        "group": name(group),
+    }
 
 
 class _Gauge:
@@ -173,6 +202,11 @@ def build_metrics(
         "1 per reason a certificate of the endpoint fails verification or parsing "
         "(an open finding of that kind); its other series stay.",
     )
+    tls_info = _Gauge(
+        "certscan_endpoint_tls_info",
+        "The TLS version, cipher suite and key exchange group of the endpoint's latest "
+        "observation with a chain (value 1); unknown values are 'other'.",
+    )
     endpoints: dict[tuple[str, int, str], dict[str, str]] = {}  # stored key -> labels
     emitted: set[tuple[str, str, str]] = set()
     described: set[str] = set()
@@ -197,6 +231,8 @@ def build_metrics(
             down.add({**labels, "status": label_value(row.status)}, 1.0)
         if row.last_seen is not None:
             seen.add(labels, row.last_seen)
+        if row.tls_version is not None:
+            tls_info.add({**labels, **tls_labels(row.tls_version, row.cipher, row.group)}, 1.0)
         if row.sha256 is None:
             continue
         sha256 = label_value(row.sha256)
@@ -237,7 +273,7 @@ def build_metrics(
             )
     for a, port, sni, sha256, reason in sorted(problems):
         errors.add({"address": a, "port": port, "sni": sni, "sha256": sha256, "reason": reason}, 1)
-    gauges = (up, down, seen, not_after, not_before, next_update, info, errors)
+    gauges = (up, down, seen, not_after, not_before, next_update, info, errors, tls_info)
     families = [g.metric for g in gauges]
     families.append(_findings(snapshot))
     families.extend(_scan(snapshot, job))

@@ -118,6 +118,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         chain=record.chain,
         alt_chains=record.alt_chains,
         ocsp_staple=record.ocsp_staple,
+        group=record.group,
     )
 
 
@@ -219,6 +220,8 @@ def _judge_all(
                 owner=None if owned is None else owned.owner,
                 environment=None if owned is None else owned.environment,
                 tags=() if owned is None else owned.tags,
+                legacy_capture=record.legacy_capture,
+                group=record.group,
             )
         )
     return tuple(views)

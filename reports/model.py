@@ -45,6 +45,10 @@ class EndpointView:
     owner: str | None = None
     environment: str | None = None
     tags: tuple[str, ...] = ()
+    #: The chain came from a legacy capture (``Handshake.legacy_capture``); the key exchange
+    #: group. None for failures and observations stored before they were recorded.
+    legacy_capture: bool | None = None
+    group: str | None = None
 
 
 EndpointKey = tuple[str, int, str | None]  # (address, port, sni)
@@ -65,6 +69,7 @@ class EndpointInput:
     chain: tuple[CertInfo, ...] = ()
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
     ocsp_staple: bytes | None = None  # the stapled OCSP response, as received; None: none
+    group: str | None = None  # the key exchange group; None when none or not recorded
 
     @property
     def key(self) -> EndpointKey:

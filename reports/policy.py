@@ -73,6 +73,7 @@ KINDS: Final[tuple[str, ...]] = (
     "not_yet_valid",
     "self_signed",
     "untrusted_root",
+    "malformed_certificate",
     "incomplete_chain",
     "chain_order",
     "extra_certificate",
@@ -96,6 +97,7 @@ KINDS: Final[tuple[str, ...]] = (
     "renewal_not_observed",
     "unowned",
     "file_not_deployed",
+    "no_pq_key_exchange",
 )
 
 #: Top-level config sections kept raw for features that read them later.

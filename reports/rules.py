@@ -11,6 +11,9 @@ expiring                high / critical      within ``expiring_high_days`` (30) 
 not_yet_valid           high                 now is before ``not_before``
 self_signed             high (low if pinned) the leaf is signed by its own key; low when that very
                                              certificate is a trust anchor (``--ca-bundle``)
+malformed_certificate   high                 validation of a path to a trusted root stopped at
+                                             the encoding of a certificate (a negative serial):
+                                             the message names the RFC 5280 rule
 untrusted_root          high                 the path ends at a self-signed root that is not
                                              trusted, or validation rejects the path to a trusted
                                              root for a reason no other finding explains
@@ -50,6 +53,9 @@ renews_late             medium               the last renewals came inside the c
                                              (``reports.renewal``)
 renewal_not_observed    medium               past its usual renewal point, in its last third,
                                              and no successor seen
+no_pq_key_exchange      info                 the key exchange has no post-quantum component
+                                             (:mod:`reports.kex`): TLS 1.2 or older, or a
+                                             classical TLS 1.3 group; a policy may raise it
 ======================  ===================  ====================================================
 
 ``expiring`` and short-lived certificates: with lifetime ``L``, the windows are
@@ -80,8 +86,9 @@ from reports import revocation
 from reports.changes import judge_change
 from reports.ciphers import cipher_weakness
 from reports.expiry import expiry_severity
+from reports.kex import pq_gap
 from reports.model import Context, EndpointInput
-from reports.names import hostname_matches, quote
+from reports.names import clean, hostname_matches, quote
 from reports.policy import Policy
 from reports.renewal import renewal_not_observed, renews_late
 from reports.trust import ChainVerdict, TrustStore, evaluate_chain
@@ -165,6 +172,7 @@ class Rules:
                 self.add(
                     verdict.kind, verdict.severity, verdict.message, self.endpoint.chain[0].sha256
                 )
+        self.key_exchange()
         kept = [
             Finding(
                 kind=f.kind,
@@ -275,6 +283,11 @@ class Rules:
                 "trusted root (a private root needs --ca-bundle)"
             )
             self.add("untrusted_root", Severity.HIGH, msg, end.sha256)
+        elif verdict.malformed is not None:
+            position = verdict.malformed_position or 0
+            cert = chain[position] if position < len(chain) else leaf
+            msg = f"{_who(position, cert)} is {verdict.reason}"
+            self.add("malformed_certificate", Severity.HIGH, msg, cert.sha256)
         elif verdict.rejection is not None and not self._explained(verdict):
             self.add("untrusted_root", Severity.HIGH, verdict.rejection, leaf.sha256)
         if verdict.missing_issuer is not None:
@@ -379,6 +392,12 @@ class Rules:
         if name and weakness is not None:
             msg = f"negotiated cipher {quote(name)}: {weakness.reason}"
             self.add("weak_cipher", weakness.severity, msg, None)
+
+    def key_exchange(self) -> None:
+        gap = pq_gap(self.endpoint.tls_version, self.endpoint.group)
+        if gap is not None and self.endpoint.chain:
+            msg = f"no post-quantum key exchange: {clean(gap)}"
+            self.add("no_pq_key_exchange", Severity.INFO, msg, None)
 
 
 # --- message pieces --------------------------------------------------------------------------

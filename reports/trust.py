@@ -39,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from reports.chain import MAX_DEPTH, MAX_PRESENTED, Anchors, build_path, quiet
 from reports.chain import Path as ChainPath
+from reports.malformed import encoding_fault
 from reports.names import clean, hostname_matches, quote
 from scanner.errors import UsageError
 from scanner.models import CertInfo
@@ -75,6 +76,12 @@ class ChainVerdict:
     extra_positions: tuple[int, ...]  # their positions in the presented chain
     duplicate_positions: tuple[int, ...]  # those extras that repeat a path certificate
     rejection: str | None
+    #: The RFC 5280 rule a certificate's own encoding breaks, when that (not trust) is why
+    #: validation refused a path reaching a trusted root (``reports.malformed``); ``reason``
+    #: then says the chain would be trusted otherwise. ``malformed_position``: which
+    #: certificate, by presented position.
+    malformed: str | None = None
+    malformed_position: int | None = None
 
     @property
     def missing_intermediate(self) -> bool:
@@ -164,6 +171,13 @@ class TrustStore:
             reason = f"the issuer {quote(missing_issuer)} was not sent and is not trusted"
         else:
             rejection = reason = self._validate(path, now)
+        fault = None if rejection is None else encoding_fault(rejection, chain)
+        if fault is not None:
+            anchor = quote(path.anchor.name) if path.anchor is not None else "a trusted root"
+            reason = (
+                f"malformed: {fault.rule} (validation stopped there); apart from that its path"
+                f" reaches the trusted root {anchor}, so it would be trusted"
+            )
         return ChainVerdict(
             trusted=reason is None,
             reason=reason,
@@ -178,6 +192,8 @@ class TrustStore:
             extra_positions=path.extras,
             duplicate_positions=path.duplicates,
             rejection=rejection,
+            malformed=None if fault is None else fault.rule,
+            malformed_position=None if fault is None else fault.position,
         )
 
     def _validate(self, path: ChainPath, now: datetime) -> str | None:

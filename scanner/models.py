@@ -119,6 +119,16 @@ class Handshake:
     #: With ``--all-certs``: the other chains the endpoint presented when offered only one
     #: key type (RSA, ECDSA), DER, leaf first; each differs from ``chain`` in its leaf.
     alt_chains: tuple[tuple[bytes, ...], ...] = ()
+    #: The chain was read from the server's first flight after a hand-built legacy hello
+    #: (``scanner.engine.legacy``), because the normal handshake failed: ``tls_version`` and
+    #: ``cipher`` (its IANA name) are what the ServerHello chose, no handshake completed.
+    legacy_capture: bool = False
+    #: The key exchange group negotiated, as OpenSSL names it ("X25519MLKEM768", "x25519",
+    #: "secp256r1", "ffdhe2048"); ``None`` when none was used (static RSA) or not known.
+    group: str | None = None
+    #: The signature scheme the server signed the handshake with ("ecdsa_secp256r1_sha256",
+    #: "rsa_pss_rsae_sha256"); ``None`` when it signed nothing (static RSA) or not known.
+    signature_scheme: str | None = None
 
     @property
     def status(self) -> str:
@@ -217,6 +227,10 @@ class EngineLimits:
     tls_min_version: str = "TLSv1"  # lowest version offered; "SSLv3" is not supported
     probe_protocols: bool = False  # after a handshake, also try TLS 1.1 and 1.0 (legacy_versions)
     all_certs: bool = False  # after a handshake, also offer only RSA, then only ECDSA (alt_chains)
+    #: after a handshake failure, hang-up or version refusal, read the chain once from the
+    #: records of a hand-built hello offering every suite and group (Handshake.legacy_capture);
+    #: only while tls_min_version is the lowest, "TLSv1"
+    legacy_capture: bool = True
 
 
 class Severity(enum.IntEnum):

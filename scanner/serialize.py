@@ -120,9 +120,38 @@ def discovery_fields(
     }
 
 
-def record_dict(record: Recorded) -> dict[str, Any]:
+def tls_details(
+    legacy_capture: bool | None, group: str | None, signature_scheme: str | None
+) -> dict[str, Any]:
+    """The key exchange keys ``sweep --json`` and ``inventory --json`` add last:
+    ``legacy_capture`` (the chain was read from a hand-built legacy hello's records; null for
+    a failure), ``group`` (the key exchange group) and ``signature_scheme`` (null when none or
+    not known)."""
+    return {
+        "legacy_capture": legacy_capture,
+        "group": group,
+        "signature_scheme": signature_scheme,
+    }
+
+
+class Detailed(Recorded, Protocol):
+    """An inventory record with its key exchange details."""
+
+    @property
+    def legacy_capture(self) -> bool | None: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def signature_scheme(self) -> str | None: ...
+
+
+def record_dict(record: Detailed) -> dict[str, Any]:
     """One line of ``inventory --json``."""
-    return observed_dict(record) | discovery_fields(record.protocol, record.alt_chains)
+    return (
+        observed_dict(record)
+        | discovery_fields(record.protocol, record.alt_chains)
+        | tls_details(record.legacy_capture, record.group, record.signature_scheme)
+    )
 
 
 def outcome_to_dict(
@@ -141,16 +170,23 @@ def outcome_to_dict(
                 tls_version=outcome.tls_version,
                 cipher=outcome.cipher,
                 chain=chain,
-            ) | discovery_fields(outcome.protocol, alt_chains)
+            ) | (
+                discovery_fields(outcome.protocol, alt_chains)
+                | tls_details(outcome.legacy_capture, outcome.group, outcome.signature_scheme)
+            )
         case ScanFailure():
-            return endpoint_dict(
-                outcome.target,
-                status=outcome.status,
-                error=outcome.detail,
-                tls_version=None,
-                cipher=None,
-                chain=(),
-            ) | discovery_fields(None, ())
+            return (
+                endpoint_dict(
+                    outcome.target,
+                    status=outcome.status,
+                    error=outcome.detail,
+                    tls_version=None,
+                    cipher=None,
+                    chain=(),
+                )
+                | discovery_fields(None, ())
+                | tls_details(None, None, None)
+            )
 
 
 def json_line(obj: dict[str, Any]) -> str:

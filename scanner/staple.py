@@ -24,6 +24,7 @@ for the ``certscan_ocsp_next_update_timestamp_seconds`` metric. Pure; no I/O.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
+
+from scanner.parse import WARNINGS_LOCK
 
 #: Single answers read from one response; a staple about one certificate holds one.
 MAX_ANSWERS: Final = 16
@@ -118,10 +121,14 @@ _HASHES: Final = {
 
 
 def _load(der: bytes) -> x509.Certificate | None:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except _ERRORS:
-        return None
+    # Quietly: cryptography warns about non-conforming certificates (a negative serial), which
+    # are judged elsewhere; under ``-W error`` a warning would become an exception.
+    with WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return x509.load_der_x509_certificate(der)
+        except _ERRORS:
+            return None
 
 
 def _issuer_of(leaf: x509.Certificate, others: Sequence[bytes]) -> x509.Certificate | None:

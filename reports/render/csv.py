@@ -15,7 +15,10 @@ CRLF line endings and RFC 4180 quoting (the ``csv`` module's ``excel`` dialect, 
 ``inventory`` rows (:data:`INVENTORY_COLUMNS`):
     the endpoint, its ``status`` and ``error``, and its leaf: ``subject_cn``, ``issuer_cn``,
     ``not_after``, ``days_left``, ``key`` (``RSA 2048``, ``EC 256``...), ``signature_hash``,
-    ``sha256``; ``findings`` is the number of findings on the endpoint; ``chain`` is ``0``.
+    ``sha256``; ``findings`` is the number of findings on the endpoint; ``chain`` is ``0``;
+    then ``tls_version``, ``cipher``, ``group`` (the key exchange group) and ``legacy_capture``
+    (``true`` when the chain was read from a hand-built legacy hello's records; empty when not
+    recorded).
 
     Alternative chains (``certscan sweep --all-certs``: a server holding an RSA and an ECDSA
     certificate) get **one extra row each**, right after the endpoint's row, with the same
@@ -75,6 +78,10 @@ INVENTORY_COLUMNS: tuple[str, ...] = (
     "sha256",
     "findings",
     "chain",
+    "tls_version",
+    "cipher",
+    "group",
+    "legacy_capture",
 )
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -156,8 +163,10 @@ def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
     for view in report.endpoints:
         head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status, view.error)
         count = len(view.findings)
+        legacy = None if view.legacy_capture is None else str(view.legacy_capture).lower()
+        tail: tuple[Cell, ...] = (view.tls_version, view.cipher, view.group, legacy)
         if not view.chain:
-            yield (*head, None, None, None, None, None, None, None, count, 0)
+            yield (*head, None, None, None, None, None, None, None, count, 0, *tail)
             continue
         for index, chain in enumerate((view.chain, *view.alt_chains)):
             if not chain:
@@ -175,4 +184,5 @@ def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
                 leaf.sha256,
                 None if index else count,
                 index,
+                *tail,
             )

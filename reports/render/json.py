@@ -9,7 +9,8 @@ Shape::
                     "chain": [certificate objects exactly as ``sweep --json`` prints them],
                     "alt_chains": [[certificate objects], ...],  # --all-certs; [] when none
                     "automation": "automated" | ... | null, "lead_days": [30.0, ...],
-                    "findings": [{"kind", "severity", "message", "sha256"}]}],
+                    "findings": [{"kind", "severity", "message", "sha256"}],
+                    "legacy_capture", "group"}],  # optional; null when not recorded
      "certificates": [certificate object + {"served_at": [{"address", "port", "sni", "position",
                                                            "chain"}]}],  # chain: 0 main, N alt
      "summary": {"endpoints", "endpoints_with_certificates", "certificates", "expired",
@@ -90,6 +91,8 @@ def _endpoint(view: EndpointView) -> dict[str, Any]:
     data["automation"] = view.automation
     data["lead_days"] = list(view.lead_days)
     data["findings"] = [_finding(f) for f in view.findings]
+    data["legacy_capture"] = view.legacy_capture
+    data["group"] = view.group
     return data
 
 

@@ -64,6 +64,7 @@ import trio
 from OpenSSL import SSL
 
 from scanner.engine import net, rehandshake, tls
+from scanner.engine.legacy import capture as legacy
 from scanner.engine.starttls import protocols as starttls
 from scanner.models import (
     STARTTLS_PORTS,
@@ -130,8 +131,9 @@ async def probe(
     """Connect and handshake with one target; network and TLS faults come back as values.
 
     ``slots`` bounds the TLS handshakes in flight across a sweep (``limits.handshakes``): a
-    connected socket waits for a slot before OpenSSL state is allocated, and the wait does not
-    count against the target's timeouts. With ``limits.probe_protocols``, a target that
+    connected socket waits for a slot before OpenSSL state is allocated; the wait counts
+    against the per-target deadline only (not the connect or handshake timeout), and a wait
+    that exhausts it is a ``timeout`` that says so. With ``limits.probe_protocols``, a target that
     handshook is tried again offering at most TLS 1.1, then TLS 1.0, to fill
     ``Handshake.legacy_versions`` (through the same STARTTLS preamble, if any).
 
@@ -165,10 +167,37 @@ async def probe(
             attempt = await _attempt(
                 target, limits, context, slots, on_wait, protocol, attempt.deadline, alpn=alpn
             )
+    failed = attempt.result if attempt.connected is not None else None
+    if isinstance(failed, tls.Fault) and _legacy_allowed(limits) and legacy.worth_trying(failed):
+        attempt = await _legacy_capture(target, limits, protocol, attempt)
     outcome = _outcome(target, started_at, attempt, protocol or "tls")
+    if isinstance(outcome, Handshake) and outcome.legacy_capture:
+        return outcome  # no extra handshakes: OpenSSL cannot talk to this server
     if isinstance(outcome, Handshake) and (limits.probe_protocols or limits.all_certs):
         outcome = await _again(outcome, limits, slots, protocol, alpn)
     return outcome
+
+
+def _legacy_allowed(limits: EngineLimits) -> bool:
+    """Legacy capture is on, and the sweep offers every version (a raised ``tls_min_version``
+    says not to talk to older servers at all, so they are not captured either)."""
+    return limits.legacy_capture and limits.tls_min_version == "TLSv1"
+
+
+async def _legacy_capture(
+    target: Target, limits: EngineLimits, protocol: str | None, failed: _Attempt
+) -> _Attempt:
+    """One more connection after ``failed`` (within its deadline), sending the hand-built hello
+    of ``scanner.engine.legacy``; when that yields no chain either, the first failure stands,
+    the capture's reason added to its detail."""
+    again = await _attempt(target, limits, None, None, None, protocol, failed.deadline)
+    first = failed.result
+    if isinstance(again.result, tls.Negotiated) or not isinstance(first, tls.Fault):
+        return again
+    detail = (
+        f"{first.detail}; legacy capture: {again.result.detail.removeprefix('legacy capture: ')}"
+    )
+    return dataclasses.replace(failed, result=dataclasses.replace(first, detail=detail))
 
 
 #: Implicit-TLS ports of services that are not HTTP (SMTPS, LDAPS, IMAPS, POP3S, FTPS, XMPPS):
@@ -204,13 +233,13 @@ class _Attempt:
     start: float  # trio clock when the connect began
     connected: float | None  # trio clock when TCP connected, None when it never did
     result: tls.Negotiated | tls.Fault
-    deadline: float  # the per-target deadline it ran under (moved by local queueing)
+    deadline: float  # the per-target deadline it ran under
 
 
 async def _attempt(
     target: Target,
     limits: EngineLimits,
-    context: SSL.Context,
+    context: SSL.Context | None,
     slots: trio.Semaphore | None,
     on_wait: Callable[[int], None] | None = None,
     protocol: str | None = None,
@@ -219,11 +248,13 @@ async def _attempt(
     alpn: bool = True,
 ) -> _Attempt:
     """One connection: connect, the ``protocol``'s STARTTLS preamble (``None``: implicit
-    TLS), wait for a handshake slot, handshake.
+    TLS), wait for a handshake slot, handshake. With ``context`` ``None`` the handshake is a
+    legacy capture (``scanner.engine.legacy``): no OpenSSL state, so no slot is waited for.
 
     One cancel scope covers every phase: it ends at the connect timeout (or the per-target
     deadline, if sooner), and once connected its deadline moves to the handshake timeout (or
-    the per-target deadline), once for the preamble and once for the handshake. Same limits as
+    the per-target deadline), once for the preamble and once for the handshake; while the socket
+    waits for a handshake slot it is the per-target deadline alone. Same limits as
     a scope per phase inside a deadline scope, at a third of the cost, which a sweep of a /16
     notices. ``deadline`` (trio clock) replaces the per-target deadline counted from now: a
     second attempt at the same target shares the first one's.
@@ -244,7 +275,6 @@ async def _attempt(
             if waiting:
                 await net.finish_connect(sock, on_wait)
             connected = trio.current_time()
-            ready = connected  # when the socket was ready for a handshake slot
             phase, ends = "handshake", connected + limits.handshake_timeout
             if protocol is not None:
                 phase = f"{protocol} preamble"
@@ -252,16 +282,21 @@ async def _attempt(
                 result = await starttls.negotiate(protocol, sock, target)
                 if result is not None:
                     return _Attempt(start, connected, result, deadline)
-                phase, ready = "handshake", trio.current_time()
+                phase = "handshake"
+            if context is None:
+                scope.deadline = min(ends, deadline)
+                result = await legacy.capture(
+                    sock, tls.sni_bytes(target.sni), limits.max_chain_bytes
+                )
+                return _Attempt(start, connected, result, deadline)
             if slots is not None:
-                with trio.CancelScope(deadline=trio.current_time() + limits.target_deadline):
-                    await _acquire(slots)
-                    holding = True
-                if not holding:
-                    result = tls.fault(tls.TIMED_OUT, "no free handshake slot in time")
-                    return _Attempt(start, connected, result, deadline)
-                waited = trio.current_time() - ready
-                deadline += waited  # local queueing is not the server's fault
+                # Waiting for a slot is local queueing: it is bounded by the per-target
+                # deadline only, never by the connect or handshake timeout of the server.
+                phase = _SLOT_WAIT
+                scope.deadline = deadline
+                await _acquire(slots)
+                holding = True
+                phase = "handshake"
             ends = trio.current_time() + limits.handshake_timeout
             scope.deadline = min(ends, deadline)
             result = await tls.handshake(
@@ -278,7 +313,7 @@ async def _attempt(
             sock.close()
     if result is None:
         allowed = limits.connect_timeout if connected is None else limits.handshake_timeout
-        result = _timed_out(phase, allowed, ends > deadline, limits)
+        result = _timed_out(phase, allowed, phase == _SLOT_WAIT or ends > deadline, limits)
     return _Attempt(start, connected, result, deadline)
 
 
@@ -289,9 +324,19 @@ async def _acquire(semaphore: trio.Semaphore) -> None:
         await semaphore.acquire()
 
 
+#: The phase of a connected socket waiting for one of the sweep's handshake slots.
+_SLOT_WAIT: Final = "wait for a handshake slot"
+
+
 def _timed_out(phase: str, allowed: float, at_deadline: bool, limits: EngineLimits) -> tls.Fault:
     """Which bound cut ``phase`` short: its own ``allowed`` timeout, or (``at_deadline``) the
-    per-target deadline, which would have come first."""
+    per-target deadline, which would have come first (and is the only bound of a slot wait)."""
+    if phase == _SLOT_WAIT:
+        detail = (
+            f"no free handshake slot within the {limits.target_deadline:g}s per-target deadline"
+            f" (all {limits.handshakes} handshake slots busy); the server was never asked"
+        )
+        return tls.fault(tls.TIMED_OUT, detail)
     if not at_deadline:
         timeout = "connect" if phase == "connect" else "handshake"
         detail = f"{phase} unfinished after the {allowed:g}s {timeout} timeout"
@@ -318,6 +363,14 @@ def _outcome(
                 alpn=result.alpn,
                 ocsp_staple=result.ocsp_staple,
                 client_cert_requested=result.client_cert_requested,
+                legacy_capture=result.legacy_capture,
+                group=result.group,
+                signature_scheme=result.signature_scheme
+                or (
+                    legacy.signature_scheme(result.clear_flight, result.cipher, result.tls_version)
+                    if result.clear_flight
+                    else None
+                ),
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
                 protocol=protocol,

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL
 
@@ -67,7 +68,8 @@ def leaf_key_type(chain: tuple[bytes, ...]) -> str | None:
         return None
     try:
         key = x509.load_der_x509_certificate(chain[0]).public_key()
-    except (ValueError, TypeError):  # hostile DER, or a key type cryptography cannot load
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # Hostile DER, or a key cryptography cannot load (secp160r1, SM2): try both types.
         return None
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA"

@@ -134,6 +134,10 @@ _KINDS: Final[dict[str, FailureKind]] = {
     # happen to look like a record header.
     "data length too long": FailureKind.PROTOCOL_ERROR,
     "packet length too long": FailureKind.PROTOCOL_ERROR,
+    # A handshake message over OpenSSL's own bound (its certificate list limit, 100 KiB): a
+    # server whose chain holds thousands of SANs or dozens of certificates. The chain is too
+    # large, whichever bound caught it first.
+    "excessive message size": FailureKind.CHAIN_TOO_LARGE,
 }
 
 ALERT_NAMES: Final[dict[int, str]] = {
@@ -369,6 +373,16 @@ class Negotiated:
     alpn: str | None
     ocsp_staple: bytes | None
     client_cert_requested: bool
+    #: Read from the records of a hand-built hello (``scanner.engine.legacy``), not negotiated
+    #: by OpenSSL: no handshake completed, the server's first flight was read in clear.
+    legacy_capture: bool = False
+    group: str | None = None  # the key exchange group (Handshake.group)
+    #: The server's bytes as received, for a handshake below TLS 1.3 only (its first flight is
+    #: in clear: the engine reads the signature scheme from it); ``b""`` otherwise.
+    clear_flight: bytes = b""
+    signature_scheme: str | None = (
+        None  # the server's signature scheme (Handshake.signature_scheme)
+    )
 
 
 def _plausible_record_start(head: bytes) -> bool:
@@ -393,24 +407,39 @@ def _outgoing(conn: SSL.Connection) -> bytes:
     return data
 
 
-def _negotiated(conn: SSL.Connection, seen: _Seen) -> Negotiated:
+def _negotiated(conn: SSL.Connection, seen: _Seen, received: list[bytes]) -> Negotiated:
     chain = conn.get_peer_cert_chain() or []
     alpn = conn.get_alpn_proto_negotiated()
+    version = conn.get_protocol_version_name()
     return Negotiated(
         chain=tuple(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in chain),
-        tls_version=conn.get_protocol_version_name(),
+        tls_version=version,
+        clear_flight=b"" if version == "TLSv1.3" else b"".join(received),
         cipher=conn.get_cipher_name() or "",
         alpn=alpn.decode("ascii", "replace") if alpn else None,
         ocsp_staple=seen.ocsp or None,
         client_cert_requested=seen.cert_requested,
+        group=_group_name(conn),
     )
 
 
-def _failed(conn: SSL.Connection, seen: _Seen, found: Fault) -> Negotiated | Fault:
+def _group_name(conn: SSL.Connection) -> str | None:
+    """The negotiated key exchange group ("X25519MLKEM768", "x25519", "secp256r1"...), bounded
+    in length; ``None`` for a key exchange without one (static RSA)."""
+    try:
+        name = conn.get_group_name()
+    except (SSL.Error, ValueError, NotImplementedError):  # no state to ask, or an old OpenSSL
+        return None
+    return name[:64] if name else None
+
+
+def _failed(
+    conn: SSL.Connection, seen: _Seen, found: Fault, received: list[bytes]
+) -> Negotiated | Fault:
     """A failure, unless the server asked for a client certificate and had sent its chain:
     then refusing us (alert, hang-up or reset) is the expected end and the chain is kept."""
     if seen.cert_requested and conn.get_peer_cert_chain():
-        return _negotiated(conn, seen)
+        return _negotiated(conn, seen, received)
     return found
 
 
@@ -442,6 +471,7 @@ async def handshake(
     conn.request_ocsp()
     received = 0
     head = b""
+    chunks: list[bytes] = []  # what the server sent (bounded by max_bytes), for clear_flight
     while True:
         waiting = False
         try:
@@ -449,22 +479,22 @@ async def handshake(
         except SSL.WantReadError:
             waiting = True
         except SSL.Error as exc:
-            return _failed(conn, seen, _ssl_fault(exc, seen.alert))
+            return _failed(conn, seen, _ssl_fault(exc, seen.alert), chunks)
         try:
             flight = _outgoing(conn)
             if flight:
                 await net.send_all(sock, flight)
             if not waiting:
-                return _negotiated(conn, seen)
+                return _negotiated(conn, seen, chunks)
             data = await net.receive(sock, min(_RECV_CHUNK, max_bytes - received + 1))
         except OSError as exc:
             classified = os_fault(exc)
             if classified is None:
                 raise
-            return _failed(conn, seen, classified)
+            return _failed(conn, seen, classified, chunks)
         if not data:
             detail = f"connection closed by the peer after {received} bytes"
-            return _failed(conn, seen, fault(PEER_EOF, detail))
+            return _failed(conn, seen, fault(PEER_EOF, detail), chunks)
         if len(head) < _OPENING:
             opening = head + data
             head = opening[:_OPENING]
@@ -474,4 +504,5 @@ async def handshake(
         received += len(data)
         if received > max_bytes:
             return fault(READ_LIMIT, f"server sent more than {max_bytes} bytes in the handshake")
+        chunks.append(data)
         conn.bio_write(data)

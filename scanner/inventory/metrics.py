@@ -99,6 +99,11 @@ class EndpointRow(NamedTuple):
     signature_hash: str | None
     #: epoch seconds: the next_update of that observation's staple answer about the leaf
     ocsp_next_update: float | None = None
+    #: The TLS version, cipher and key exchange group of that observation (cut to TEXT_LIMIT);
+    #: None without one, or when not recorded.
+    tls_version: str | None = None
+    cipher: str | None = None
+    group: str | None = None
 
 
 class ProblemRow(NamedTuple):
@@ -214,6 +219,9 @@ def _endpoints_query() -> sa.Select[Any]:
             c.c.key_bits,
             _cut(c.c.signature_hash),
             _epoch(chained.c.ocsp_next_update),
+            _cut(chained.c.tls_version),
+            _cut(chained.c.cipher),
+            _cut(chained.c.tls_group),
         )
         .select_from(picks)
         .join(latest, latest.c.id == picks.c.latest_id)
@@ -227,10 +235,8 @@ def read(conn: Connection) -> MetricsSnapshot:
     """The snapshot, read inside the transaction ``conn`` holds (see :func:`read_snapshot`)."""
     e, f, s = t.ENDPOINT, t.FINDING, t.SCAN_RUN
     endpoints = [
-        EndpointRow(a, p, sni, st, seen, sha, nb, na, bool(bad), cn, icn, sn, kt, kb, sh, nu)
-        for a, p, sni, st, seen, sha, nb, na, bad, cn, icn, sn, kt, kb, sh, nu in conn.execute(
-            _endpoints_query()
-        )
+        EndpointRow(a, p, sni, st, seen, sha, nb, na, bool(bad), *rest)
+        for a, p, sni, st, seen, sha, nb, na, bad, *rest in conn.execute(_endpoints_query())
     ]
     open_findings = f.c.resolved_at.is_(None)
     problems = [

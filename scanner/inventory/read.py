@@ -73,6 +73,13 @@ class EndpointRecord:
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
     #: The OCSP response the server stapled to the handshake, as received; None when none.
     ocsp_staple: bytes | None = None
+    #: The chain was read from a hand-built legacy hello's records (``Handshake.legacy_capture``);
+    #: None for failures and observations stored before revision 0003_tls_details.
+    legacy_capture: bool | None = None
+    #: The key exchange group and the server's signature scheme (``Handshake.group``,
+    #: ``Handshake.signature_scheme``); None when none was used, not known, or stored before.
+    group: str | None = None
+    signature_scheme: str | None = None
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -92,6 +99,8 @@ _RECORD_COLUMNS = (
     "connected",
     "protocol",
     "ocsp_staple",
+    "legacy_capture",
+    "signature_scheme",
 )
 
 
@@ -224,6 +233,7 @@ def records_of(conn: Connection, picked_ids: Any) -> list[EndpointRecord]:
             chain=tuple(chains.get(m["id"], ())),
             alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
+            group=m["tls_group"],
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -56,7 +56,8 @@ from scanner.staple import next_update_for
 #: 4: the ``hook_run`` table (renewal hooks, ``scanner.inventory.hooks``).
 #: From 4 on, the schema is managed by Alembic (``scanner/migrations``); this number is kept in
 #: ``certscan_meta`` for certscans older than Alembic, and is the oldest schema a database can
-#: still be used by. Revision ``0002`` (sharded and distributed scans) is additive, so it stays 4.
+#: still be used by. Revisions ``0002`` (sharded and distributed scans) and ``0003_tls_details``
+#: (legacy capture, key exchange) are additive, so it stays 4.
 SCHEMA_VERSION = 4
 
 
@@ -268,6 +269,12 @@ class Observation(SQLModel, table=True):
     # Added in revision 0002: the shard that stored it (NULL: the scan is not sharded);
     # ``target_index`` is then the position in that shard.
     shard: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Added in revision 0003_tls_details (NULL in older rows and for failures): the chain was
+    # read from a hand-built legacy hello's records; the key exchange group; the server's
+    # signature scheme. (``tls_group``: ``group`` is an SQL keyword.)
+    legacy_capture: bool | None = Field(default=None, nullable=True)
+    tls_group: str | None = _text()
+    signature_scheme: str | None = _text()
     # Added in revision 0006_sni: the next_update of the staple's answer about the leaf
     # (NULL: no staple, no answer about the leaf, no next_update, or stored before).
     ocsp_next_update: datetime | None = _time(nullable=True)
@@ -555,6 +562,9 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": encode_versions(outcome.legacy_versions),
                 "connected": True,
                 "protocol": clean_text(outcome.protocol),
+                "legacy_capture": outcome.legacy_capture,
+                "tls_group": clean_text(outcome.group),
+                "signature_scheme": clean_text(outcome.signature_scheme),
             }
         case ScanFailure():
             return common | {
@@ -571,6 +581,9 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": None,
                 "connected": outcome.connected,
                 "protocol": None,
+                "legacy_capture": None,
+                "tls_group": None,
+                "signature_scheme": None,
             }
         case _:
             assert_never(outcome)

@@ -249,3 +249,23 @@ def make_sha1_leaf(
         days=days,
     )
     return Issued(resign_with_sha1(leaf.cert, issuer.key), leaf.key)
+
+
+_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def with_serial_content(
+    cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, content: bytes
+) -> bytes:
+    """The DER of ``cert`` with its serialNumber's INTEGER content replaced by ``content``
+    (``b"\\xff\\x12\\x34"`` is a negative serial, which ``CertificateBuilder`` refuses) and
+    re-signed ecdsa-with-SHA256 by ``issuer_key``: an encoding no conforming CA writes."""
+    tbs = cert.tbs_certificate_bytes
+    body, _ = _der_header(tbs, 0, 0x30)
+    pos = body
+    if tbs[pos] == 0xA0:  # [0] EXPLICIT version
+        _, pos = _der_header(tbs, pos, 0xA0)
+    _, end = _der_header(tbs, pos, 0x02)
+    new_tbs = _der_tlv(0x30, tbs[body:pos] + _der_tlv(0x02, content) + tbs[end:])
+    signature = issuer_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    return _der_tlv(0x30, new_tbs + _ECDSA_WITH_SHA256 + _der_tlv(0x03, b"\x00" + signature))

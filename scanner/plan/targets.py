@@ -32,10 +32,11 @@ Syntax (one entry; a targets file may hold several per line, separated by blanks
   ambiguity, IPv6 included. The name overrides ``--sni`` for that entry; one address given with
   two names is two targets. ``scanner.plan.pairs`` reads the same pairs from a CSV file.
 
-Safety, as in zmap and masscan: loopback, link-local, RFC 1918, 100.64/10 and IPv6 ULA are the
-normal use. Every other unicast address counts as public (conservatively, documentation and
+Safety, as in zmap and masscan: loopback, IPv4 link-local, RFC 1918, 100.64/10 and IPv6 ULA are
+the normal use. Every other unicast address counts as public (conservatively, documentation and
 benchmark ranges too) and needs ``allow_public``. Multicast, 0/8, 240/4 (with broadcast) and
-IPv6 multicast/unspecified are never scanned: an entry made only of them is an error, an entry
+IPv6 multicast/unspecified are never scanned, nor IPv6 link-local (fe80::/10: it needs a zone
+id, and entries take none): an entry made only of them is an error, an entry
 that overlaps them loses that part with a note (a hostname that resolves only to them, as a DNS
 sinkhole answers ``0.0.0.0``, is skipped with a note). The public check runs after exclusions.
 """
@@ -64,6 +65,7 @@ Intervals = tuple[tuple[int, int], ...]
 _V6 = 1 << 32  # IPv6 keys start here; IPv4 keys are the address itself
 _V4_RESERVED = "multicast/0.0.0.0/8/240.0.0.0/4/broadcast"
 _V6_RESERVED = "multicast/unspecified"
+_V6_LINK_LOCAL = "IPv6 link-local, which needs a zone id"
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _PORT = re.compile(r"([0-9]{1,6})(?:-([0-9]{1,6}))?")
 
@@ -130,8 +132,13 @@ def _address(key: int) -> str:
     return str(ipaddress.IPv6Address(key - _V6))
 
 
-# Never scanned: 0/8, 224/4 + 240/4 with broadcast (together 224/3), IPv6 :: and ff00::/8.
-_REFUSED = _union([_net(n) for n in ("0.0.0.0/8", "224.0.0.0/3", "::/128", "ff00::/8")])
+# Never scanned: 0/8, 224/4 + 240/4 with broadcast (together 224/3), IPv6 :: and ff00::/8,
+# and IPv6 link-local fe80::/10: without a zone id (which entries may not carry) the kernel
+# cannot tell which interface it is on, and every connect fails with EINVAL.
+_LINK_LOCAL_V6 = (_net("fe80::/10"),)
+_REFUSED = _union(
+    [_net(n) for n in ("0.0.0.0/8", "224.0.0.0/3", "::/128", "ff00::/8")], _LINK_LOCAL_V6
+)
 # Scanned without --allow-public: RFC 1918, CGNAT, loopback, link-local, IPv6 ULA.
 _LOCAL_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8")
 _LOCAL = _union(
@@ -500,7 +507,9 @@ class TargetPlan:
 
 def _reserved_label(removed: Intervals) -> str:
     labels = [_V4_RESERVED] if removed[0][0] < _V6 else []
-    labels += [_V6_RESERVED] if removed[-1][1] > _V6 else []
+    other = _subtract(removed, _LINK_LOCAL_V6)
+    labels += [_V6_RESERVED] if other and other[-1][1] > _V6 else []
+    labels += [_V6_LINK_LOCAL] if other != removed else []
     return "; ".join(labels)
 
 

@@ -245,6 +245,10 @@ _HANDSHAKE_KEYS = frozenset(
         "handshake_seconds",
         "protocol",
         "alt_chains",
+        # Added with legacy capture and key exchange details; absent from older agents.
+        "legacy_capture",
+        "group",
+        "signature_scheme",
     }
 )
 _FAILURE_KEYS = frozenset(
@@ -311,6 +315,9 @@ def outcome_to_wire(outcome: Outcome, certs: DerTable) -> dict[str, Any]:
                 "handshake_seconds": outcome.handshake_seconds,
                 "protocol": outcome.protocol,
                 "alt_chains": [[certs.add(der) for der in alt] for alt in outcome.alt_chains],
+                "legacy_capture": outcome.legacy_capture,
+                "group": outcome.group,
+                "signature_scheme": outcome.signature_scheme,
             }
         case ScanFailure():
             return {
@@ -380,4 +387,11 @@ def _handshake(data: Mapping[str, Any], certs: DerTable, limits: WireLimits) -> 
         handshake_seconds=seconds(data, "handshake_seconds"),
         protocol=_protocol(data),
         alt_chains=tuple(_chain(alt, certs, limits, "alt_chains") for alt in alts),
+        legacy_capture="legacy_capture" in data and boolean(data, "legacy_capture"),
+        group=optional_text(data, "group", _MAX_NAME) if "group" in data else None,
+        signature_scheme=(
+            optional_text(data, "signature_scheme", _MAX_NAME)
+            if "signature_scheme" in data
+            else None
+        ),
     )

@@ -110,14 +110,14 @@ def test_report_in_chromium(tmp_path: Path, browser_page: tuple[Any, list[str], 
     days = page.locator("#inventory-table th", has_text="Days left")
     days.locator("button").click()
     expect(days).to_have_attribute("aria-sort", "ascending")
-    column = _column(page, "inventory-table", 6)
+    column = _column(page, "inventory-table", 7)
     numbers = [int(value) for value in column if value]
     assert numbers == sorted(numbers)
     assert numbers[0] < 0
     assert column[-1] == ""
     days.locator("button").click()
     expect(days).to_have_attribute("aria-sort", "descending")
-    numbers = [int(value) for value in _column(page, "inventory-table", 6) if value]
+    numbers = [int(value) for value in _column(page, "inventory-table", 7) if value]
     assert numbers == sorted(numbers, reverse=True)
     page.locator("#findings-table th", has_text="Endpoint").locator("button").click()
     endpoints = _column(page, "findings-table", 3)
@@ -173,12 +173,12 @@ def test_long_tables_show_a_page_of_rows(
     # sorting works on every row, then shows the first page of the new order
     page.locator("#inventory-table th", has_text="Days left").locator("button").click()
     expect(visible).to_have_count(4)
-    assert _column(page, "inventory-table", 6) == ["-3", "5", "50", "190"]
+    assert _column(page, "inventory-table", 7) == ["-3", "5", "50", "190"]
     box.locator("button.more").click()
     expect(visible).to_have_count(6)
     expect(box.locator("output")).to_have_text("6 rows")
     expect(box.locator("button.more")).to_be_hidden()
-    assert _column(page, "inventory-table", 6)[-1] == ""  # no chain: sorted last
+    assert _column(page, "inventory-table", 7)[-1] == ""  # no chain: sorted last
     assert dialogs == []
     assert errors == []
 

@@ -151,6 +151,15 @@ def sha1_intermediate(p: Pki) -> EndpointInput:
     return endpoint(sub, sha1_ca)
 
 
+def negative_serial(p: Pki) -> EndpointInput:
+    issued = leaf(p)
+    assert isinstance(p.inter.key, ec.EllipticCurvePrivateKey)
+    der = certgen.with_serial_content(issued.cert, p.inter.key, b"\xff\x12\x34")
+    return replace(
+        endpoint(p.inter), chain=(parse_certificate(der), parse_certificate(p.inter.der))
+    )
+
+
 def stray_extra(p: Pki) -> EndpointInput:
     return endpoint(leaf(p), p.inter, certgen.make_ca("Stray CA", not_before=LONG_AGO))
 
@@ -189,6 +198,7 @@ PROVOKE = [
     Provoke("self_signed", Severity.HIGH, self_signed, evidence="self-signed"),
     Provoke("untrusted_root", Severity.HIGH, rogue_root, evidence="self-signed certificate #1"),
     Provoke("untrusted_root", Severity.HIGH, leaf_as_ca, evidence="validation against"),
+    Provoke("malformed_certificate", Severity.HIGH, negative_serial, evidence="RFC 5280 4.1.2.2"),
     Provoke(
         "incomplete_chain",
         Severity.HIGH,
@@ -289,6 +299,20 @@ PROVOKE = [
         Severity.HIGH,
         lambda p: endpoint(leaf(p, must_staple=True), p.inter),
         evidence="TLS Feature",
+    ),
+    Provoke(
+        "no_pq_key_exchange",
+        Severity.INFO,
+        lambda p: replace(healthy(p), group="x25519"),
+        evidence="the key exchange group is x25519, a classical group only",
+    ),
+    Provoke(
+        "no_pq_key_exchange",
+        Severity.INFO,
+        lambda p: replace(
+            healthy(p), tls_version="TLSv1.2", cipher="ECDHE-ECDSA-AES128-GCM-SHA256"
+        ),
+        evidence="TLSv1.2 has no post-quantum key exchange",
     ),
     Provoke(
         "certificate_changed",
@@ -457,10 +481,38 @@ def test_kind_is_provoked(row: Provoke, pki: Pki) -> None:
     assert row.evidence in finding.message
     assert "\n" not in finding.message
     assert (finding.address, finding.port, finding.sni) == (target.address, 443, target.sni)
-    endpoint_wide = {"chain_order", "legacy_protocol", "weak_cipher", "unowned"}
+    endpoint_wide = {
+        "chain_order",
+        "legacy_protocol",
+        "weak_cipher",
+        "unowned",
+        "no_pq_key_exchange",
+    }
     assert (finding.sha256 is None) == (row.kind in endpoint_wide)
     if finding.sha256 is not None:
         assert finding.sha256 in {c.sha256 for c in target.chain}
+
+
+@pytest.mark.parametrize(
+    ("version", "group"),
+    [
+        ("TLSv1.3", "X25519MLKEM768"),
+        ("TLSv1.3", "SecP256r1MLKEM768"),
+        ("TLSv1.3", "X25519Kyber768Draft00"),
+        ("TLSv1.3", None),  # stored before groups were recorded: unknown, not judged
+    ],
+)
+def test_post_quantum_or_unknown_groups_are_not_reported(
+    pki: Pki, version: str, group: str | None
+) -> None:
+    target = replace(healthy(pki), tls_version=version, group=group)
+    assert [f for f in run(pki, target) if f.kind == "no_pq_key_exchange"] == []
+
+
+def test_a_policy_raises_no_pq_key_exchange(pki: Pki) -> None:
+    policy = Policy(severities={"no_pq_key_exchange": Severity.HIGH})
+    found = run(pki, replace(healthy(pki), group="secp256r1"), policy=policy)
+    assert [(f.kind, f.severity) for f in found] == [("no_pq_key_exchange", Severity.HIGH)]
 
 
 def test_rejection_explained_by_weak_signature_is_not_untrusted(pki: Pki) -> None:

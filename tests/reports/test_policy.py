@@ -32,7 +32,7 @@ def test_defaults_follow_the_issue() -> None:
     assert (policy.min_rsa_bits, policy.min_ec_bits) == (2048, 256)
     assert all(policy.is_enabled(kind) for kind in KINDS)
     assert policy.severity_of("expired", Severity.CRITICAL) is Severity.CRITICAL
-    assert len(set(KINDS)) == len(KINDS) == 29
+    assert len(set(KINDS)) == len(KINDS) == 31
 
 
 def test_full_config_file(tmp_path: Path) -> None:

@@ -113,6 +113,10 @@ def test_inventory_rows_one_per_endpoint() -> None:
         "sha256": leaf.sha256,
         "findings": "2",
         "chain": "0",
+        "tls_version": "TLSv1.3",
+        "cipher": "TLS_AES_256_GCM_SHA384",
+        "group": "",
+        "legacy_capture": "",
     }
     assert by_address["127.0.0.3"]["days_left"] == "-3"
     assert by_address["127.0.0.6"]["error"] == "'@SUM(1+1)*cmd|' /C calc'!A0"

@@ -563,3 +563,29 @@ def test_write_atomic_leaves_target_untouched_on_failure(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
     with pytest.raises(ValueError, match="stdout"):
         write_atomic("-", b"x")
+
+
+def test_the_key_exchange_column_shows_group_cipher_and_legacy_capture() -> None:
+    def view(address: str, **extra: object) -> EndpointView:
+        fields: dict[str, object] = {
+            "address": address, "port": 443, "sni": None, "status": "ok", "error": None,
+            "tls_version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "observed_at": None,
+            "scan_id": None, "chain": (), "findings": (),
+        }  # fmt: skip
+        return EndpointView(**(fields | extra))  # type: ignore[arg-type]
+
+    views = [
+        view("127.0.0.1", group="X25519MLKEM768"),
+        view(
+            "127.0.0.2", tls_version="SSLv3", cipher="TLS_RSA_WITH_RC4_128_MD5", legacy_capture=True
+        ),
+        view("127.0.0.3", group="<b>x</b>"),  # a group name is OpenSSL's, but escape anyway
+    ]
+    text = HtmlRenderer().render(build_report(views, generated_at=NOW, scan=None)).decode()
+    cells = re.findall(r'<td class="nw kx">(.*?)</td>', text)
+    assert cells == [
+        'X25519MLKEM768<span class="sub">TLS_AES_128_GCM_SHA256</span>',
+        '<span class="sub">TLS_RSA_WITH_RC4_128_MD5</span><span class="sub">legacy capture</span>',
+        '&lt;b&gt;x&lt;/b&gt;<span class="sub">TLS_AES_128_GCM_SHA256</span>',
+    ]
+    assert "Key exchange" in text

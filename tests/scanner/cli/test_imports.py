@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,8 +97,8 @@ def test_dry_run_plans_without_the_inventory_engine_or_findings() -> None:
     assert "scanner.plan.targets" in modules  # it did plan
 
 
-def test_the_probe_can_fail() -> None:
+def test_the_probe_can_fail(tmp_path: Path) -> None:
     # A real sweep of one refused loopback port does load the inventory and the engine.
-    code, modules = loaded("sweep", "127.0.0.1", "-p", "1", "--db", ":memory:", "-q")
+    code, modules = loaded("sweep", "127.0.0.1", "-p", "1", "--db", str(tmp_path / "x.db"), "-q")
     assert code in (0, 1)
     assert offenders(modules, INVENTORY_AND_ENGINE) != []

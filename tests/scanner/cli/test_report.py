@@ -68,12 +68,18 @@ def read_json(path: Path) -> dict[str, Any]:
     return document
 
 
+#: Every lab server is classical (the system OpenSSL has no ML-KEM), so every chain comes with
+#: ``no_pq_key_exchange`` (info): the tables here leave it out, and one test checks it apart.
+CLASSICAL = "no_pq_key_exchange"
+
+
+def kinds(endpoint: dict[str, Any]) -> set[str]:
+    return {f["kind"] for f in endpoint["findings"]} - {CLASSICAL}
+
+
 def kinds_by_name(lab: lab_mod.Lab, document: dict[str, Any]) -> dict[str, set[str]]:
     names = {(e.address, e.port): e.name for e in lab.endpoints}
-    return {
-        names[(e["address"], e["port"])]: {f["kind"] for f in e["findings"]}
-        for e in document["endpoints"]
-    }
+    return {names[(e["address"], e["port"])]: kinds(e) for e in document["endpoints"]}
 
 
 # --- the lab: every kind it provokes, trust with and without --ca-bundle ------------------------
@@ -112,6 +118,14 @@ async def test_lab_sweep_then_reports(
         relies_on_root = name not in ("self-signed", "not-tls")
         assert plain[name] == expected | ({"incomplete_chain"} if relies_on_root else set()), name
     assert kinds_by_name(lab, after_sweep) == plain  # the sweep's report: same policy, same trust
+    for endpoint in after_sweep["endpoints"]:
+        classical = [f for f in endpoint["findings"] if f["kind"] == CLASSICAL]
+        assert len(classical) == (1 if endpoint["chain"] else 0), endpoint["address"]
+        if classical:
+            assert classical[0]["severity"] == "info"
+            assert endpoint["group"] in ("x25519", "secp256r1", "X25519MLKEM768") or (
+                endpoint["tls_version"] != "TLSv1.3"
+            )
 
     # Filters, and --fail-on over what is reported.
     base = ["report", "--db", str(db), "--ca-bundle", str(ca)]
@@ -138,7 +152,10 @@ async def test_lab_sweep_then_reports(
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text(), newline="")))
     expired = lab.by_name("expired")
-    assert [r["kind"] for r in rows if r["address"] == expired.address] == ["expired"]
+    assert [r["kind"] for r in rows if r["address"] == expired.address] == ["expired", CLASSICAL]
+    by_endpoint = {r["address"]: r for r in inventory_rows(tmp_path, base, capsys)}
+    assert by_endpoint[expired.address]["group"] == "x25519"  # the lab's stdlib servers
+    assert by_endpoint[expired.address]["legacy_capture"] == "false"
     assert {r["kind"] for r in rows} >= {"expired", "weak_key", "legacy_protocol"}
     code, _, _ = run_main([*base, "--csv-kind", "inventory", "-o", str(tmp_path / "i.csv")], capsys)
     assert code == 0
@@ -148,6 +165,15 @@ async def test_lab_sweep_then_reports(
     html = (tmp_path / "r.html").read_text("utf-8")
     assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
     assert "expired.lab.certscan.test" in html
+
+
+def inventory_rows(
+    tmp_path: Path, base: list[str], capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, str]]:
+    target = tmp_path / "inventory-rows.csv"
+    code, _, err = run_main([*base, "--csv-kind", "inventory", "-o", str(target)], capsys)
+    assert code == 0, err
+    return list(csv.DictReader(io.StringIO(target.read_text(), newline="")))
 
 
 # --- a finding resolved when the certificate is replaced --------------------------------------
@@ -197,13 +223,13 @@ async def test_replaced_certificate_resolves_the_finding(
     code, _, _ = run_main(["report", "--db", str(db), "-o", str(tmp_path / "1.json")], capsys)
     assert code == 0
     (endpoint,) = read_json(tmp_path / "1.json")["endpoints"]
-    assert {f["kind"] for f in endpoint["findings"]} == {"expired", "untrusted_root"}
+    assert kinds(endpoint) == {"expired", "untrusted_root"}
     code, _, _ = run_main(
         ["report", "--db", str(db), "--ca-bundle", str(root), "-o", str(tmp_path / "2.json")],
         capsys,
     )
     (endpoint,) = read_json(tmp_path / "2.json")["endpoints"]
-    assert {f["kind"] for f in endpoint["findings"]} == {"expired"}
+    assert kinds(endpoint) == {"expired"}
 
     new = leaf()
     async with tls_on(port, server_context([new, pki.intermediate])) as same_port:
@@ -376,7 +402,8 @@ async def test_all_certs_sweep_reports_both_chains(
     (alt,) = endpoint["alt_chains"]
     main_leaf, alt_leaf = endpoint["chain"][0], alt[0]
     assert {main_leaf["key_type"], alt_leaf["key_type"]} == {"EC", "RSA"}
-    assert sorted((f["kind"], f["sha256"]) for f in endpoint["findings"]) == sorted(
+    found = [f for f in endpoint["findings"] if f["kind"] != CLASSICAL]
+    assert sorted((f["kind"], f["sha256"]) for f in found) == sorted(
         [("expiring", main_leaf["sha256"]), ("expiring", alt_leaf["sha256"])]
     )
     served = {c["sha256"]: c["served_at"] for c in document["certificates"]}

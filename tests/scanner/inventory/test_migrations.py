@@ -42,9 +42,13 @@ from scanner.inventory.store import Inventory, db_url
 from scanner.lab import certgen
 from tests.scanner.inventory.test_findings import make_v1_database
 
+#: Every revision, oldest first; the newest is the head.
+CHAIN = ("0001", "0002", "0003_tls_details", "0006_sni", "0008_fleet")
+HEAD = CHAIN[-1]
+
 T0 = datetime(2032, 7, 1, 8, 30, 0, 500000, tzinfo=UTC)
 SHA = "ab" * 32
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[3]  # the repository (tests/ has a scanner/ too)
 VERSIONS = Path(migrations.__file__).parent / "versions"
 
 
@@ -184,8 +188,8 @@ def test_head_constant_is_alembics_head() -> None:
     assert scripts.get_heads() == [migrations.HEAD_REVISION]
     assert store_migrate.head_revision() == store_schema.head_revision() == migrations.HEAD_REVISION
     history = store_migrate.history()
-    assert [r.revision for r in history] == ["0001", "0002", "0006_sni", "0008_fleet"]
-    assert [r.down_revision for r in history] == [None, "0001", "0002", "0006_sni"]
+    assert [r.revision for r in history] == list(CHAIN)
+    assert [r.down_revision for r in history] == [None, *CHAIN[:-1]]
     assert all(r.additive for r in history)
     assert all(r.message and "\n" not in r.message for r in history)
 
@@ -193,7 +197,7 @@ def test_head_constant_is_alembics_head() -> None:
 def test_revisions_are_frozen_history() -> None:
     # A revision must not change meaning when scanner.inventory.tables changes: no certscan imports.
     files = sorted(VERSIONS.glob("0*.py"))
-    assert [f.name[:4] for f in files] == ["0001", "0002", "0006", "0008"]
+    assert [f.name[:4] for f in files] == [c[:4] for c in CHAIN]
     for path in files:
         tree = ast.parse(path.read_text())
         imported = [
@@ -216,11 +220,11 @@ def test_a_new_database_is_built_to_the_head_and_matches_the_tables(
     with Inventory(url):
         pass
     assert facts(engine) == (migrations.HEAD_REVISION, str(t.SCHEMA_VERSION))
-    assert store_schema.current_revision(engine) == migrations.HEAD_REVISION
+    assert store_schema.current_revision(engine) == HEAD
     assert_matches_tables(engine)
 
 
-def test_revision_0002_adds_exactly_what_0001_lacks(url: str, engine: Engine) -> None:
+def test_revisions_0002_and_0003_add_exactly_what_0001_lacks(url: str, engine: Engine) -> None:
     store_migrate.upgrade(engine, "x", "0001")
     with engine.connect() as conn:
         diff = schema_diff(conn)
@@ -240,6 +244,9 @@ def test_revision_0002_adds_exactly_what_0001_lacks(url: str, engine: Engine) ->
         ("add_column observation", "shard"),
         ("add_column observation", "ocsp_next_update"),  # revision 0006_sni
         ("add_table", "endpoint_owner"),  # 0008_fleet
+        ("add_column observation", "legacy_capture"),
+        ("add_column observation", "tls_group"),
+        ("add_column observation", "signature_scheme"),
     }
 
 
@@ -303,9 +310,9 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     seed(engine)
     change = store_migrate.downgrade(engine, "x", "0001")
     assert (change.before, change.after, change.applied) == (
-        "0008_fleet",
+        HEAD,
         "0001",
-        ("0008_fleet", "0006_sni", "0002"),
+        tuple(reversed(CHAIN[1:])),
     )
     assert facts(engine) == ("0001", "4")
     with engine.connect() as conn:
@@ -318,7 +325,7 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     # Opening applies the additive revisions again; the dropped columns come back empty.
     with Inventory(url):
         pass
-    assert facts(engine) == (migrations.HEAD_REVISION, "4")
+    assert facts(engine) == (HEAD, "4")
     with engine.connect() as conn:
         assert_seed_kept(conn)
         assert conn.execute(sa.select(t.OBSERVATION.c.shard)).scalar_one() is None
@@ -328,13 +335,13 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     assert_matches_tables(engine)
 
     change = store_migrate.downgrade(engine, "x", "base")
-    assert change.applied == ("0008_fleet", "0006_sni", "0002", "0001")
+    assert change.applied == tuple(reversed(CHAIN))
     with engine.connect() as conn:
         assert sa.inspect(conn).get_table_names() == ["alembic_version"]
         assert count(conn, "alembic_version") == 0
     assert store_schema.current_revision(engine) is None
-    assert store_migrate.upgrade(engine, "x").applied == ("0001", "0002", "0006_sni", "0008_fleet")
-    assert facts(engine) == (migrations.HEAD_REVISION, "4")
+    assert store_migrate.upgrade(engine, "x").applied == CHAIN
+    assert facts(engine) == (HEAD, "4")
     assert_matches_tables(engine)
     assert store_migrate.upgrade(engine, "x").applied == ()  # nothing left to do
 
@@ -376,7 +383,7 @@ def test_a_database_from_before_alembic_is_adopted_with_its_rows(
         _make_v4(engine, drop_hook_run=version == 3)
     assert facts(engine) == (None, str(version))
     with Inventory(url) as inv:
-        assert facts(engine) == (migrations.HEAD_REVISION, "4")
+        assert facts(engine) == (HEAD, "4")
         rows = inv.latest_endpoints(include_failures=True)
     assert_matches_tables(engine)
     if version == 1:
@@ -425,8 +432,7 @@ def test_a_revision_that_is_not_additive_waits_for_db_upgrade(
     with pytest.raises(StoreError, match=r"needs revision 0002, .*: run certscan db upgrade"):
         Inventory(url)
     assert facts(engine) == ("0001", "4")
-    applied = store_migrate.upgrade(engine, "x").applied  # what certscan db upgrade does
-    assert applied == ("0002", "0006_sni", "0008_fleet")
+    assert store_migrate.upgrade(engine, "x").applied == CHAIN[1:]  # as db upgrade does
     with Inventory(url):
         pass
 
@@ -451,7 +457,7 @@ def test_threads_opening_a_new_database_at_once(url: str, engine: Engine) -> Non
     for thread in threads:
         thread.join(timeout=90)
     assert errors == []
-    assert facts(engine) == (migrations.HEAD_REVISION, "4")
+    assert facts(engine) == (HEAD, "4")
     with engine.connect() as conn:
         assert (count(conn, "alembic_version"), count(conn, "certscan_meta")) == (1, 1)
     assert_matches_tables(engine)
@@ -488,7 +494,7 @@ def test_processes_opening_a_new_database_at_once(
     assert codes == [0] * 4, [log.read_text() for log in logs]
     made = store_schema.make_engine(sa.make_url(url))
     try:
-        assert facts(made) == (migrations.HEAD_REVISION, "4")
+        assert facts(made) == (HEAD, "4")
         assert_matches_tables(made)
     finally:
         made.dispose()
@@ -539,26 +545,21 @@ def test_db_commands(
     assert certscan("db", "upgrade", "--to", "0001", *db)[:2] == (
         0, f"inventory {sa.make_url(url).render_as_string()}: upgraded from none to 0001\n"
     )  # fmt: skip
-    assert certscan("db", "current", *db)[:2] == (0, "0001 (head 0008_fleet)\n")
+    assert certscan("db", "current", *db)[:2] == (0, f"0001 (head {HEAD})\n")
     code, out, _ = certscan("db", "upgrade", *db)
-    assert (code, out.endswith("upgraded from 0001 to 0008_fleet\n")) == (0, True)
+    assert (code, out.endswith(f"upgraded from 0001 to {HEAD}\n")) == (0, True)
     code, out, _ = certscan("db", "current", "--json", *db)
     record = json.loads(out)
     assert (code, record["revision"], record["head"], record["up_to_date"]) == (
         0,
-        "0008_fleet",
-        "0008_fleet",
+        HEAD,
+        HEAD,
         True,
     )
     assert record["schema_version"] == 4
     code, out, _ = certscan("db", "history", *db)
     assert code == 0
-    assert [line.split()[0] for line in out.splitlines()] == [
-        "0001",
-        "0002",
-        "0006_sni",
-        "0008_fleet",
-    ]
+    assert [line.split()[0] for line in out.splitlines()] == list(CHAIN)
     assert out.splitlines()[-1].endswith("[additive]  <- current")
 
     for args, message in (
@@ -570,13 +571,13 @@ def test_db_commands(
         code, out, err = certscan(*args)
         assert (code, out, err.count("\n")) == (2, "", 1), args
         assert message in err
-    assert facts(engine) == (migrations.HEAD_REVISION, "4")
+    assert facts(engine) == (HEAD, "4")
 
     code, out, _ = certscan("db", "downgrade", "--to", "0001", *db)
-    assert (code, out.endswith("downgraded from 0008_fleet to 0001\n")) == (0, True)
+    assert (code, out.endswith(f"downgraded from {HEAD} to 0001\n")) == (0, True)
     code, out, _ = certscan("db", "downgrade", "--to", "base", "--yes", *db)
     assert (code, out.endswith("downgraded from 0001 to none\n")) == (0, True)
-    assert certscan("db", "current", *db)[:2] == (0, "none (head 0008_fleet)\n")
+    assert certscan("db", "current", *db)[:2] == (0, f"none (head {HEAD})\n")
 
     store_migrate.upgrade(engine, "x")
     with engine.begin() as conn:

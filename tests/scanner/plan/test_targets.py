@@ -311,7 +311,6 @@ def test_public_addresses_need_allow_public(spec: str, first_public: str) -> Non
         "127.0.0.0/8",
         "169.254.1.1",
         "::1",
-        "fe80::1",
         "fc00::/120",
         "fd12:3456::/112",
     ],
@@ -342,6 +341,9 @@ def test_hostname_resolving_to_public_address_needs_allow_public() -> None:
         ("255.255.255.255", "broadcast"),
         ("ff02::1", "multicast/unspecified"),
         ("[::]:443", "multicast/unspecified"),
+        ("fe80::1", "IPv6 link-local, which needs a zone id"),
+        ("fe80::/120", "IPv6 link-local"),
+        ("[febf::1]:443", "IPv6 link-local"),
     ],
 )
 def test_reserved_addresses_are_refused(spec: str, kinds: str) -> None:
@@ -363,6 +365,23 @@ def test_overlap_with_reserved_space_is_removed_with_a_note() -> None:
         Target(address="1.0.0.0", port=443),
         Target(address="1.0.0.1", port=443),
     ]
+
+
+def test_link_local_ipv6_is_left_out_of_a_plan_never_connected_to() -> None:
+    # Without a zone id every connect to fe80::/10 fails with EINVAL: planning refuses it, so
+    # the engine never sees such a target (a name resolving to one loses that address).
+    span = "fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff-fe80::1"
+    plan = build_plan([span], ports=[443], allow_public=True)  # planned only: nothing is sent
+    assert triples(plan) == [("fe7f:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 443, None)]
+    assert plan.notes[0].startswith("removed 2 reserved addresses (IPv6 link-local")
+    named = build_plan(["printer.test"], ports=[443], resolved={"printer.test": ["fe80::5"]})
+    assert named.count == 0
+    assert named.notes == (
+        "printer.test resolves only to reserved addresses "
+        "(IPv6 link-local, which needs a zone id); skipped",
+    )
+    mixed = build_plan(["bmc.test"], ports=[443], resolved={"bmc.test": ["fe80::5", "fd00::5"]})
+    assert triples(mixed) == [("fd00::5", 443, "bmc.test")]
 
 
 def test_a_sinkholed_name_is_skipped_with_a_note() -> None:

@@ -53,6 +53,9 @@ handshakes = st.builds(
     handshake_seconds=secs,
     protocol=protocols,
     alt_chains=st.lists(chains, max_size=2).map(tuple),
+    legacy_capture=st.booleans(),
+    group=st.none() | names,
+    signature_scheme=st.none() | names,
 )
 failures = st.builds(
     ScanFailure,
@@ -204,3 +207,23 @@ def test_other_utc_spellings_are_utc() -> None:
     assert outcome_from_wire(
         {**data, "started_at": offset.astimezone(UTC).isoformat()}, DerTable()
     ).started_at == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_an_older_agents_handshake_without_tls_details_is_accepted() -> None:
+    target = Target(address="10.0.0.1", port=443)
+    one = Handshake(
+        target=target, started_at=datetime.now(UTC), chain=(b"leaf",), tls_version="TLSv1.3",
+        cipher="X", group="x25519", legacy_capture=True,
+    )  # fmt: skip
+    certs = DerTable()
+    wire = outcome_to_wire(one, certs)
+    assert (wire["group"], wire["legacy_capture"], wire["signature_scheme"]) == (
+        "x25519",
+        True,
+        None,
+    )
+    for key in ("legacy_capture", "group", "signature_scheme"):
+        del wire[key]
+    back = outcome_from_wire(json.loads(json.dumps(wire)), DerTable.from_wire(certs.to_wire()))
+    assert isinstance(back, Handshake)
+    assert (back.legacy_capture, back.group, back.signature_scheme) == (False, None, None)
