@@ -17,17 +17,31 @@ from typing import ClassVar
 
 import trio
 
-from exporters.hooks.base import ActionResult, HookContext, tail_bytes
+from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
+from exporters.hooks.names import check, select
 from scanner.serialize import iso
 
 
+def endpoint_text(address: str, port: int, sni: str | None) -> str:
+    """``ADDRESS:PORT`` (``[ADDRESS]:PORT`` for IPv6), with ``/SNI`` when a name that passes
+    the host-name check was sent (pure)."""
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return where + (f"/{sni}" if sni and check(sni, wildcard=False) is None else "")
+
+
 def environment(ctx: HookContext) -> dict[str, str]:
-    """The ``CERTSCAN_*`` variables for ``ctx`` (pure)."""
+    """The ``CERTSCAN_*`` variables for ``ctx`` (pure). ``CERTSCAN_NAMES`` holds only the SANs
+    that pass the host-name check, comma-separated (none can hold a comma, a space or a
+    newline); ``CERTSCAN_NAMES_DROPPED`` counts the others. ``CERTSCAN_ENDPOINTS`` lists every
+    endpoint presenting the certificate, space-separated (see :func:`endpoint_text`)."""
+    chosen = select(n.lower() if n.isascii() else n for n in ctx.names)
     return {
         "CERTSCAN_ADDRESS": ctx.address,
         "CERTSCAN_PORT": str(ctx.port),
-        "CERTSCAN_SNI": ctx.sni or "",
-        "CERTSCAN_NAMES": ",".join(ctx.names),
+        "CERTSCAN_SNI": ctx.sni if ctx.sni and check(ctx.sni) is None else "",
+        "CERTSCAN_NAMES": ",".join(chosen.kept),
+        "CERTSCAN_NAMES_DROPPED": str(len(chosen.refused)),
+        "CERTSCAN_ENDPOINTS": " ".join(endpoint_text(*e) for e in ctx.endpoints),
         "CERTSCAN_NOT_AFTER": iso(ctx.not_after) or "",
         "CERTSCAN_SHA256": ctx.sha256,
         "CERTSCAN_FINDING": ctx.kind,
@@ -63,9 +77,8 @@ class CommandAction:
                 env=env,
             )
         except OSError as exc:
-            return ActionResult(
-                ok=False, exit_status=None, output_tail=f"cannot run {self.argv[0]}: {exc}"
-            )
+            reason = one_line(f"cannot run {self.argv[0]}: {exc}")
+            return ActionResult(ok=False, exit_status=None, output_tail=reason)
         return ActionResult(
             ok=done.returncode == 0,
             exit_status=done.returncode,

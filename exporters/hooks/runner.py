@@ -30,21 +30,25 @@ tests control time without sleeping.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import trio
 
-from exporters.hooks.base import ActionResult, HookContext
+from exporters.hooks.ari_id import cert_id_from_hex
+from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
 from exporters.hooks.config import Hook, HooksConfig
+from exporters.hooks.names import printable as safe_text
 from reports.model import Finding
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
 from scanner.inventory.store import Inventory
 from scanner.serialize import iso
 
+log = logging.getLogger("certscan.hooks")
 RETRY_BASE = timedelta(minutes=5)
 RETRY_CAP = timedelta(days=1)
 #: A run still "running" this long after its hook's timeout was left by a runner that died.
@@ -81,15 +85,48 @@ def backoff(attempts: int) -> timedelta:
     return min(wait, RETRY_CAP)
 
 
-def context(hook: str, finding: Finding, endpoint: EndpointRecord | None) -> HookContext:
-    """The facts an action sees (pure); ``finding.sha256`` must be set."""
+Address = tuple[str, int, str | None]
+
+
+def presenting(endpoints: Iterable[EndpointRecord]) -> dict[str, tuple[Address, ...]]:
+    """Every endpoint whose latest chain (main or alternative) has each leaf sha256, with the
+    key proven (pure)."""
+    found: dict[str, dict[Address, None]] = {}
+    for e in endpoints:
+        if not proven(e):
+            continue
+        for chain in (e.chain, *e.alt_chains):
+            if chain:
+                found.setdefault(chain[0].sha256, {})[(e.address, e.port, e.sni)] = None
+    return {sha: tuple(where) for sha, where in found.items()}
+
+
+def proven(endpoint: EndpointRecord) -> bool:
+    """Whether the endpoint proved it holds the key of the chain it presented."""
+    return not getattr(endpoint, "key_unproven", False)
+
+
+def context(
+    hook: str,
+    finding: Finding,
+    endpoint: EndpointRecord | None,
+    *,
+    endpoints: tuple[Address, ...] = (),
+    names: tuple[str, ...] | None = None,
+) -> HookContext:
+    """The facts an action sees (pure); ``finding.sha256`` must be set. ``endpoints`` are all
+    that present the certificate; ``names`` overrides the certificate's SANs (a group)."""
     assert finding.sha256 is not None
     cert = None
     if endpoint is not None:
         chains = (endpoint.chain, *endpoint.alt_chains)
         cert = next((c for chain in chains for c in chain if c.sha256 == finding.sha256), None)
-    names = cert.san_dns if cert is not None else ()
+    sans = cert.san_dns if cert is not None else ()
+    if names is not None:
+        sans = names
     not_after = cert.not_after if cert is not None else None
+    replaces = cert_id_from_hex(cert.authority_key_id, cert.serial) if cert is not None else None
+    listed = endpoints or ((finding.address, finding.port, finding.sni),)
     data: dict[str, Any] = {
         "hook": hook,
         "kind": finding.kind,
@@ -99,8 +136,9 @@ def context(hook: str, finding: Finding, endpoint: EndpointRecord | None) -> Hoo
         "port": finding.port,
         "sni": finding.sni,
         "sha256": finding.sha256,
-        "names": list(names),
+        "names": list(sans),
         "not_after": iso(not_after),
+        "endpoints": [{"address": a, "port": p, "sni": n} for a, p, n in listed],
     }
     return HookContext(
         hook=hook,
@@ -110,10 +148,12 @@ def context(hook: str, finding: Finding, endpoint: EndpointRecord | None) -> Hoo
         address=finding.address,
         port=finding.port,
         sni=finding.sni,
-        names=tuple(names),
+        names=tuple(sans),
         not_after=not_after,
         sha256=finding.sha256,
         finding=data,
+        endpoints=listed,
+        replaces=replaces,
     )
 
 
@@ -138,11 +178,14 @@ def plan(
     now: datetime,
 ) -> list[Planned]:
     """What to do now (pure; see the module docstring)."""
+    where = presenting(endpoints.values())
     chosen: dict[tuple[str, str], HookContext] = {}
     for finding in findings:
         if finding.sha256 is None:
             continue
         endpoint = endpoints.get((finding.address, finding.port, finding.sni))
+        if endpoint is not None and not proven(endpoint):
+            continue  # a chain whose key was never shown to be held drives nothing
         names = context("", finding, endpoint).names
         for hook in hooks:
             if (hook.name, finding.sha256) in chosen:
@@ -155,8 +198,11 @@ def plan(
                 sni=finding.sni,
                 names=names,
             ):
-                chosen[hook.name, finding.sha256] = context(hook.name, finding, endpoint)
+                chosen[hook.name, finding.sha256] = context(
+                    hook.name, finding, endpoint, endpoints=where.get(finding.sha256, ())
+                )
     by_name = {h.name: h for h in hooks}
+    chosen = _one_per_file_set(chosen, by_name, runs)
     steps: list[Planned] = []
     for (name, sha256), ctx in chosen.items():
         hook = by_name[name]
@@ -171,6 +217,32 @@ def plan(
         if gone is not None and (name, sha256) not in chosen and run.status == store_hooks.APPROVED:
             steps.append(_resume(gone, _recorded(gone, run), run))
     return steps
+
+
+def _one_per_file_set(
+    chosen: dict[tuple[str, str], HookContext],
+    hooks: Mapping[str, Hook],
+    runs: Mapping[tuple[str, str], store_hooks.HookRunRecord],
+) -> dict[tuple[str, str], HookContext]:
+    """An action that writes one fixed set of files (``one_certificate``, the acme hook) gets
+    one context per hook: the certificate with a run on record first (its episode goes on),
+    else the most severe, with the names of every certificate the hook selected, so a second
+    certificate never overwrites the first."""
+    groups: dict[str, list[tuple[str, HookContext]]] = {}
+    out: dict[tuple[str, str], HookContext] = {}
+    for (name, sha256), ctx in chosen.items():
+        if getattr(hooks[name].action, "one_certificate", False):
+            groups.setdefault(name, []).append((sha256, ctx))
+        else:
+            out[name, sha256] = ctx
+    for name, members in groups.items():
+        ordered = sorted(members, key=lambda m: (name, m[0]) not in runs)  # stable: on record first
+        sha256, first = ordered[0]
+        names = tuple(dict.fromkeys(n for _, ctx in ordered for n in ctx.names))
+        endpoints = tuple(dict.fromkeys(e for _, ctx in ordered for e in ctx.endpoints))
+        merged = dict(first.finding) | {"names": list(names)}
+        out[name, sha256] = replace(first, names=names, endpoints=endpoints, finding=merged)
+    return out
 
 
 def _resume(hook: Hook, ctx: HookContext, run: store_hooks.HookRunRecord) -> Planned:
@@ -226,8 +298,9 @@ async def execute(
 
     async def one(item: Planned) -> None:
         async with limiter:
-            outcome = await _one(inventory, item, now)
-        outcomes.append(outcome)
+            outcome = await _guarded(inventory, item, now)
+        if outcome is not None:
+            outcomes.append(outcome)
 
     async with trio.open_nursery() as nursery:
         for item in steps:
@@ -244,7 +317,46 @@ async def run_hooks(
     return await execute(inventory, steps, concurrency=config.concurrency, now=now)
 
 
-async def _one(inventory: Inventory, item: Planned, now: datetime) -> Outcome:
+async def _guarded(inventory: Inventory, item: Planned, now: datetime) -> Outcome | None:
+    """:func:`_one`, with any unexpected error ending the run ``failed`` (one line) instead of
+    escaping into the nursery and cancelling the other actions."""
+    state: dict[str, int] = {}
+    try:
+        return await _one(inventory, item, now, state)
+    except Exception as exc:  # one broken action never stops the others
+        reason = one_line(f"internal error: {type(exc).__name__}: {exc}")
+        log.warning("hook %s: %s", safe_text(item.hook.name), reason, exc_info=True)
+        run_id = state.get("run_id")
+        if run_id is None:
+            return None
+        result = ActionResult(ok=False, exit_status=None, output_tail=reason)
+        try:
+            await trio.to_thread.run_sync(
+                _finish, inventory, run_id, result, now, state.get("attempts", 1)
+            )
+        except Exception:
+            log.exception("hook %s: cannot record run %d", safe_text(item.hook.name), run_id)
+        return Outcome(planned=item, run_id=run_id, result=result)
+
+
+def _finish(
+    inventory: Inventory, run_id: int, result: ActionResult, at: datetime, attempts: int
+) -> None:
+    store_hooks.finish(
+        inventory.engine,
+        run_id,
+        ok=result.ok,
+        exit_status=result.exit_status,
+        output_tail=tail(clean(result.output_tail)),
+        new_sha256=result.new_sha256,
+        now=at,
+        next_attempt_at=None if result.ok else at + backoff(attempts),
+    )
+
+
+async def _one(
+    inventory: Inventory, item: Planned, now: datetime, state: dict[str, int]
+) -> Outcome:
     engine = inventory.engine
     ctx = item.ctx
     if item.step == "resume":
@@ -273,31 +385,25 @@ async def _one(inventory: Inventory, item: Planned, now: datetime) -> Outcome:
         run_id = await trio.to_thread.run_sync(create)
         if item.step == "queue":
             return Outcome(planned=item, run_id=run_id, result=None)
+    state["run_id"] = run_id
+    record = await trio.to_thread.run_sync(store_hooks.get, engine, run_id)
+    attempts = record.attempts if record is not None else 1
+    state["attempts"] = attempts
     began = trio.current_time()
     result = await _act(item)
     finished_at = now + timedelta(seconds=trio.current_time() - began)
-    record = await trio.to_thread.run_sync(store_hooks.get, engine, run_id)
-    attempts = record.attempts if record is not None else 1
-
-    def finish() -> None:
-        store_hooks.finish(
-            engine,
-            run_id,
-            ok=result.ok,
-            exit_status=result.exit_status,
-            output_tail=result.output_tail,
-            new_sha256=result.new_sha256,
-            now=finished_at,
-            next_attempt_at=None if result.ok else finished_at + backoff(attempts),
-        )
-
-    await trio.to_thread.run_sync(finish)
+    await trio.to_thread.run_sync(_finish, inventory, run_id, result, finished_at, attempts)
     return Outcome(planned=item, run_id=run_id, result=result)
 
 
 async def _act(item: Planned) -> ActionResult:
     with trio.move_on_after(item.hook.timeout) as scope:
-        return await item.hook.action.run(item.ctx)
+        try:
+            return await item.hook.action.run(item.ctx)
+        except Exception as exc:  # a bug or an unforeseen error in one action: a failed run
+            log.warning("hook %s failed", safe_text(item.hook.name), exc_info=True)
+            reason = one_line(f"{type(exc).__name__}: {exc}")
+            return ActionResult(ok=False, exit_status=None, output_tail=reason)
     assert scope.cancelled_caught
     return ActionResult(
         ok=False, exit_status=None, output_tail=f"timed out after {item.hook.timeout:g} s"

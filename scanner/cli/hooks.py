@@ -36,7 +36,11 @@ hooks_app = typer.Typer(
 HookOption = Annotated[str | None, typer.Option("--hook", metavar="NAME", help="Only this hook.")]
 ByOption = Annotated[
     str | None,
-    typer.Option("--by", metavar="NAME", help="Who decides (recorded). Default: the user name."),
+    typer.Option(
+        "--by",
+        metavar="NAME",
+        help="On whose behalf (a note); the record names the local user who ran the command.",
+    ),
 ]
 
 
@@ -116,7 +120,7 @@ def run(
 
 
 def _decide(run_id: int, approve: bool, by: str | None, db: str | None) -> int:
-    who = by or _user()
+    who = f"local:{_user()}" + (f" (for {safe(by, 64)})" if by else "")
     with open_existing(db) as inventory:
         done = store_hooks.decide(
             inventory.engine, run_id, approve=approve, by=who, now=datetime.now(UTC)

@@ -140,11 +140,16 @@ def finish(
                 status=SUCCEEDED if ok else FAILED,
                 finished_at=now,
                 exit_status=exit_status,
-                output_tail=output_tail,
+                output_tail=_clean(output_tail),
                 new_sha256=new_sha256,
                 next_attempt_at=None if ok else next_attempt_at,
             )
         )
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; lone surrogates cannot be encoded: neither is stored.
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def decide(engine: Engine, run_id: int, *, approve: bool, by: str, now: datetime) -> bool:
@@ -154,7 +159,7 @@ def decide(engine: Engine, run_id: int, *, approve: bool, by: str, now: datetime
         done = conn.execute(
             sa.update(h)
             .where(h.c.id == run_id, h.c.status == PENDING)
-            .values(status=APPROVED if approve else REJECTED, decided_by=by, decided_at=now)
+            .values(status=APPROVED if approve else REJECTED, decided_by=_clean(by), decided_at=now)
         )
         return done.rowcount == 1
 

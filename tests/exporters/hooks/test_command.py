@@ -133,6 +133,8 @@ async def test_the_command_gets_the_facts_and_acts_once(
         "CERTSCAN_PORT": "8443",
         "CERTSCAN_SNI": "www.example.test",
         "CERTSCAN_NAMES": "www.example.test,example.test",
+        "CERTSCAN_NAMES_DROPPED": "0",
+        "CERTSCAN_ENDPOINTS": "127.0.0.1:8443/www.example.test",
         "CERTSCAN_NOT_AFTER": "2026-12-01T12:00:00Z",
         "CERTSCAN_SHA256": SHA,
         "CERTSCAN_FINDING": "expiring",
