@@ -200,6 +200,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         cipher=record.cipher,
         chain=record.chain,
         alt_chains=record.alt_chains,
+        key_proven=not record.key_unproven,
     )
 
 

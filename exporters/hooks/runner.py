@@ -103,7 +103,7 @@ def presenting(endpoints: Iterable[EndpointRecord]) -> dict[str, tuple[Address, 
 
 def proven(endpoint: EndpointRecord) -> bool:
     """Whether the endpoint proved it holds the key of the chain it presented."""
-    return not getattr(endpoint, "key_unproven", False)
+    return not endpoint.key_unproven
 
 
 def context(

@@ -310,6 +310,7 @@ def _outcome(
                 alpn=result.alpn,
                 ocsp_staple=result.ocsp_staple,
                 client_cert_requested=result.client_cert_requested,
+                key_proven=result.key_proven,
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
                 protocol=protocol,

@@ -71,6 +71,9 @@ class EndpointRecord:
     #: The other chains presented when only one key type was offered (``--all-certs``), each
     #: in presented order; ``()`` when none was seen or the probe was not run.
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    #: The chain came with no proof that the server holds its key (``Handshake.key_proven``
+    #: false); such a chain drives no hook and counts for no ``key_reuse``.
+    key_unproven: bool = False
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -165,6 +168,7 @@ def latest_endpoints(
             chain=tuple(chains.get(m["id"], ())),
             alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
+            key_unproven=bool(m.get("key_unproven")),
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -55,7 +55,8 @@ from scanner.models import CertInfo, Handshake, Outcome, ScanFailure
 #: 4: the ``hook_run`` table (renewal hooks, ``scanner.inventory.hooks``).
 #: From 4 on, the schema is managed by Alembic (``scanner/migrations``); this number is kept in
 #: ``certscan_meta`` for certscans older than Alembic, and is the oldest schema a database can
-#: still be used by. Revision ``0002`` (sharded and distributed scans) is additive, so it stays 4.
+#: still be used by. Revision ``0002`` (sharded and distributed scans) is additive, so it stays 4;
+#: so is ``0004_renewal`` (proof of possession, renewal verification, ARI windows).
 SCHEMA_VERSION = 4
 
 
@@ -267,6 +268,9 @@ class Observation(SQLModel, table=True):
     # Added in revision 0002: the shard that stored it (NULL: the scan is not sharded);
     # ``target_index`` is then the position in that shard.
     shard: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Added in revision 0004_renewal: TRUE when the chain came with no proof that the server
+    # holds its key (``Handshake.key_proven`` false); NULL otherwise and in older rows.
+    key_unproven: bool | None = Field(default=None, nullable=True)
 
 
 class ObservationCertificate(SQLModel, table=True):
@@ -358,6 +362,43 @@ class HookRun(SQLModel, table=True):
     decided_by: str | None = _text()
     decided_at: datetime | None = _time(nullable=True)
     created_at: datetime = _time()
+    # Added in revision 0004_renewal (NULL in older rows and until a renewal is verified):
+    verify_until: datetime | None = _time(nullable=True)  # re-probe until then
+    endpoints_total: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    endpoints_deployed: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+
+
+class RenewalEndpoint(SQLModel, table=True):
+    """One endpoint a renewal must reach (``scanner.inventory.renewals``): it served the old
+    certificate or its key, and ``status`` says whether it serves the new one yet."""
+
+    __tablename__ = "renewal_endpoint"
+
+    hook_run_id: int = Field(
+        sa_column=Column(BigInt, ForeignKey("hook_run.id"), primary_key=True, autoincrement=False)
+    )
+    address: str = Field(sa_column=Column(Text(), primary_key=True))
+    port: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    sni: str = Field(sa_column=Column(Text(), primary_key=True))  # '' when no SNI
+    status: str = Field(sa_column=Column(Text(), nullable=False))  # pending, deployed, ...
+    served_sha256: str | None = _text()  # the leaf it served at the last check
+    attempts: int = Field(sa_column=Column(Integer(), nullable=False))
+    checked_at: datetime | None = _time(nullable=True)
+
+
+class AriWindow(SQLModel, table=True):
+    """The renewal window a CA suggests for one certificate (RFC 9773), as last fetched."""
+
+    __tablename__ = "ari_window"
+
+    sha256: str = Field(sa_column=Column(Text(), primary_key=True))
+    directory: str = Field(sa_column=Column(Text(), nullable=False))
+    cert_id: str = Field(sa_column=Column(Text(), nullable=False))
+    window_start: datetime = _time()
+    window_end: datetime = _time()
+    explanation_url: str | None = _text()
+    fetched_at: datetime = _time()
+    next_fetch_at: datetime = _time()
 
 
 # The Core tables behind the classes: ``scanner.inventory.store`` writes in bulk through these.
@@ -370,6 +411,8 @@ OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certifica
 OBSERVATION_ALT_CERTIFICATE: Table = SQLModel.metadata.tables["observation_alt_certificate"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
 HOOK_RUN: Table = SQLModel.metadata.tables["hook_run"]
+RENEWAL_ENDPOINT: Table = SQLModel.metadata.tables["renewal_endpoint"]
+ARI_WINDOW: Table = SQLModel.metadata.tables["ari_window"]
 SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
 INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
 #: Every certscan table, parents before children.
@@ -385,6 +428,8 @@ ALL_TABLES = (
     HOOK_RUN,
     SCAN_SHARD,
     INGESTED_BATCH,
+    RENEWAL_ENDPOINT,
+    ARI_WINDOW,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).
@@ -529,6 +574,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": encode_versions(outcome.legacy_versions),
                 "connected": True,
                 "protocol": clean_text(outcome.protocol),
+                "key_unproven": True if not outcome.key_proven else None,
             }
         case ScanFailure():
             return common | {
@@ -544,6 +590,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_versions": None,
                 "connected": outcome.connected,
                 "protocol": None,
+                "key_unproven": None,
             }
         case _:
             assert_never(outcome)

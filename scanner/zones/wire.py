@@ -245,6 +245,7 @@ _HANDSHAKE_KEYS = frozenset(
         "handshake_seconds",
         "protocol",
         "alt_chains",
+        "key_proven",
     }
 )
 _FAILURE_KEYS = frozenset(
@@ -311,6 +312,7 @@ def outcome_to_wire(outcome: Outcome, certs: DerTable) -> dict[str, Any]:
                 "handshake_seconds": outcome.handshake_seconds,
                 "protocol": outcome.protocol,
                 "alt_chains": [[certs.add(der) for der in alt] for alt in outcome.alt_chains],
+                "key_proven": outcome.key_proven,
             }
         case ScanFailure():
             return {
@@ -380,4 +382,6 @@ def _handshake(data: Mapping[str, Any], certs: DerTable, limits: WireLimits) -> 
         handshake_seconds=seconds(data, "handshake_seconds"),
         protocol=_protocol(data),
         alt_chains=tuple(_chain(alt, certs, limits, "alt_chains") for alt in alts),
+        # absent from older agents' batches: proven, as every chain was before the mark existed
+        key_proven=optional(data, "key_proven", bool) is not False,
     )
