@@ -56,6 +56,7 @@ from reports.model import Severity
 from scanner.errors import UsageError
 
 __all__ = [
+    "EXTERNAL_KINDS",
     "KINDS",
     "RESERVED_SECTIONS",
     "Config",
@@ -86,6 +87,10 @@ KINDS: Final[tuple[str, ...]] = (
     "weak_cipher",
     "certificate_changed",
 )
+
+#: Finding kinds recorded outside the rules: ``renewal_not_deployed`` (renewal verification,
+#: ``exporters.hooks.verify``) and ``ca_requests_early_renewal`` (a CA's ARI window).
+EXTERNAL_KINDS: Final[tuple[str, ...]] = ("renewal_not_deployed", "ca_requests_early_renewal")
 
 #: Top-level config sections kept raw for features that read them later.
 RESERVED_SECTIONS: Final[tuple[str, ...]] = ("sweep", "serve", "jobs", "hooks", "prometheus")

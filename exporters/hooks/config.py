@@ -48,7 +48,7 @@ from exporters.hooks.base import Action
 from exporters.hooks.command import CommandAction
 from exporters.hooks.webhook import WebhookAction
 from reports.model import Severity
-from reports.policy import KINDS
+from reports.policy import EXTERNAL_KINDS, KINDS
 from scanner.errors import UsageError
 
 __all__ = ["DEFAULT_CONCURRENCY", "Hook", "HooksConfig", "Selector", "parse_hooks"]
@@ -176,7 +176,7 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
                 raise UsageError(f"{where}.{key}: unknown key (expected one of {known})")
     kinds = frozenset(_strings(f"{where}.kinds", table.get("kinds", ["expiring"])))
     for kind in kinds:
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in EXTERNAL_KINDS:
             raise UsageError(f"{where}.kinds: unknown finding kind {_show(kind)}")
     try:
         min_severity = Severity.parse(str(table.get("min_severity", "info")))

@@ -42,6 +42,7 @@ from exporters.hooks.ari_id import cert_id_from_hex
 from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
 from exporters.hooks.config import Hook, HooksConfig
 from exporters.hooks.names import printable as safe_text
+from exporters.hooks.verify import Verified, after_renewal, verify_open
 from reports.model import Finding
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
@@ -55,6 +56,8 @@ RETRY_CAP = timedelta(days=1)
 STALE_AFTER = timedelta(minutes=10)
 
 Step = Literal["start", "queue", "resume"]
+#: The actions whose success means a renewed certificate (verified afterwards).
+RENEWING = ("acme", "command")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,7 @@ class Outcome:
     planned: Planned
     run_id: int
     result: ActionResult | None  # None when queued, or when another runner claimed it first
+    verified: Verified | None = None  # the re-probe after a renewal; None when none ran
 
 
 def backoff(attempts: int) -> timedelta:
@@ -314,7 +318,18 @@ async def run_hooks(
     """Evaluate and act: the whole of ``certscan hooks run``, for callers such as a sweep or the
     ``serve`` daemon after a scheduled scan."""
     steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now, only=only))
-    return await execute(inventory, steps, concurrency=config.concurrency, now=now)
+    outcomes = await execute(inventory, steps, concurrency=config.concurrency, now=now)
+    await verify_others(inventory, outcomes, now)
+    return outcomes
+
+
+async def verify_others(inventory: Inventory, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Re-probe the renewals still open from earlier runs (those just run were re-probed)."""
+    just = {o.run_id for o in outcomes if o.verified is not None}
+    try:
+        await verify_open(inventory, now, skip=just)
+    except Exception:
+        log.warning("verifying earlier renewals failed", exc_info=True)
 
 
 async def _guarded(inventory: Inventory, item: Planned, now: datetime) -> Outcome | None:
@@ -393,7 +408,20 @@ async def _one(
     result = await _act(item)
     finished_at = now + timedelta(seconds=trio.current_time() - began)
     await trio.to_thread.run_sync(_finish, inventory, run_id, result, finished_at, attempts)
-    return Outcome(planned=item, run_id=run_id, result=result)
+    verified = None
+    if result.ok and item.hook.verify_within > 0 and type(item.hook.action).kind in RENEWING:
+        try:
+            verified = await after_renewal(
+                inventory,
+                run_id=run_id,
+                old_sha256=ctx.sha256,
+                also=ctx.endpoints,
+                verify_within=item.hook.verify_within,
+                now=finished_at,
+            )
+        except Exception:  # verification trouble never undoes a renewal
+            log.warning("hook %s: verifying run %d failed", safe_text(item.hook.name), run_id)
+    return Outcome(planned=item, run_id=run_id, result=result, verified=verified)
 
 
 async def _act(item: Planned) -> ActionResult:

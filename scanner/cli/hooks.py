@@ -19,7 +19,7 @@ import trio
 import typer
 
 from exporters.hooks.config import HooksConfig, parse_hooks
-from exporters.hooks.runner import describe, evaluate, execute
+from exporters.hooks.runner import Outcome, describe, evaluate, execute, verify_others
 from reports.policy import load_config
 from scanner.cli.console import cell, safe, simple_table, stdout_console
 from scanner.cli.report import ConfigOption, DbOption, open_existing
@@ -100,9 +100,13 @@ def run(
             if not steps:
                 _echo("nothing to do")
             return 0
-        outcomes = trio.run(
-            lambda: execute(inventory, steps, concurrency=hooks.concurrency, now=now)
-        )
+
+        async def act() -> list[Outcome]:
+            done = await execute(inventory, steps, concurrency=hooks.concurrency, now=now)
+            await verify_others(inventory, done, now)
+            return done
+
+        outcomes = trio.run(act)
     failed = 0
     for outcome in sorted(outcomes, key=lambda o: o.run_id):
         result = outcome.result
@@ -112,6 +116,9 @@ def run(
             state = f"run {outcome.run_id} taken by another runner"
         elif result.ok:
             state = f"run {outcome.run_id} succeeded"
+            if outcome.verified is not None:
+                v = outcome.verified
+                state += f", deployed on {v.deployed} of {v.total} endpoints"
         else:
             failed += 1
             state = f"run {outcome.run_id} failed (exit status {result.exit_status})"
@@ -129,6 +136,13 @@ def _decide(run_id: int, approve: bool, by: str | None, db: str | None) -> int:
         raise UsageError(f"hook run {run_id}: no pending run with this id")
     _echo(f"hook run {run_id} {'approved' if approve else 'rejected'} by {safe(who, 100)}")
     return 0
+
+
+def deployment(run: store_hooks.HookRunRecord) -> str:
+    """``deployed on N of M`` for a renewal being verified, else ''."""
+    if run.endpoints_total is None:
+        return ""
+    return f"deployed on {run.endpoints_deployed or 0} of {run.endpoints_total}"
 
 
 def _user() -> str:
@@ -190,13 +204,25 @@ def history(
                         "next_attempt_at": iso(r.next_attempt_at),
                         "decided_by": r.decided_by,
                         "decided_at": iso(r.decided_at),
+                        "endpoints_deployed": r.endpoints_deployed,
+                        "endpoints_total": r.endpoints_total,
                     }
                 )
             )
         return 0
     table = simple_table(
         "hook runs",
-        ("id", "hook", "endpoint", "certificate", "status", "attempts", "exit", "finished"),
+        (
+            "id",
+            "hook",
+            "endpoint",
+            "certificate",
+            "status",
+            "deployed",
+            "attempts",
+            "exit",
+            "finished",
+        ),
     )
     for r in runs:
         endpoint = f"{r.address}:{r.port}" + (f" ({r.sni})" if r.sni else "")
@@ -206,6 +232,7 @@ def history(
             cell(endpoint),
             cell(r.sha256[:16]),
             cell(r.status),
+            cell(deployment(r)),
             cell(r.attempts),
             cell("" if r.exit_status is None else r.exit_status),
             cell(iso(r.finished_at) or ""),

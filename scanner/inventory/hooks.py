@@ -58,6 +58,11 @@ class HookRunRecord:
     next_attempt_at: datetime | None  # UTC, when a failed run may be retried
     decided_by: str | None  # who approved or rejected; None when no one did
     decided_at: datetime | None
+    #: Renewal verification (``scanner.inventory.renewals``): the endpoints serving the new
+    #: certificate, of those that must; None until a renewal is verified.
+    endpoints_deployed: int | None = None
+    endpoints_total: int | None = None
+    verify_until: datetime | None = None
 
 
 _FIELDS: Final = tuple(f.name for f in fields(HookRunRecord))
