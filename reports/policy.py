@@ -93,7 +93,14 @@ KINDS: Final[tuple[str, ...]] = (
 EXTERNAL_KINDS: Final[tuple[str, ...]] = ("renewal_not_deployed", "ca_requests_early_renewal")
 
 #: Top-level config sections kept raw for features that read them later.
-RESERVED_SECTIONS: Final[tuple[str, ...]] = ("sweep", "serve", "jobs", "hooks", "prometheus")
+RESERVED_SECTIONS: Final[tuple[str, ...]] = (
+    "sweep",
+    "serve",
+    "jobs",
+    "hooks",
+    "prometheus",
+    "ari",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

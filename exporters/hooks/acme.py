@@ -50,6 +50,7 @@ from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from exporters.hooks import files
 from exporters.hooks.acme_options import AcmeOptions, KeyType, parse_acme_options
+from exporters.hooks.ari import AriError, fetch_window
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail
 from exporters.hooks.http01 import serve_http01
 from exporters.hooks.names import check, printable, select
@@ -454,6 +455,34 @@ class AcmeAction:
     """
 
     kind: ClassVar[str] = "acme"
+
+    async def _window(self, ctx: HookContext) -> ActionResult | None:
+        """A "not yet" result while the CA's renewal window (ARI) has not opened; None to go
+        ahead (no window, it is open, or it cannot be read: the policy decides then)."""
+        if not self.options.ari or ctx.replaces is None:
+            return None
+        now = datetime.now(UTC)
+        verify: str | bool = str(self.options.ca_bundle) if self.options.ca_bundle else True
+        try:
+            with trio.fail_after(min(self.options.timeout, 30)):
+                window = await fetch_window(
+                    self.options.directory, ctx.replaces, now=now, verify=verify
+                )
+        except (AriError, trio.TooSlowError):
+            return None
+        if window is None or window.start <= now:
+            return None
+        again = min(window.start, window.next_fetch_at)
+        return ActionResult(
+            ok=False,
+            exit_status=None,
+            output_tail=(
+                f"waiting for the CA's renewal window: it opens {window.start:%Y-%m-%d %H:%M} "
+                f"UTC; asking again {again:%Y-%m-%d %H:%M} UTC"
+            ),
+            retry_at=again,
+        )
+
     #: One file set per hook: the runner gives this action at most one run at a time.
     one_certificate: ClassVar[bool] = True
     options: AcmeOptions
@@ -465,6 +494,9 @@ class AcmeAction:
             return ActionResult(
                 ok=False, exit_status=None, output_tail=tail(f"no configured name to order{suffix}")
             )
+        waiting = await self._window(ctx)
+        if waiting is not None:
+            return waiting
         try:
             result = await renew(self.options, names=wanted, replaces=ctx.replaces)
         except AcmeError as exc:

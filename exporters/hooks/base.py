@@ -49,6 +49,9 @@ class ActionResult:
     exit_status: int | None  # a command's exit status or an HTTP status; None when none
     output_tail: str  # the last OUTPUT_TAIL_CHARS of the output (or the error), never a secret
     new_sha256: str | None = None  # the renewed certificate's fingerprint; None if not renewed
+    #: When a failed run may be tried again, when the action knows better than the back-off
+    #: (the CA's renewal window opens later); None: the runner's back-off.
+    retry_at: datetime | None = None
 
 
 class Action(Protocol):

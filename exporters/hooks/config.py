@@ -51,7 +51,15 @@ from reports.model import Severity
 from reports.policy import EXTERNAL_KINDS, KINDS
 from scanner.errors import UsageError
 
-__all__ = ["DEFAULT_CONCURRENCY", "Hook", "HooksConfig", "Selector", "parse_hooks"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "AriConfig",
+    "Hook",
+    "HooksConfig",
+    "Selector",
+    "parse_ari",
+    "parse_hooks",
+]
 
 DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_TIMEOUT: Final = 300.0
@@ -135,16 +143,61 @@ class HooksConfig:
 
     hooks: tuple[Hook, ...] = ()
     concurrency: int = DEFAULT_CONCURRENCY
+    #: ``[ari]``: issuer -> ACME directory whose renewalInfo is asked about the discovered
+    #: certificates of that issuer (``exporters.hooks.ari_scan``); None when absent.
+    ari: AriConfig | None = None
 
     def get(self, name: str) -> Hook | None:
         return next((h for h in self.hooks if h.name == name), None)
 
 
-def parse_hooks(section: Mapping[str, Any] | None, *, source: str) -> HooksConfig:
-    """Validate the raw ``hooks`` section (``Config.sections.get("hooks")``); ``source`` names
-    the file in error messages."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AriConfig:
+    """The ``[ari]`` section: which CAs to ask about the certificates they issued."""
+
+    directories: Mapping[str, str]  # issuer CN, or "aki:HEX", -> ACME directory (https)
+    ca_bundle: str | None = None  # CA certificates for those servers' TLS; None = system
+
+
+def parse_ari(section: Mapping[str, Any] | None, *, source: str) -> AriConfig | None:
+    """Validate the raw ``ari`` section::
+
+    [ari]
+    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"   # optional
+    [ari.directories]
+    "R11" = "https://acme-v02.api.letsencrypt.org/directory"
+    """
     if not section:
-        return HooksConfig()
+        return None
+    where = f"{source}: ari"
+    for key in section:
+        if key not in ("directories", "ca_bundle"):
+            raise UsageError(f"{where}.{key}: unknown key (expected directories, ca_bundle)")
+    raw = section.get("directories", {})
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{where}.directories: expected a table of issuer = URL")
+    directories: dict[str, str] = {}
+    for issuer, url in raw.items():
+        if not isinstance(url, str) or not url.startswith("https://") or not url.isascii():
+            raise UsageError(f"{where}.directories.{_show(issuer)}: expected an https:// URL")
+        directories[str(issuer)] = _webhook_url(f"{where}.directories", url)
+    bundle = section.get("ca_bundle")
+    if bundle is not None and (not isinstance(bundle, str) or not bundle):
+        raise UsageError(f"{where}.ca_bundle: expected a path")
+    return AriConfig(directories=directories, ca_bundle=bundle)
+
+
+def parse_hooks(
+    section: Mapping[str, Any] | None,
+    *,
+    source: str,
+    ari: Mapping[str, Any] | None = None,
+) -> HooksConfig:
+    """Validate the raw ``hooks`` section (``Config.sections.get("hooks")``) and the ``ari``
+    one; ``source`` names the file in error messages."""
+    ari_config = parse_ari(ari, source=source)
+    if not section:
+        return HooksConfig(ari=ari_config)
     hooks: list[Hook] = []
     concurrency = DEFAULT_CONCURRENCY
     for name, value in section.items():
@@ -155,7 +208,7 @@ def parse_hooks(section: Mapping[str, Any] | None, *, source: str) -> HooksConfi
             hooks.append(_hook(name, value, where))
         else:
             raise UsageError(f"{where}: expected a [hooks.{name}] table or 'concurrency'")
-    return HooksConfig(hooks=tuple(hooks), concurrency=concurrency)
+    return HooksConfig(hooks=tuple(hooks), concurrency=concurrency, ari=ari_config)
 
 
 def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import trio
 
 from exporters.hooks.ari_id import cert_id_from_hex
+from exporters.hooks.ari_scan import scan_windows
 from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
 from exporters.hooks.config import Hook, HooksConfig
 from exporters.hooks.names import printable as safe_text
@@ -320,6 +321,11 @@ async def run_hooks(
     steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now, only=only))
     outcomes = await execute(inventory, steps, concurrency=config.concurrency, now=now)
     await verify_others(inventory, outcomes, now)
+    if config.ari is not None:
+        try:
+            await scan_windows(inventory, config.ari, now)
+        except Exception:  # a CA's ARI trouble never fails the sweep
+            log.warning("ARI lookups failed", exc_info=True)
     return outcomes
 
 
@@ -365,7 +371,7 @@ def _finish(
         output_tail=tail(clean(result.output_tail)),
         new_sha256=result.new_sha256,
         now=at,
-        next_attempt_at=None if result.ok else at + backoff(attempts),
+        next_attempt_at=None if result.ok else result.retry_at or at + backoff(attempts),
     )
 
 

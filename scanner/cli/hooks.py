@@ -48,7 +48,7 @@ def load_hooks(config_path: Path | None) -> HooksConfig:
     """The ``[hooks]`` of the config file (``--config``, CERTSCAN_CONFIG or the XDG default)."""
     config = load_config(config_path, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
-    return parse_hooks(config.sections.get("hooks"), source=source)
+    return parse_hooks(config.sections.get("hooks"), source=source, ari=config.sections.get("ari"))
 
 
 def _echo(line: str) -> None:

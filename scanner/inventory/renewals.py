@@ -170,19 +170,20 @@ def update(
             f"still serves the certificate hook {check.hook} renewed "
             f"(deployed on {deployed} of {total} endpoints)"
         )
-        _findings(conn, check.old_sha256, still, done, message, now)
+        _open_or_resolve(conn, NOT_DEPLOYED_KIND, check.old_sha256, still, done, message, now)
     return deployed, total
 
 
-def _findings(
+def _open_or_resolve(
     conn: Connection,
+    kind: str,
     sha256: str,
     still: Sequence[Address],
     done: Sequence[Address],
     message: str,
     now: datetime,
 ) -> None:
-    """Open (or keep open) ``renewal_not_deployed`` on ``still``, resolve it on ``done``."""
+    """Open (or keep open) a ``kind`` finding (high) on ``still``, resolve it on ``done``."""
     f, e, o = t.FINDING, t.ENDPOINT, t.OBSERVATION
     for address, resolve in [*((a, False) for a in still), *((a, True) for a in done)]:
         key = t.endpoint_key(*address)
@@ -192,7 +193,7 @@ def _findings(
         if row is None:
             continue
         endpoint_id = row.id
-        ident = (f.c.endpoint_id == endpoint_id, f.c.kind == NOT_DEPLOYED_KIND)
+        ident = (f.c.endpoint_id == endpoint_id, f.c.kind == kind)
         is_open = (*ident, f.c.sha256 == sha256, f.c.resolved_at.is_(None))
         if resolve:
             conn.execute(sa.update(f).where(*is_open).values(resolved_at=now))
@@ -214,7 +215,7 @@ def _findings(
                     {
                         "endpoint_id": endpoint_id,
                         "sha256": sha256,
-                        "kind": NOT_DEPLOYED_KIND,
+                        "kind": kind,
                         "severity": "high",
                         "message": t.clean_text(message),
                         "first_seen": now,
@@ -257,3 +258,53 @@ def ari_starts(engine: Engine) -> dict[str, datetime]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(a.c.sha256, a.c.window_start)).all()
     return {r.sha256: r.window_start for r in rows}
+
+
+#: The finding a certificate gets when its CA asks for renewal before the policy would.
+EARLY_KIND: Final = "ca_requests_early_renewal"
+
+
+def windows_due(engine: Engine, sha256s: Sequence[str], now: datetime) -> set[str]:
+    """Of ``sha256s``, those with no stored window or whose next fetch is due."""
+    a = t.ARI_WINDOW
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(a.c.sha256, a.c.next_fetch_at).where(a.c.sha256.in_(list(sha256s)))
+        ).all()
+    waiting = {r.sha256 for r in rows if r.next_fetch_at > now}
+    return set(sha256s) - waiting
+
+
+def store_window(
+    engine: Engine,
+    *,
+    sha256: str,
+    directory: str,
+    cert_id: str,
+    start: datetime,
+    end: datetime,
+    explanation_url: str | None,
+    next_fetch_at: datetime,
+    now: datetime,
+    early: bool,
+    endpoints: Sequence[Address],
+    message: str,
+) -> None:
+    """Keep the window fetched for ``sha256``, and open (``early``) or resolve its
+    ``ca_requests_early_renewal`` finding on ``endpoints``."""
+    a = t.ARI_WINDOW
+    values = {
+        "directory": t.clean_text(directory),
+        "cert_id": cert_id,
+        "window_start": start,
+        "window_end": end,
+        "explanation_url": t.clean_text(explanation_url),
+        "fetched_at": now,
+        "next_fetch_at": next_fetch_at,
+    }
+    with engine.begin() as conn:
+        done = conn.execute(sa.update(a).where(a.c.sha256 == sha256).values(values))
+        if done.rowcount == 0:
+            conn.execute(sa.insert(a).values({"sha256": sha256, **values}))
+        still, gone = (list(endpoints), []) if early else ([], list(endpoints))
+        _open_or_resolve(conn, EARLY_KIND, sha256, still, gone, message, now)
