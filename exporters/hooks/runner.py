@@ -320,13 +320,20 @@ async def run_hooks(
     ``serve`` daemon after a scheduled scan."""
     steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now, only=only))
     outcomes = await execute(inventory, steps, concurrency=config.concurrency, now=now)
+    await after_hooks(inventory, config, outcomes, now)
+    return outcomes
+
+
+async def after_hooks(
+    inventory: Inventory, config: HooksConfig, outcomes: Sequence[Outcome], now: datetime
+) -> None:
+    """What follows the actions: re-probe the renewals still open, then the ARI lookups."""
     await verify_others(inventory, outcomes, now)
     if config.ari is not None:
         try:
             await scan_windows(inventory, config.ari, now)
         except Exception:  # a CA's ARI trouble never fails the sweep
             log.warning("ARI lookups failed", exc_info=True)
-    return outcomes
 
 
 async def verify_others(inventory: Inventory, outcomes: Sequence[Outcome], now: datetime) -> None:

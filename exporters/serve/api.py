@@ -313,6 +313,38 @@ def create_app(state: ApiState) -> Starlette:
             )
         return None
 
+    async def hook_runs(request: Request) -> Response:
+        """The newest hook runs, with "deployed on N of M" for renewals being verified."""
+        runs = await state.reader.call(lambda inv: store_hooks.history(inv.engine, limit=100))
+        listed = []
+        for r in runs:
+            deployed = None
+            if r.endpoints_total is not None:
+                done = r.endpoints_deployed or 0
+                deployed = {
+                    "deployed": done,
+                    "total": r.endpoints_total,
+                    "line": f"deployed on {done} of {r.endpoints_total} endpoints",
+                }
+            listed.append(
+                {
+                    "id": r.id,
+                    "hook": r.hook,
+                    "sha256": r.sha256,
+                    "address": r.address,
+                    "port": r.port,
+                    "sni": r.sni,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "finished_at": iso(r.finished_at),
+                    "new_sha256": r.new_sha256,
+                    "decided_by": r.decided_by,
+                    "deployment": deployed,
+                }
+            )
+        return JSONResponse({"runs": listed})
+
     async def decide_hook_run(request: Request) -> Response:
         denied = refused(request, "deciding hook runs")
         if denied is not None:
@@ -363,6 +395,7 @@ def create_app(state: ApiState) -> Starlette:
         Route("/api/v1/scans/{scan_id}/shards", scan_shards),
         Route("/api/v1/jobs", jobs),
         Route("/api/v1/jobs/{name}/run", run_job, methods=["POST"]),
+        Route("/api/v1/hooks/runs", hook_runs),
         Route(
             "/api/v1/hooks/runs/{run_id}/{decision:str}",
             decide_hook_run,

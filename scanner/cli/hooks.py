@@ -19,7 +19,7 @@ import trio
 import typer
 
 from exporters.hooks.config import HooksConfig, parse_hooks
-from exporters.hooks.runner import Outcome, describe, evaluate, execute, verify_others
+from exporters.hooks.runner import Outcome, after_hooks, describe, evaluate, execute
 from reports.policy import load_config
 from scanner.cli.console import cell, safe, simple_table, stdout_console
 from scanner.cli.report import ConfigOption, DbOption, open_existing
@@ -99,11 +99,13 @@ def run(
                 _echo(("would " if dry_run else "") + safe(describe(item), 400))
             if not steps:
                 _echo("nothing to do")
+                if not dry_run:  # renewals still being verified, ARI windows due
+                    trio.run(lambda: after_hooks(inventory, hooks, [], now))
             return 0
 
         async def act() -> list[Outcome]:
             done = await execute(inventory, steps, concurrency=hooks.concurrency, now=now)
-            await verify_others(inventory, done, now)
+            await after_hooks(inventory, hooks, done, now)
             return done
 
         outcomes = trio.run(act)

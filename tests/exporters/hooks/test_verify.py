@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import trio
 from cryptography.hazmat.primitives import hashes
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,8 @@ from exporters.hooks.config import parse_hooks
 from exporters.hooks.runner import execute, plan, run_hooks
 from exporters.hooks.verify import endpoints_to_check
 from exporters.prometheus import CertscanCollector
+from exporters.serve.api import ApiState, Reader, create_app
+from reports import assess
 from reports.model import Finding, Severity
 from scanner.engine.crew import probe
 from scanner.inventory import renewals
@@ -129,3 +132,24 @@ async def test_a_deploy_that_does_not_reload_is_caught_and_fleet_progress_shown(
     assert (run["endpoints_deployed"], run["endpoints_total"]) == (1, 3)
     table = await certscan("hooks", "history", "--db", str(db), timeout=15)
     assert "deployed on 1 of 3" in table.stdout.decode()
+
+    url = f"sqlite:///{db}"
+    state = ApiState(
+        reader=Reader(Inventory(url)),
+        metrics_reader=Reader(Inventory(url)),
+        criteria=assess.load_criteria(None, env={}),
+    )
+    try:
+        transport = httpx.ASGITransport(app=create_app(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://certscan.test") as api:
+            (listed,) = (await api.get("/api/v1/hooks/runs")).json()["runs"]
+        assert listed["deployment"] == {
+            "deployed": 1,
+            "total": 3,
+            "line": "deployed on 1 of 3 endpoints",
+        }
+        metrics = state.registry
+        assert metrics.get_sample_value("certscan_renewal_pending_endpoints", {"hook": "renew"})
+    finally:
+        state.reader.close()
+        state.metrics_reader.close()

@@ -286,6 +286,12 @@ async def test_hook_runs_are_approved_or_rejected_with_the_token(
     assert decided[reject_id] is not None
     assert decided[reject_id].status == store_hooks.REJECTED
     assert decided[approve_id].decided_by == "token:default"
+    listed = (await client.get("/api/v1/hooks/runs")).json()["runs"]
+    assert {r["id"]: r["status"] for r in listed} == {
+        approve_id: "approved",
+        reject_id: "rejected",
+    }
+    assert all(r["deployment"] is None for r in listed)
 
 
 async def test_a_decision_records_the_named_token_not_a_claim(
