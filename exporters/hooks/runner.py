@@ -43,7 +43,7 @@ from exporters.hooks.ari_scan import scan_windows
 from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
 from exporters.hooks.config import Hook, HooksConfig
 from exporters.hooks.names import printable as safe_text
-from exporters.hooks.verify import Verified, after_renewal, verify_open
+from exporters.hooks.verify import Verified, after_renewal, verify_changes, verify_open
 from reports.model import Finding
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
@@ -327,8 +327,13 @@ async def run_hooks(
 async def after_hooks(
     inventory: Inventory, config: HooksConfig, outcomes: Sequence[Outcome], now: datetime
 ) -> None:
-    """What follows the actions: re-probe the renewals still open, then the ARI lookups."""
+    """What follows the actions: re-probe the renewals still open and those a sweep saw
+    (``certificate_changed``), then the ARI lookups."""
     await verify_others(inventory, outcomes, now)
+    try:
+        await verify_changes(inventory, now)
+    except Exception:
+        log.warning("verifying changed certificates failed", exc_info=True)
     if config.ari is not None:
         try:
             await scan_windows(inventory, config.ari, now)

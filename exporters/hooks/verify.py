@@ -34,6 +34,7 @@ from typing import Final
 import trio
 
 from scanner.engine.crew import probe
+from scanner.inventory import hooks as store_hooks
 from scanner.inventory import renewals
 from scanner.inventory.read import EndpointRecord
 from scanner.inventory.store import Inventory
@@ -176,6 +177,69 @@ async def verify_open(
         except Exception:  # one broken check never stops the others
             log.warning("verifying hook run %d failed", check.run_id, exc_info=True)
     return out
+
+
+#: The name the history shows for a renewal seen by a sweep rather than done by a hook.
+SWEEP_HOOK: Final = "(certificate_changed)"
+
+
+async def verify_changes(inventory: Inventory, now: datetime) -> list[Verified]:
+    """A sweep saw ``certificate_changed``: the endpoints still serving the old certificate or
+    its key are re-probed like after a hook's renewal (once per old certificate)."""
+    changed, previous, records, runs = await trio.to_thread.run_sync(
+        lambda: (
+            [f for f in inventory.findings(open_only=True) if f.kind == "certificate_changed"],
+            inventory.previous_leaves(),
+            inventory.latest_endpoints(),
+            store_hooks.latest(inventory.engine, [SWEEP_HOOK]),
+        )
+    )
+    out: list[Verified] = []
+    done = {sha for _, sha in runs}
+    for finding in changed:
+        where = (finding.address, finding.port, finding.sni)
+        old = previous.get(where)
+        if old is None or old == finding.sha256 or old in done:
+            continue
+        others = [a for a in endpoints_to_check(records, old) if a != where]
+        if not others:
+            continue
+        done.add(old)  # one episode per old certificate
+        run_id = await trio.to_thread.run_sync(_record_change, inventory, old, where, now)
+        verified = await after_renewal(
+            inventory, run_id=run_id, old_sha256=old, also=[where], verify_within=0, now=now
+        )
+        if verified is not None:
+            out.append(verified)
+    return out
+
+
+def _record_change(inventory: Inventory, old: str, where: Address, now: datetime) -> int:
+    """A finished run of :data:`SWEEP_HOOK` for the change, to hang the verification on."""
+    address, port, sni = where
+    engine = inventory.engine
+    run_id = store_hooks.create(
+        engine,
+        hook=SWEEP_HOOK,
+        sha256=old,
+        address=address,
+        port=port,
+        sni=sni,
+        kind="certificate_changed",
+        status=store_hooks.RUNNING,
+        now=now,
+    )
+    store_hooks.finish(
+        engine,
+        run_id,
+        ok=True,
+        exit_status=None,
+        output_tail=f"a sweep saw {address}:{port} present a new certificate",
+        new_sha256=None,
+        now=now,
+        next_attempt_at=None,
+    )
+    return run_id
 
 
 def deployed_line(progress: Mapping[int, tuple[int, int]], run_id: int) -> str:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from cryptography.hazmat.primitives import hashes
 from prometheus_client import CollectorRegistry
@@ -153,3 +154,43 @@ async def test_a_deploy_that_does_not_reload_is_caught_and_fleet_progress_shown(
     finally:
         state.reader.close()
         state.metrics_reader.close()
+
+
+async def test_a_sweep_that_sees_a_certificate_change_checks_the_rest_of_the_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hook renewed anything: someone replaced the certificate on one of three servers. The
+    sweep with ``--run-hooks`` sees ``certificate_changed`` there and re-probes the two that
+    served the old certificate: "deployed on 1 of 3", ``renewal_not_deployed`` on the two."""
+    monkeypatch.delenv("CERTSCAN_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    root = make_ca("certscan changed root")
+    now = datetime.now(UTC)
+    old = make_leaf(root, cn=NAME, dns_names=[NAME], not_after=now + timedelta(days=40))
+    new = make_leaf(root, cn=NAME, dns_names=[NAME], not_after=now + timedelta(days=90))
+    servers = [Reloadable(peers.server_context([old])) for _ in range(3)]
+    db = str(tmp_path / "inv.db")
+    addresses = ("127.3.10.1", "127.3.10.2", "127.3.10.3")
+    with trio.fail_after(90):
+        async with (
+            peers.serve(addresses[0], servers[0].handle) as a,
+            peers.serve(addresses[1], servers[1].handle) as b,
+            peers.serve(addresses[2], servers[2].handle) as c,
+        ):
+            targets = [f"{p.address}:{p.port}" for p in (a, b, c)]
+            sweep = ("sweep", *targets, "--sni", NAME, "--db", db, "--no-progress", "--quiet")
+            first = await certscan(*sweep, timeout=40)
+            assert first.returncode in (0, 1), first.stderr.decode()
+            servers[0].ctx = peers.server_context([new])
+            second = await certscan(*sweep, "--run-hooks", timeout=40)
+            assert second.returncode in (0, 1), second.stderr.decode()
+            history = await certscan("hooks", "history", "--json", "--db", db, timeout=20)
+    (run,) = [json.loads(line) for line in history.stdout.decode().splitlines()]
+    assert run["hook"] == "(certificate_changed)"
+    assert run["sha256"] == old.cert.fingerprint(hashes.SHA256()).hex()
+    assert (run["endpoints_deployed"], run["endpoints_total"]) == (1, 3)
+    with Inventory(f"sqlite:///{db}") as inv:
+        stragglers = {
+            f.address for f in inv.findings(open_only=True) if f.kind == "renewal_not_deployed"
+        }
+    assert stragglers == {addresses[1], addresses[2]}
