@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,15 +19,22 @@ from typing import ClassVar
 import trio
 
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
-from exporters.hooks.names import check, select
+from exporters.hooks.names import select
 from scanner.serialize import iso
+
+_SNI = re.compile(r"[A-Za-z0-9._-]{1,253}")
+
+
+def safe_sni(sni: str | None) -> str:
+    """The SNI sent (the operator's target list gave it), or '' when none was sent or it holds
+    anything but letters, digits, dots, hyphens and underscores (pure)."""
+    return sni if sni and _SNI.fullmatch(sni) else ""
 
 
 def endpoint_text(address: str, port: int, sni: str | None) -> str:
-    """``ADDRESS:PORT`` (``[ADDRESS]:PORT`` for IPv6), with ``/SNI`` when a name that passes
-    the host-name check was sent (pure)."""
+    """``ADDRESS:PORT`` (``[ADDRESS]:PORT`` for IPv6), then ``/SNI`` when one was sent (pure)."""
     where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    return where + (f"/{sni}" if sni and check(sni, wildcard=False) is None else "")
+    return where + (f"/{safe_sni(sni)}" if safe_sni(sni) else "")
 
 
 def environment(ctx: HookContext) -> dict[str, str]:
@@ -38,7 +46,7 @@ def environment(ctx: HookContext) -> dict[str, str]:
     return {
         "CERTSCAN_ADDRESS": ctx.address,
         "CERTSCAN_PORT": str(ctx.port),
-        "CERTSCAN_SNI": ctx.sni if ctx.sni and check(ctx.sni) is None else "",
+        "CERTSCAN_SNI": safe_sni(ctx.sni),
         "CERTSCAN_NAMES": ",".join(chosen.kept),
         "CERTSCAN_NAMES_DROPPED": str(len(chosen.refused)),
         "CERTSCAN_ENDPOINTS": " ".join(endpoint_text(*e) for e in ctx.endpoints),

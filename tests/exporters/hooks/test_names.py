@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from exporters.hooks.command import environment
@@ -69,3 +71,14 @@ def test_certscan_names_cannot_smuggle_commas() -> None:
     env = environment(ctx)
     assert env["CERTSCAN_NAMES"] == "ok.example.test"
     assert env["CERTSCAN_NAMES_DROPPED"] == "3"
+
+
+def test_the_sni_and_endpoints_are_passed_only_when_plain() -> None:
+    ctx = _context(("ok.example.test",))
+    ctx = dataclasses.replace(
+        ctx, sni="localhost", endpoints=(("::1", 443, "x\ny"), ("127.0.0.1", 8443, "localhost"))
+    )
+    env = environment(ctx)
+    assert env["CERTSCAN_SNI"] == "localhost"  # the operator's target list gave it
+    assert env["CERTSCAN_ENDPOINTS"] == "[::1]:443 127.0.0.1:8443/localhost"
+    assert environment(dataclasses.replace(ctx, sni="a b,c"))["CERTSCAN_SNI"] == ""
