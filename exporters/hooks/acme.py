@@ -29,7 +29,6 @@ and each step here is retried a few more times on ``badNonce``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -49,21 +48,31 @@ from josepy.jwa import ES256, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from exporters.hooks import files
+from exporters.hooks.acme_checks import (
+    AcmeError,
+    check_issued,
+    issued_names,
+    make_csr,
+    wanted_names,
+)
 from exporters.hooks.acme_options import AcmeOptions, KeyType, parse_acme_options
 from exporters.hooks.ari import AriError, fetch_window
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail
 from exporters.hooks.http01 import serve_http01
-from exporters.hooks.names import check, printable, select
-from scanner.errors import CertscanError
+from exporters.hooks.names import printable
 
 __all__ = [
     "AcmeAction",
     "AcmeError",
     "AcmeOptions",
     "RenewalResult",
+    "check_issued",
+    "issued_names",
+    "make_csr",
     "parse_acme_options",
     "renew",
     "serve_http01",
+    "wanted_names",
     "write_atomically",
 ]
 
@@ -71,10 +80,6 @@ T = TypeVar("T")
 
 _USER_AGENT = "certscan-acme"
 _NONCE_RETRIES = 5
-
-
-class AcmeError(CertscanError):
-    """An ACME order failed: the CA refused, a challenge was invalid, or a step timed out."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,28 +126,6 @@ def _new_key(kind: KeyType) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def make_csr(key_pem: bytes, names: Sequence[str], *, wildcards: bool = False) -> bytes:
-    """A CSR for ``names`` (DNS names, or IP addresses for an IP-only certificate); refuses
-    any name that does not pass :func:`exporters.hooks.names.check`."""
-    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    dns: list[str] = []
-    for name in names:
-        try:
-            ips.append(ipaddress.ip_address(name))
-            continue
-        except ValueError:
-            pass
-        why = check(name, wildcard=wildcards)
-        if why is not None:
-            raise AcmeError(f"refusing to order {printable(name, 80)}: {why}")
-        dns.append(name)
-    if not names:
-        raise AcmeError("no names to order a certificate for")
-    if ips and dns:
-        raise AcmeError("IP addresses and DNS names cannot share one certificate here")
-    return crypto_util.make_csr(key_pem, dns or None, ipaddrs=ips or None)
 
 
 # --- the order ------------------------------------------------------------------------------
@@ -313,38 +296,6 @@ async def _order(
     return done.fullchain_pem, key_pem
 
 
-def issued_names(cert: x509.Certificate) -> set[str]:
-    """The DNS names and IP addresses a certificate's SAN extension lists (lowercase)."""
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return set()
-    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
-    return {n.lower() for n in sans.get_values_for_type(x509.DNSName)} | ips
-
-
-def check_issued(fullchain: bytes, key_pem: bytes, wanted: Sequence[str]) -> list[x509.Certificate]:
-    """The chain, after checking that the leaf holds our key and exactly the ordered names."""
-    try:
-        certs = x509.load_pem_x509_certificates(fullchain)
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except ValueError as exc:
-        raise AcmeError(f"the issued certificate cannot be read: {one_line(str(exc))}") from None
-    leaf = certs[0]
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise AcmeError("the issued certificate does not hold the key we generated: not installed")
-    got, asked = issued_names(leaf), {n.lower() for n in wanted}
-    if got != asked:
-        extra = ", ".join(sorted(got - asked)) or "-"
-        missing = ", ".join(sorted(asked - got)) or "-"
-        raise AcmeError(
-            f"the issued certificate's names differ from the order (extra: {printable(extra)}; "
-            f"missing: {printable(missing)}): not installed"
-        )
-    return certs
-
-
 async def renew(
     options: AcmeOptions, *, names: Sequence[str], replaces: str | None = None
 ) -> RenewalResult:
@@ -428,23 +379,6 @@ async def _install(
 
 
 # --- the hook action ------------------------------------------------------------------------
-
-
-def wanted_names(options: AcmeOptions, sans: Sequence[str]) -> tuple[tuple[str, ...], str]:
-    """The names to order for a certificate listing ``sans``, and a line naming the SANs left
-    out (empty when none was): the configured ``names``, or the SANs matching ``match_names``
-    that pass the host-name check (pure)."""
-    lowered = [s.lower() if s.isascii() else s for s in sans]
-    if options.names:
-        extra = select(n for n in lowered if n not in options.names)
-        left = [name for name, _ in extra.refused] + list(extra.kept)
-        note = ""
-        if left:
-            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
-            note = f"not ordered, not in the hook's names: {shown}"
-        return options.names, note
-    chosen = select(lowered, globs=options.match_names, wildcard=options.allow_wildcards)
-    return chosen.kept, chosen.refusal()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
