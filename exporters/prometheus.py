@@ -62,6 +62,14 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     distributed scan runs it is that scan; once it ends, the series keep its final counts until
     the next one starts. ``certscan_scan_shards{state="failed"} > 0`` is a shard that gave up.
 
+``certscan_renewal_pending_endpoints{hook}``
+    Endpoints that still serve the certificate a hook renewed, over the renewals being
+    verified (``exporters.hooks.verify``); 0 once every endpoint serves the new one. Absent
+    for a hook with no renewal being verified.
+``certscan_certificate_renewal_window_start_timestamp_seconds{sha256}``
+    The start of the renewal window the certificate's CA suggests (ARI, RFC 9773), for the
+    certificates whose window was fetched.
+
 Timestamps are Unix seconds computed by the database (whole seconds on SQLite).
 
 Label values from certificates are hostile. Every value has control, format, surrogate and
@@ -78,12 +86,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from scanner.errors import StoreError
 from scanner.inventory import metrics as store_metrics
+from scanner.inventory import renewals
 from scanner.inventory.metrics import MetricsSnapshot
 from scanner.inventory.store import Inventory
 from scanner.models import STATUS_CLIENT_CERT_REQUIRED, STATUS_OK
@@ -361,4 +373,29 @@ class CertscanCollector(Collector):
         owners = None
         if self._owner_label:
             owners = {key: a.owner for key, a in self._inventory.owners().items()}
-        return build_metrics(snapshot, job=self._job, owners=owners)
+        try:
+            pending = renewals.pending_by_hook(self._inventory.engine, datetime.now(UTC))
+            windows = renewals.ari_starts(self._inventory.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"{self._inventory.label}: cannot read renewals: {exc}") from None
+        return [
+            *build_metrics(snapshot, job=self._job, owners=owners),
+            *renewal_metrics(pending, windows),
+        ]
+
+
+def renewal_metrics(pending: Mapping[str, int], windows: Mapping[str, datetime]) -> list[Metric]:
+    """The renewal families (module docstring). Pure."""
+    family = _Gauge(
+        "certscan_renewal_pending_endpoints",
+        "Endpoints still serving the certificate a hook renewed (renewal verification).",
+    )
+    for hook, count in sorted(pending.items()):
+        family.add({"hook": label_value(hook)}, float(count))
+    start = _Gauge(
+        "certscan_certificate_renewal_window_start_timestamp_seconds",
+        "Start of the renewal window the certificate's CA suggests (ARI, RFC 9773; Unix time).",
+    )
+    for sha256, when in sorted(windows.items()):
+        start.add({"sha256": label_value(sha256)}, when.timestamp())
+    return [family.metric, start.metric]

@@ -119,6 +119,7 @@ def to_input(record: EndpointRecord) -> EndpointInput:
         alt_chains=record.alt_chains,
         ocsp_staple=record.ocsp_staple,
         group=record.group,
+        key_proven=not record.key_unproven,
     )
 
 

@@ -102,7 +102,10 @@ def evaluate_all(
 
 
 def _leaves(endpoint: EndpointInput) -> Iterable[CertInfo]:
-    """The parsed leaves of every chain the endpoint presented, main chain first."""
+    """The parsed leaves of every chain the endpoint presented, main chain first (none when
+    the server never proved it holds the key: a copied certificate proves no reuse)."""
+    if not endpoint.key_proven:
+        return
     for chain in (endpoint.chain, *endpoint.alt_chains):
         if chain and chain[0].error is None and chain[0].spki_sha256 is not None:
             yield chain[0]

@@ -70,6 +70,7 @@ class EndpointInput:
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
     ocsp_staple: bytes | None = None  # the stapled OCSP response, as received; None: none
     group: str | None = None  # the key exchange group; None when none or not recorded
+    key_proven: bool = True  # False: a chain the server never proved it holds the key of
 
     @property
     def key(self) -> EndpointKey:

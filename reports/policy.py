@@ -56,6 +56,7 @@ from scanner.errors import UsageError
 from scanner.models import Severity
 
 __all__ = [
+    "EXTERNAL_KINDS",
     "KINDS",
     "RESERVED_SECTIONS",
     "Config",
@@ -100,6 +101,10 @@ KINDS: Final[tuple[str, ...]] = (
     "no_pq_key_exchange",
 )
 
+#: Finding kinds recorded outside the rules: ``renewal_not_deployed`` (renewal verification,
+#: ``exporters.hooks.verify``) and ``ca_requests_early_renewal`` (a CA's ARI window).
+EXTERNAL_KINDS: Final[tuple[str, ...]] = ("renewal_not_deployed", "ca_requests_early_renewal")
+
 #: Top-level config sections kept raw for features that read them later.
 RESERVED_SECTIONS: Final[tuple[str, ...]] = (
     "sweep",
@@ -108,6 +113,7 @@ RESERVED_SECTIONS: Final[tuple[str, ...]] = (
     "hooks",
     "prometheus",
     "owners",
+    "ari",
 )
 
 

@@ -108,6 +108,11 @@ class Handshake:
     alpn: str | None = None  # negotiated ALPN protocol, None when none was agreed
     ocsp_staple: bytes | None = None  # stapled OCSP response, None when none was stapled
     client_cert_requested: bool = False
+    #: The server proved it holds the leaf's key (a signed key exchange, a CertificateVerify,
+    #: a Finished); False for a chain presented before rejecting our empty client certificate
+    #: without such proof (TLS 1.2 static RSA): a copy of someone else's certificate looks
+    #: the same. Such chains drive no hook and count for no ``key_reuse``.
+    key_proven: bool = True
     #: Legacy versions ("TLSv1", "TLSv1.1") the endpoint also accepted when probed with
     #: ``--probe-protocols``; ``None`` when not probed, ``()`` when probed and none was accepted.
     legacy_versions: tuple[str, ...] | None = None

@@ -1,24 +1,30 @@
-"""The built-in ACME client of the ``acme`` hook: order, prove, write, deploy.
+"""The built-in ACME client of the ``acme`` hook: order, prove, check, install, deploy.
 
 Theory of operation. :func:`renew` drives one RFC 8555 order with the ``acme`` library (the one
 certbot uses). The library is blocking (``requests``), so every call to the CA runs in a worker
 thread through ``trio.to_thread.run_sync``, while the trio side answers the challenges:
 
-- ``http-01`` served by certscan: a tiny HTTP/1.0 responder on ``listen`` answers
-  ``GET /.well-known/acme-challenge/TOKEN`` with the key authorization and 404 for anything else;
-  it reads at most a few KB per request, under a short deadline, and only while the order runs.
+- ``http-01`` served by certscan (:mod:`exporters.hooks.http01`) on ``listen``, only while the
+  order runs.
 - ``command``: an argv (never a shell) per challenge, for the user's own DNS (``dns-01``) or web
   server (``http-01``), with ``CERTSCAN_ACME_CHALLENGE`` (the type), ``CERTSCAN_ACME_DOMAIN``,
   ``CERTSCAN_ACME_TOKEN``, ``CERTSCAN_ACME_VALIDATION`` (the http-01 file content or the dns-01 TXT
   value) and, for dns-01, ``CERTSCAN_ACME_RECORD`` (``_acme-challenge.DOMAIN``) in its environment;
   the optional ``cleanup_command`` gets the same afterwards. ``deploy`` gets ``CERTSCAN_SHA256``
-  and ``CERTSCAN_NAMES``.
+  and ``CERTSCAN_NAMES`` (the ordered names, comma-separated; each passed the host-name check,
+  so none holds a comma).
+
+Only names the operator configured are ordered (:mod:`exporters.hooks.acme_options`); the CSR is
+built only from names that pass the host-name check, and the issued certificate is checked
+before anything is written: its public key is the one we generated, its SANs are exactly what
+was ordered. It is then stashed and installed as a set (:mod:`exporters.hooks.files`); a stashed
+certificate is installed on the next attempt instead of ordering again. External Account
+Binding (``eab_kid`` with the HMAC key from ``eab_hmac_key_env``), an ACME profile the directory
+must list, and IP identifiers (RFC 8738) are passed to the CA as the options say; the account
+key and the HMAC key are never logged or returned.
 
 A CA may reject any nonce as bad (Pebble rejects 5 % by default); the library retries a POST once,
-and each step here is retried a few more times on ``badNonce``. The new key, certificate, chain and
-full chain are written atomically (temporary file in the same directory, ``fsync``, ``rename``),
-the key 0600; then the optional ``deploy`` argv runs. The account key is created 0600 when missing
-and never logged or returned.
+and each step here is retried a few more times on ``badNonce``.
 """
 
 from __future__ import annotations
@@ -30,54 +36,50 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import trio
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from josepy import json_util
 from josepy.jwa import ES256, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
-from exporters.hooks.base import ActionResult, HookContext, tail
-from scanner.errors import CertscanError, UsageError
+from exporters.hooks import files
+from exporters.hooks.acme_checks import (
+    AcmeError,
+    check_issued,
+    issued_names,
+    make_csr,
+    wanted_names,
+)
+from exporters.hooks.acme_options import AcmeOptions, KeyType, parse_acme_options
+from exporters.hooks.ari import AriError, fetch_window
+from exporters.hooks.base import ActionResult, HookContext, one_line, tail
+from exporters.hooks.http01 import serve_http01
+from exporters.hooks.names import printable
 
-KeyType = Literal["ec", "rsa"]
-ChallengeKind = Literal["http-01", "dns-01"]
+__all__ = [
+    "AcmeAction",
+    "AcmeError",
+    "AcmeOptions",
+    "RenewalResult",
+    "check_issued",
+    "issued_names",
+    "make_csr",
+    "parse_acme_options",
+    "renew",
+    "serve_http01",
+    "wanted_names",
+    "write_atomically",
+]
+
 T = TypeVar("T")
 
 _USER_AGENT = "certscan-acme"
 _NONCE_RETRIES = 5
-_MAX_REQUEST = 4096
-_MAX_CLIENTS = 32  # http-01 connections answered at once
-
-
-class AcmeError(CertscanError):
-    """An ACME order failed: the CA refused, a challenge was invalid, or a step timed out."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AcmeOptions:
-    """One ``acme`` hook's settings, validated. Paths are absolute or relative to the cwd."""
-
-    directory: str  # the CA's directory URL (https)
-    account_key: Path  # PEM; created (RSA 2048, 0600) when missing
-    contact: str | None = None  # e-mail for the account, None for none
-    names: tuple[str, ...] = ()  # DNS names to order; () = the certificate's SANs
-    key_type: KeyType = "ec"
-    key_path: Path
-    cert_path: Path
-    chain_path: Path | None = None  # intermediates only; None = not written
-    fullchain_path: Path | None = None  # leaf + intermediates; None = not written
-    challenge: ChallengeKind = "http-01"
-    listen: tuple[str, int] | None = None  # http-01 served by certscan on (address, port)
-    challenge_command: tuple[str, ...] = ()  # argv run once per challenge instead of `listen`
-    cleanup_command: tuple[str, ...] = ()  # argv run once per challenge afterwards, optional
-    deploy: tuple[str, ...] = ()  # argv run after the files are written, optional
-    ca_bundle: Path | None = None  # CA certificates for the ACME server's TLS; None = system
-    timeout: float = 120.0  # the whole order, seconds
-    command_timeout: float = 60.0  # each challenge/cleanup/deploy command, seconds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,128 +91,13 @@ class RenewalResult:
     names: tuple[str, ...]
     paths: tuple[Path, ...]  # every file written, key first
     deployed: bool  # a deploy command ran and exited 0
-
-
-def _argv(value: Any, key: str, source: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
-        raise UsageError(f"{source}.{key}: must be a non-empty list of strings (an argv)")
-    return tuple(value)
-
-
-def _text(table: Mapping[str, Any], key: str, source: str, *, required: bool = False) -> str | None:
-    value = table.get(key)
-    if value is None:
-        if required:
-            raise UsageError(f"{source}.{key}: required")
-        return None
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{source}.{key}: must be a non-empty string")
-    return value
-
-
-def _seconds(table: Mapping[str, Any], key: str, source: str, default: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
-        raise UsageError(f"{source}.{key}: must be a positive number of seconds (at most a day)")
-    return float(value)
-
-
-_KEYS = frozenset(
-    (
-        *("directory", "account_key", "contact", "names", "key_type", "key", "cert", "chain"),
-        *("fullchain", "challenge", "listen", "challenge_command", "cleanup_command", "deploy"),
-        *("ca_bundle", "timeout", "command_timeout"),
-    )
-)
-
-
-def parse_acme_options(table: Mapping[str, Any], source: str) -> AcmeOptions:
-    """Validate an ``[hooks.action]`` table of kind ``acme``; ``source`` names it in errors."""
-    unknown = sorted(set(table) - _KEYS - {"kind"})
-    if unknown:
-        raise UsageError(f"{source}.{unknown[0]}: unknown acme key")
-    directory = _text(table, "directory", source, required=True)
-    assert directory is not None
-    if not directory.startswith("https://"):
-        raise UsageError(f"{source}.directory: must be an https:// URL")
-    names = table.get("names", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-        raise UsageError(f"{source}.names: must be a list of DNS names")
-    key_type = table.get("key_type", "ec")
-    if key_type not in ("ec", "rsa"):
-        raise UsageError(f"{source}.key_type: must be 'ec' or 'rsa'")
-    challenge = table.get("challenge", "http-01")
-    if challenge not in ("http-01", "dns-01"):
-        raise UsageError(f"{source}.challenge: must be 'http-01' or 'dns-01'")
-    listen: tuple[str, int] | None = None
-    if "listen" in table:
-        raw = _text(table, "listen", source) or ""
-        host, _, port = raw.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise UsageError(f"{source}.listen: must be 'address:port'")
-        listen = (host.strip("[]"), int(port))
-    command = (
-        _argv(table["challenge_command"], "challenge_command", source)
-        if "challenge_command" in table
-        else ()
-    )
-    if (listen is None) == (not command):
-        raise UsageError(f"{source}.listen: give exactly one of listen or challenge_command")
-    if challenge == "dns-01" and listen is not None:
-        raise UsageError(f"{source}.challenge: dns-01 needs challenge_command, not listen")
-
-    def path(key: str, required: bool = False) -> Path | None:
-        value = _text(table, key, source, required=required)
-        return Path(value) if value is not None else None
-
-    key_path, cert_path = path("key", required=True), path("cert", required=True)
-    account_key = path("account_key", required=True)
-    assert key_path is not None
-    assert cert_path is not None
-    assert account_key is not None
-    return AcmeOptions(
-        directory=directory,
-        account_key=account_key,
-        contact=_text(table, "contact", source),
-        names=tuple(names),
-        key_type=key_type,
-        key_path=key_path,
-        cert_path=cert_path,
-        chain_path=path("chain"),
-        fullchain_path=path("fullchain"),
-        challenge=challenge,
-        listen=listen,
-        challenge_command=command,
-        cleanup_command=(
-            _argv(table["cleanup_command"], "cleanup_command", source)
-            if "cleanup_command" in table
-            else ()
-        ),
-        deploy=_argv(table["deploy"], "deploy", source) if "deploy" in table else (),
-        ca_bundle=path("ca_bundle"),
-        timeout=_seconds(table, "timeout", source, 120.0),
-        command_timeout=_seconds(table, "command_timeout", source, 60.0),
-    )
-
-
-# --- files ----------------------------------------------------------------------------------
+    from_stash: bool = False  # installed from an earlier attempt's issued certificate
 
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` (``mode`` from the start) so readers see old or new, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.certscan-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Replace ``path`` with ``data`` (``mode`` from the start) through a random ``O_EXCL``
+    temporary file: readers see old or new, whole."""
+    files.install([(path, data, mode)])
 
 
 def _account_jwk(path: Path) -> tuple[JWK, JWASignature]:
@@ -241,55 +128,6 @@ def _new_key(kind: KeyType) -> bytes:
     )
 
 
-# --- the http-01 responder ------------------------------------------------------------------
-
-
-async def _answer_http(stream: trio.SocketStream, tokens: Mapping[str, str]) -> None:
-    request = b""
-    with trio.move_on_after(5):
-        while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST:
-            chunk = await stream.receive_some(_MAX_REQUEST)
-            if not chunk:
-                break
-            request += chunk
-    parts = request.split(b"\r\n", 1)[0].split(b" ")
-    prefix = "/.well-known/acme-challenge/"
-    path = parts[1].decode("ascii", "replace") if len(parts) == 3 and parts[0] == b"GET" else ""
-    body = tokens.get(path[len(prefix) :]) if path.startswith(prefix) else None
-    status = b"200 OK" if body is not None else b"404 Not Found"
-    payload = (body or "not found").encode()
-    head = b"HTTP/1.0 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
-    with trio.move_on_after(5):
-        await stream.send_all(head % (status, len(payload)) + payload)
-
-
-async def serve_http01(
-    address: str,
-    port: int,
-    tokens: Mapping[str, str],
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Answer http-01 requests from ``tokens`` (token → key authorization) until cancelled."""
-    listeners = await trio.open_tcp_listeners(port, host=address)
-    task_status.started(listeners[0].socket.getsockname()[1])
-
-    busy = trio.Semaphore(_MAX_CLIENTS)
-
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            if busy.value == 0:
-                return  # a flood of connections: the extra ones are dropped unanswered
-            async with busy:
-                await _answer_http(stream, tokens)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    await trio.serve_listeners(handle, listeners)
-
-
 # --- the order ------------------------------------------------------------------------------
 
 
@@ -317,8 +155,24 @@ async def _run(argv: Sequence[str], env: Mapping[str, str], seconds: float, what
     if scope.cancelled_caught:
         raise AcmeError(f"{what} command timed out after {seconds:g} s")
     if done.returncode != 0:
-        tail = done.stderr[-300:].decode("utf-8", "replace").strip()
-        raise AcmeError(f"{what} command exited {done.returncode}: {tail}")
+        text = done.stderr[-300:].decode("utf-8", "replace").strip()
+        raise AcmeError(f"{what} command exited {done.returncode}: {text}")
+
+
+def _eab(options: AcmeOptions, key: JWK, directory: messages.Directory) -> dict[str, Any] | None:
+    if options.eab_kid is None or options.eab_hmac_key_env is None:
+        return None
+    hmac_key = os.environ.get(options.eab_hmac_key_env, "")
+    if not hmac_key:
+        raise AcmeError(
+            f"environment variable {options.eab_hmac_key_env} (eab_hmac_key_env) is unset"
+        )
+    return messages.ExternalAccountBinding.from_data(
+        account_public_key=key.public_key(),
+        kid=options.eab_kid,
+        hmac_key=hmac_key,
+        directory=directory,
+    )
 
 
 def _client(options: AcmeOptions, key: JWK, alg: JWASignature) -> client.ClientV2:
@@ -328,8 +182,22 @@ def _client(options: AcmeOptions, key: JWK, alg: JWASignature) -> client.ClientV
         net.verify_ssl = cast(bool, str(options.ca_bundle))
     directory = client.ClientV2.get_directory(options.directory, net)
     acme = client.ClientV2(directory, net)
+    if options.profile is not None:
+        offered = dict(getattr(directory.meta, "profiles", None) or {})
+        if options.profile not in offered:
+            listed = ", ".join(sorted(offered)) or "none"
+            raise AcmeError(
+                f"the CA's directory lists no profile {printable(options.profile, 40)} "
+                f"(it lists: {printable(listed, 100)})"
+            )
+    if directory.meta.external_account_required and options.eab_kid is None:
+        raise AcmeError(
+            "the CA requires External Account Binding: set eab_kid and eab_hmac_key_env"
+        )
     registration = messages.NewRegistration.from_data(
-        email=options.contact, terms_of_service_agreed=True
+        email=options.contact,
+        terms_of_service_agreed=True,
+        external_account_binding=_eab(options, key, directory),
     )
     try:
         acme.new_account(registration)
@@ -338,50 +206,59 @@ def _client(options: AcmeOptions, key: JWK, alg: JWASignature) -> client.ClientV
     return acme
 
 
-def _pick(authz: messages.AuthorizationResource, kind: ChallengeKind) -> messages.ChallengeBody:
+def has_resource(directory: messages.Directory, name: str) -> bool:
+    """Whether the CA's directory lists ``name`` (``renewalInfo``...)."""
+    try:
+        directory[name]
+    except KeyError:
+        return False
+    return True
+
+
+class _NewOrder(messages.NewOrder):
+    """A new order carrying RFC 9773's ``replaces`` (the library's has no such field)."""
+
+    replaces: str = json_util.field("replaces", omitempty=True)
+
+
+def _new_order(
+    acme: client.ClientV2, csr: bytes, profile: str | None, replaces: str | None
+) -> messages.OrderResource:
+    if replaces is None or not has_resource(acme.directory, "renewalInfo"):
+        return acme.new_order(csr, profile=profile)
+    parsed = x509.load_pem_x509_csr(csr)
+    dns, ips = crypto_util.get_identifiers_from_x509(parsed.subject, parsed.extensions)
+    identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns]
+    identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(i)) for i in ips]
+    order = _NewOrder(identifiers=identifiers, profile=profile or "", replaces=replaces)
+    response = acme._post(acme.directory["newOrder"], order)
+    body = messages.Order.from_json(response.json())
+    authorizations = [
+        acme._authzr_from_response(acme._post_as_get(url), uri=url) for url in body.authorizations
+    ]
+    return messages.OrderResource(
+        body=body,
+        uri=response.headers.get("Location"),
+        authorizations=authorizations,
+        csr_pem=csr,
+    )
+
+
+def _pick(authz: messages.AuthorizationResource, kind: str) -> messages.ChallengeBody:
     for challb in authz.body.challenges:
         if challb.chall.typ == kind:
             return challb
     raise AcmeError(f"the CA offers no {kind} challenge for {authz.body.identifier.value}")
 
 
-async def renew(options: AcmeOptions, *, names: Sequence[str]) -> RenewalResult:
-    """Order a certificate for ``options.names or names``, write it, then run ``deploy``."""
-    wanted = tuple(dict.fromkeys(options.names or names))
-    if not wanted:
-        raise AcmeError("no names to order a certificate for")
-    tokens: dict[str, str] = {}
-    issued: tuple[str, bytes] | None = None
-    failure = ""
-    with trio.move_on_after(options.timeout) as deadline:
-        async with trio.open_nursery() as nursery:
-            # Failures are caught in here, so they leave the nursery as themselves, not a group.
-            try:
-                if options.listen is not None:
-                    host, port = options.listen
-                    await nursery.start(serve_http01, host, port, tokens)
-                issued = await _order(options, wanted, tokens)
-            except AcmeError as exc:
-                failure = str(exc)
-            except (messages.Error, errors.Error, OSError) as exc:
-                failure = "ACME order failed: " + " ".join(str(exc).split())
-            nursery.cancel_scope.cancel()
-    if deadline.cancelled_caught:
-        raise AcmeError(f"the ACME order took longer than {options.timeout:g} s")
-    if issued is None:
-        raise AcmeError(failure or "ACME order failed")
-    fullchain, key_pem = issued
-    return await _install(options, wanted, fullchain, key_pem)
-
-
 async def _order(
-    options: AcmeOptions, wanted: tuple[str, ...], tokens: dict[str, str]
+    options: AcmeOptions, wanted: tuple[str, ...], tokens: dict[str, str], replaces: str | None
 ) -> tuple[str, bytes]:
+    key_pem = _new_key(options.key_type)
+    csr = make_csr(key_pem, wanted, wildcards=options.allow_wildcards)
     jwk, alg = await trio.to_thread.run_sync(_account_jwk, options.account_key)
     acme = await _call(lambda: _client(options, jwk, alg))
-    key_pem = _new_key(options.key_type)
-    csr = crypto_util.make_csr(key_pem, list(wanted))
-    order = await _call(lambda: acme.new_order(csr))
+    order = await _call(lambda: _new_order(acme, csr, options.profile, replaces))
     cleanups: list[dict[str, str]] = []
     try:
         for authz in order.authorizations:
@@ -419,34 +296,85 @@ async def _order(
     return done.fullchain_pem, key_pem
 
 
-async def _install(
-    options: AcmeOptions, wanted: tuple[str, ...], fullchain: str, key_pem: bytes
+async def renew(
+    options: AcmeOptions, *, names: Sequence[str], replaces: str | None = None
 ) -> RenewalResult:
-    certs = x509.load_pem_x509_certificates(fullchain.encode())
+    """Install the stashed certificate for ``names`` if an earlier attempt left one, else order
+    one (``replaces``: the RFC 9773 id of the certificate it replaces); then run ``deploy``."""
+    wanted = tuple(dict.fromkeys(names))
+    if not wanted:
+        raise AcmeError("no names to order a certificate for")
+    kept = await trio.to_thread.run_sync(files.read_stash, options.key_path)
+    if kept is not None:
+        try:
+            check_issued(kept.fullchain_pem, kept.key_pem, wanted)
+            leaf = x509.load_pem_x509_certificates(kept.fullchain_pem)[0]
+            if leaf.not_valid_after_utc > datetime.now(UTC):
+                return await _install(options, wanted, kept.fullchain_pem, kept.key_pem, True)
+        except AcmeError:
+            pass  # for other names, or damaged: order afresh
+        await trio.to_thread.run_sync(files.clear_stash, options.key_path)
+    tokens: dict[str, str] = {}
+    issued: tuple[str, bytes] | None = None
+    failure = ""
+    with trio.move_on_after(options.timeout) as deadline:
+        async with trio.open_nursery() as nursery:
+            # Failures are caught in here, so they leave the nursery as themselves, not a group.
+            try:
+                if options.listen is not None:
+                    host, port = options.listen
+                    await nursery.start(serve_http01, host, port, tokens)
+                issued = await _order(options, wanted, tokens, replaces)
+            except AcmeError as exc:
+                failure = str(exc)
+            except (messages.Error, errors.Error, OSError) as exc:
+                failure = "ACME order failed: " + one_line(str(exc))
+            nursery.cancel_scope.cancel()
+    if deadline.cancelled_caught:
+        raise AcmeError(f"the ACME order took longer than {options.timeout:g} s")
+    if issued is None:
+        raise AcmeError(failure or "ACME order failed")
+    fullchain, key_pem = issued
+    check_issued(fullchain.encode(), key_pem, wanted)
+    try:
+        await trio.to_thread.run_sync(files.stash, options.key_path, key_pem, fullchain.encode())
+    except OSError as exc:
+        raise AcmeError(f"issued, but cannot keep the certificate: {one_line(str(exc))}") from None
+    return await _install(options, wanted, fullchain.encode(), key_pem, False)
+
+
+async def _install(
+    options: AcmeOptions, wanted: tuple[str, ...], fullchain: bytes, key_pem: bytes, kept: bool
+) -> RenewalResult:
+    certs = check_issued(fullchain, key_pem, wanted)
     leaf = certs[0]
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM)
     chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs[1:])
-    files = [(options.key_path, key_pem, 0o600), (options.cert_path, leaf_pem, 0o644)]
+    written = [(options.key_path, key_pem, 0o600), (options.cert_path, leaf_pem, 0o644)]
     if options.chain_path is not None:
-        files.append((options.chain_path, chain_pem, 0o644))
+        written.append((options.chain_path, chain_pem, 0o644))
     if options.fullchain_path is not None:
-        files.append((options.fullchain_path, leaf_pem + chain_pem, 0o644))
-
-    def write_all() -> None:
-        for path, data, mode in files:
-            write_atomically(path, data, mode)
-
-    await trio.to_thread.run_sync(write_all)
+        written.append((options.fullchain_path, leaf_pem + chain_pem, 0o644))
     digest = sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest()
+    stashed = f"issued {digest[:16]}, kept in {files.stash_dir(options.key_path)} for the next try"
+    try:
+        await trio.to_thread.run_sync(files.install, written)
+    except OSError as exc:
+        raise AcmeError(f"{stashed}; installing failed: {one_line(str(exc))}") from None
     if options.deploy:
         env = {"CERTSCAN_SHA256": digest, "CERTSCAN_NAMES": ",".join(wanted)}
-        await _run(options.deploy, env, options.command_timeout, "deploy")
+        try:
+            await _run(options.deploy, env, options.command_timeout, "deploy")
+        except AcmeError as exc:
+            raise AcmeError(f"{stashed}; {exc}") from None
+    await trio.to_thread.run_sync(files.clear_stash, options.key_path)
     return RenewalResult(
         sha256=digest,
         not_after=leaf.not_valid_after_utc.astimezone(UTC),
         names=wanted,
-        paths=tuple(path for path, _, _ in files),
+        paths=tuple(path for path, _, _ in written),
         deployed=bool(options.deploy),
+        from_stash=kept,
     )
 
 
@@ -455,26 +383,66 @@ async def _install(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AcmeAction:
-    """The ``acme`` hook action: renew the certificate of the context's endpoint.
+    """The ``acme`` hook action: order the configured names again and install them.
 
-    Names come from ``options.names`` or else the certificate's SANs in the context. A failed
-    order is a result with ``ok=False`` and a one-line reason (never the account key).
+    A failed order is a result with ``ok=False`` and a one-line reason (never a key).
     """
 
     kind: ClassVar[str] = "acme"
+
+    async def _window(self, ctx: HookContext) -> ActionResult | None:
+        """A "not yet" result while the CA's renewal window (ARI) has not opened; None to go
+        ahead (no window, it is open, or it cannot be read: the policy decides then)."""
+        if not self.options.ari or ctx.replaces is None:
+            return None
+        now = datetime.now(UTC)
+        verify: str | bool = str(self.options.ca_bundle) if self.options.ca_bundle else True
+        try:
+            with trio.fail_after(min(self.options.timeout, 30)):
+                window = await fetch_window(
+                    self.options.directory, ctx.replaces, now=now, verify=verify
+                )
+        except (AriError, trio.TooSlowError):
+            return None
+        if window is None or window.start <= now:
+            return None
+        again = min(window.start, window.next_fetch_at)
+        return ActionResult(
+            ok=False,
+            exit_status=None,
+            output_tail=(
+                f"waiting for the CA's renewal window: it opens {window.start:%Y-%m-%d %H:%M} "
+                f"UTC; asking again {again:%Y-%m-%d %H:%M} UTC"
+            ),
+            retry_at=again,
+        )
+
+    #: One file set per hook: the runner gives this action at most one run at a time.
+    one_certificate: ClassVar[bool] = True
     options: AcmeOptions
 
     async def run(self, ctx: HookContext) -> ActionResult:
+        wanted, note = wanted_names(self.options, ctx.names)
+        suffix = f" ({note})" if note else ""
+        if not wanted:
+            return ActionResult(
+                ok=False, exit_status=None, output_tail=tail(f"no configured name to order{suffix}")
+            )
+        waiting = await self._window(ctx)
+        if waiting is not None:
+            return waiting
         try:
-            result = await renew(self.options, names=ctx.names)
+            result = await renew(self.options, names=wanted, replaces=ctx.replaces)
         except AcmeError as exc:
-            return ActionResult(ok=False, exit_status=None, output_tail=tail(str(exc)))
+            return ActionResult(ok=False, exit_status=None, output_tail=tail(f"{exc}{suffix}"))
+        how = "installed the certificate issued earlier" if result.from_stash else "renewed"
         written = ", ".join(str(p) for p in result.paths)
         return ActionResult(
             ok=True,
             exit_status=0,
             output_tail=tail(
-                f"renewed {result.sha256} until {result.not_after:%Y-%m-%d}: {written}"
+                f"{how} {result.sha256} for {', '.join(result.names)} until "
+                f"{result.not_after:%Y-%m-%d}: {written}{suffix}"
             ),
             new_sha256=result.sha256,
         )

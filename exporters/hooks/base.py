@@ -33,6 +33,12 @@ class HookContext:
     not_after: datetime | None  # UTC; None when unknown
     sha256: str  # hex fingerprint of the certificate concerned
     finding: Mapping[str, Any]  # the finding as a JSON-able dict (what stdin / the POST body get)
+    #: Every endpoint whose latest chain presents this certificate with its key proven, as
+    #: (address, port, sni); () when unknown (a run resumed from the record alone).
+    endpoints: tuple[tuple[str, int, str | None], ...] = ()
+    #: The RFC 9773 certificate id of the certificate being replaced (``replaces`` in a new
+    #: ACME order); None when it has no authority key identifier or is unknown.
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +49,9 @@ class ActionResult:
     exit_status: int | None  # a command's exit status or an HTTP status; None when none
     output_tail: str  # the last OUTPUT_TAIL_CHARS of the output (or the error), never a secret
     new_sha256: str | None = None  # the renewed certificate's fingerprint; None if not renewed
+    #: When a failed run may be tried again, when the action knows better than the back-off
+    #: (the CA's renewal window opens later); None: the runner's back-off.
+    retry_at: datetime | None = None
 
 
 class Action(Protocol):
@@ -51,6 +60,25 @@ class Action(Protocol):
     kind: ClassVar[str]
 
     async def run(self, ctx: HookContext) -> ActionResult: ...
+
+
+def clean(text: str) -> str:
+    """``text`` fit for every database and terminal: NUL, other control characters (but
+    newline and tab) and lone surrogates replaced by U+FFFD (pure)."""
+    out = "".join(
+        "\ufffd"
+        if (ord(c) < 32 and c not in "\n\t") or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF
+        else c
+        for c in text
+    )
+    return out
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` cleaned, its whitespace runs (newlines included) folded to one space, cut to
+    ``limit`` characters (pure): a reason fit for one line of history."""
+    folded = " ".join(clean(text).split())
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:

@@ -38,21 +38,35 @@ import fnmatch
 import importlib
 import ipaddress
 import math
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import httpx
+
 from exporters.hooks.base import Action
 from exporters.hooks.command import CommandAction
 from exporters.hooks.webhook import WebhookAction
-from reports.policy import KINDS
+from reports.policy import EXTERNAL_KINDS, KINDS
 from scanner.errors import UsageError
 from scanner.models import Severity
 
-__all__ = ["DEFAULT_CONCURRENCY", "Hook", "HooksConfig", "Selector", "parse_hooks"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "AriConfig",
+    "Hook",
+    "HooksConfig",
+    "Selector",
+    "parse_ari",
+    "parse_hooks",
+]
 
 DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_TIMEOUT: Final = 300.0
+DEFAULT_VERIFY_WITHIN: Final = 600.0
+_UNITS: Final[Mapping[str, float]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme")
 _COMMON: Final[tuple[str, ...]] = (
     "kinds",
@@ -65,6 +79,7 @@ _COMMON: Final[tuple[str, ...]] = (
     "action",
     "timeout",
     "approval",
+    "verify_within",
 )
 _ACTION_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "command": ("command",),
@@ -130,6 +145,9 @@ class Hook:
     action: Action = field(repr=False)
     timeout: float  # seconds, > 0
     approval: bool
+    #: How long after a renewal certscan re-probes the endpoints until they serve the new
+    #: certificate (``verify_within``, seconds); 0 turns the check off.
+    verify_within: float = DEFAULT_VERIFY_WITHIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,16 +156,61 @@ class HooksConfig:
 
     hooks: tuple[Hook, ...] = ()
     concurrency: int = DEFAULT_CONCURRENCY
+    #: ``[ari]``: issuer -> ACME directory whose renewalInfo is asked about the discovered
+    #: certificates of that issuer (``exporters.hooks.ari_scan``); None when absent.
+    ari: AriConfig | None = None
 
     def get(self, name: str) -> Hook | None:
         return next((h for h in self.hooks if h.name == name), None)
 
 
-def parse_hooks(section: Mapping[str, Any] | None, *, source: str) -> HooksConfig:
-    """Validate the raw ``hooks`` section (``Config.sections.get("hooks")``); ``source`` names
-    the file in error messages."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AriConfig:
+    """The ``[ari]`` section: which CAs to ask about the certificates they issued."""
+
+    directories: Mapping[str, str]  # issuer CN, or "aki:HEX", -> ACME directory (https)
+    ca_bundle: str | None = None  # CA certificates for those servers' TLS; None = system
+
+
+def parse_ari(section: Mapping[str, Any] | None, *, source: str) -> AriConfig | None:
+    """Validate the raw ``ari`` section::
+
+    [ari]
+    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"   # optional
+    [ari.directories]
+    "R11" = "https://acme-v02.api.letsencrypt.org/directory"
+    """
     if not section:
-        return HooksConfig()
+        return None
+    where = f"{source}: ari"
+    for key in section:
+        if key not in ("directories", "ca_bundle"):
+            raise UsageError(f"{where}.{key}: unknown key (expected directories, ca_bundle)")
+    raw = section.get("directories", {})
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{where}.directories: expected a table of issuer = URL")
+    directories: dict[str, str] = {}
+    for issuer, url in raw.items():
+        if not isinstance(url, str) or not url.startswith("https://") or not url.isascii():
+            raise UsageError(f"{where}.directories.{_show(issuer)}: expected an https:// URL")
+        directories[str(issuer)] = _webhook_url(f"{where}.directories", url)
+    bundle = section.get("ca_bundle")
+    if bundle is not None and (not isinstance(bundle, str) or not bundle):
+        raise UsageError(f"{where}.ca_bundle: expected a path")
+    return AriConfig(directories=directories, ca_bundle=bundle)
+
+
+def parse_hooks(
+    section: Mapping[str, Any] | None,
+    *,
+    source: str,
+    ari: Mapping[str, Any] | None = None,
+) -> HooksConfig:
+    """Validate the raw ``hooks`` section (``Config.sections.get("hooks")``) and the ``ari``
+    one; ``source`` names the file in error messages."""
+    ari_config = parse_ari(ari, source=source)
+    if not section:
+        return HooksConfig(ari=ari_config)
     hooks: list[Hook] = []
     concurrency = DEFAULT_CONCURRENCY
     for name, value in section.items():
@@ -158,7 +221,7 @@ def parse_hooks(section: Mapping[str, Any] | None, *, source: str) -> HooksConfi
             hooks.append(_hook(name, value, where))
         else:
             raise UsageError(f"{where}: expected a [hooks.{name}] table or 'concurrency'")
-    return HooksConfig(hooks=tuple(hooks), concurrency=concurrency)
+    return HooksConfig(hooks=tuple(hooks), concurrency=concurrency, ari=ari_config)
 
 
 def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
@@ -170,6 +233,8 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
     own = {k: v for k, v in table.items() if k not in _COMMON}
     if action_name == "acme" and "timeout" in table:
         own["timeout"] = table["timeout"]  # the ACME client's own per-step timeout too
+    if action_name == "acme" and "match_names" in table:
+        own["match_names"] = table["match_names"]  # the only SANs an acme hook may order
     if action_name != "acme":
         for key in own:
             if key not in _ACTION_KEYS[action_name]:
@@ -177,7 +242,7 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
                 raise UsageError(f"{where}.{key}: unknown key (expected one of {known})")
     kinds = frozenset(_strings(f"{where}.kinds", table.get("kinds", ["expiring"])))
     for kind in kinds:
-        if kind not in KINDS:
+        if kind not in KINDS and kind not in EXTERNAL_KINDS:
             raise UsageError(f"{where}.kinds: unknown finding kind {_show(kind)}")
     try:
         min_severity = Severity.parse(str(table.get("min_severity", "info")))
@@ -207,6 +272,7 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
     approval = table.get("approval", False)
     if not isinstance(approval, bool):
         raise UsageError(f"{where}.approval: expected true or false, got {_show(approval)}")
+    verify_within = _duration(f"{where}.verify_within", table.get("verify_within", "10m"))
     selector = Selector(
         kinds=kinds,
         min_severity=min_severity,
@@ -222,6 +288,7 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
         action=_action(action_name, own, where),
         timeout=float(timeout),
         approval=approval,
+        verify_within=verify_within,
     )
 
 
@@ -234,9 +301,7 @@ def _action(name: str, own: Mapping[str, Any], where: str) -> Action:
             raise UsageError(f"{where}.command: the program name is empty")
         return CommandAction(argv=tuple(argv))
     if name == "webhook":
-        url = own.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise UsageError(f"{where}.url: expected an http:// or https:// URL")
+        url = _webhook_url(f"{where}.url", own.get("url"))
         key, env = own.get("hmac_key"), own.get("hmac_key_env")
         if key is not None and env is not None:
             raise UsageError(f"{where}.hmac_key: give hmac_key or hmac_key_env, not both")
@@ -258,6 +323,42 @@ def _acme(own: Mapping[str, Any], where: str) -> Action:
     options: Any = module.parse_acme_options(own, where)
     action: Action = module.AcmeAction(options=options)
     return action
+
+
+def _webhook_url(where: str, url: object) -> str:
+    """``url`` when httpx can send to it: http(s), a host, ASCII, no user info or fragment."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise UsageError(f"{where}: expected an http:// or https:// URL")
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        raise UsageError(f"{where}: spaces, control or non-ASCII characters in {_show(url)}")
+    try:
+        split = urllib.parse.urlsplit(url)
+        split.port  # noqa: B018 -- raises ValueError for a port out of range
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: not a valid URL ({exc})") from None
+    if not parsed.host or parsed.userinfo or parsed.fragment:
+        raise UsageError(f"{where}: needs a host and no user info or #fragment")
+    host = split.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", host):
+            raise UsageError(f"{where}: {_show(host)} is not a host name or address") from None
+    return url
+
+
+def _duration(where: str, value: object) -> float:
+    """Seconds from a number or a text like "90s", "10m", "2h", "1d" (0 = off)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value[-1:] in _UNITS and value[:-1].isdigit():
+        seconds = int(value[:-1]) * _UNITS[value[-1]]
+    else:
+        raise UsageError(f'{where}: expected seconds or a duration like "10m", got {_show(value)}')
+    if not math.isfinite(seconds) or not 0 <= seconds <= 7 * 86400:
+        raise UsageError(f"{where}: expected 0 to 7 days, got {_show(value)}")
+    return seconds
 
 
 def _strings(where: str, value: object) -> list[str]:

@@ -30,29 +30,36 @@ tests control time without sleeping.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import trio
 
-from exporters.hooks.base import ActionResult, HookContext
+from exporters.hooks.ari_scan import scan_windows
+from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
 from exporters.hooks.config import Hook, HooksConfig
+from exporters.hooks.facts import context, presenting, proven
+from exporters.hooks.names import printable as safe_text
+from exporters.hooks.verify import Verified, after_renewal, verify_changes, verify_open
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointKey, EndpointRecord
 from scanner.inventory.store import Inventory, OwnerAssignment
 from scanner.models import Finding
-from scanner.serialize import iso
 from scanner.sweep.events import SweepEvents
 from scanner.sweep.options import AfterSweep
 
+log = logging.getLogger("certscan.hooks")
 RETRY_BASE = timedelta(minutes=5)
 RETRY_CAP = timedelta(days=1)
 #: A run still "running" this long after its hook's timeout was left by a runner that died.
 STALE_AFTER = timedelta(minutes=10)
 
 Step = Literal["start", "queue", "resume"]
+#: The actions whose success means a renewed certificate (verified afterwards).
+RENEWING = ("acme", "command")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +81,7 @@ class Outcome:
     planned: Planned
     run_id: int
     result: ActionResult | None  # None when queued, or when another runner claimed it first
+    verified: Verified | None = None  # the re-probe after a renewal; None when none ran
 
 
 def backoff(attempts: int) -> timedelta:
@@ -81,42 +89,6 @@ def backoff(attempts: int) -> timedelta:
     exponent = min(max(attempts - 1, 0), 20)
     wait: timedelta = RETRY_BASE * (2**exponent)
     return min(wait, RETRY_CAP)
-
-
-def context(hook: str, finding: Finding, endpoint: EndpointRecord | None) -> HookContext:
-    """The facts an action sees (pure); ``finding.sha256`` must be set."""
-    assert finding.sha256 is not None
-    cert = None
-    if endpoint is not None:
-        chains = (endpoint.chain, *endpoint.alt_chains)
-        cert = next((c for chain in chains for c in chain if c.sha256 == finding.sha256), None)
-    names = cert.san_dns if cert is not None else ()
-    not_after = cert.not_after if cert is not None else None
-    data: dict[str, Any] = {
-        "hook": hook,
-        "kind": finding.kind,
-        "severity": finding.severity.label,
-        "message": finding.message,
-        "address": finding.address,
-        "port": finding.port,
-        "sni": finding.sni,
-        "sha256": finding.sha256,
-        "names": list(names),
-        "not_after": iso(not_after),
-    }
-    return HookContext(
-        hook=hook,
-        kind=finding.kind,
-        severity=finding.severity.label,
-        message=finding.message,
-        address=finding.address,
-        port=finding.port,
-        sni=finding.sni,
-        names=tuple(names),
-        not_after=not_after,
-        sha256=finding.sha256,
-        finding=data,
-    )
 
 
 def _recorded(hook: Hook, run: store_hooks.HookRunRecord) -> HookContext:
@@ -141,11 +113,14 @@ def plan(
     owners: Mapping[EndpointKey, OwnerAssignment] | None = None,
 ) -> list[Planned]:
     """What to do now (pure; see the module docstring)."""
+    where = presenting(endpoints.values())
     chosen: dict[tuple[str, str], HookContext] = {}
     for finding in findings:
         if finding.sha256 is None:
             continue
         endpoint = endpoints.get((finding.address, finding.port, finding.sni))
+        if endpoint is not None and not proven(endpoint):
+            continue  # a chain whose key was never shown to be held drives nothing
         names = context("", finding, endpoint).names
         owned = (owners or {}).get((finding.address, finding.port, finding.sni))
         for hook in hooks:
@@ -161,8 +136,11 @@ def plan(
                 owner=None if owned is None else owned.owner,
                 tags=() if owned is None else owned.tags,
             ):
-                chosen[hook.name, finding.sha256] = context(hook.name, finding, endpoint)
+                chosen[hook.name, finding.sha256] = context(
+                    hook.name, finding, endpoint, endpoints=where.get(finding.sha256, ())
+                )
     by_name = {h.name: h for h in hooks}
+    chosen = _one_per_file_set(chosen, by_name, runs)
     steps: list[Planned] = []
     for (name, sha256), ctx in chosen.items():
         hook = by_name[name]
@@ -177,6 +155,32 @@ def plan(
         if gone is not None and (name, sha256) not in chosen and run.status == store_hooks.APPROVED:
             steps.append(_resume(gone, _recorded(gone, run), run))
     return steps
+
+
+def _one_per_file_set(
+    chosen: dict[tuple[str, str], HookContext],
+    hooks: Mapping[str, Hook],
+    runs: Mapping[tuple[str, str], store_hooks.HookRunRecord],
+) -> dict[tuple[str, str], HookContext]:
+    """An action that writes one fixed set of files (``one_certificate``, the acme hook) gets
+    one context per hook: the certificate with a run on record first (its episode goes on),
+    else the most severe, with the names of every certificate the hook selected, so a second
+    certificate never overwrites the first."""
+    groups: dict[str, list[tuple[str, HookContext]]] = {}
+    out: dict[tuple[str, str], HookContext] = {}
+    for (name, sha256), ctx in chosen.items():
+        if getattr(hooks[name].action, "one_certificate", False):
+            groups.setdefault(name, []).append((sha256, ctx))
+        else:
+            out[name, sha256] = ctx
+    for name, members in groups.items():
+        ordered = sorted(members, key=lambda m: (name, m[0]) not in runs)  # stable: on record first
+        sha256, first = ordered[0]
+        names = tuple(dict.fromkeys(n for _, ctx in ordered for n in ctx.names))
+        endpoints = tuple(dict.fromkeys(e for _, ctx in ordered for e in ctx.endpoints))
+        merged = dict(first.finding) | {"names": list(names)}
+        out[name, sha256] = replace(first, names=names, endpoints=endpoints, finding=merged)
+    return out
 
 
 def _resume(hook: Hook, ctx: HookContext, run: store_hooks.HookRunRecord) -> Planned:
@@ -232,8 +236,9 @@ async def execute(
 
     async def one(item: Planned) -> None:
         async with limiter:
-            outcome = await _one(inventory, item, now)
-        outcomes.append(outcome)
+            outcome = await _guarded(inventory, item, now)
+        if outcome is not None:
+            outcomes.append(outcome)
 
     async with trio.open_nursery() as nursery:
         for item in steps:
@@ -247,7 +252,9 @@ async def run_hooks(
     """Evaluate and act: the whole of ``certscan hooks run``, for callers such as a sweep or the
     ``serve`` daemon after a scheduled scan."""
     steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now, only=only))
-    return await execute(inventory, steps, concurrency=config.concurrency, now=now)
+    outcomes = await execute(inventory, steps, concurrency=config.concurrency, now=now)
+    await after_hooks(inventory, config, outcomes, now)
+    return outcomes
 
 
 def after_sweep(config: HooksConfig) -> AfterSweep:
@@ -268,7 +275,72 @@ def after_sweep(config: HooksConfig) -> AfterSweep:
     return run
 
 
-async def _one(inventory: Inventory, item: Planned, now: datetime) -> Outcome:
+async def after_hooks(
+    inventory: Inventory, config: HooksConfig, outcomes: Sequence[Outcome], now: datetime
+) -> None:
+    """What follows the actions: re-probe the renewals still open and those a sweep saw
+    (``certificate_changed``), then the ARI lookups."""
+    await verify_others(inventory, outcomes, now)
+    try:
+        await verify_changes(inventory, now)
+    except Exception:
+        log.warning("verifying changed certificates failed", exc_info=True)
+    if config.ari is not None:
+        try:
+            await scan_windows(inventory, config.ari, now)
+        except Exception:  # a CA's ARI trouble never fails the sweep
+            log.warning("ARI lookups failed", exc_info=True)
+
+
+async def verify_others(inventory: Inventory, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Re-probe the renewals still open from earlier runs (those just run were re-probed)."""
+    just = {o.run_id for o in outcomes if o.verified is not None}
+    try:
+        await verify_open(inventory, now, skip=just)
+    except Exception:
+        log.warning("verifying earlier renewals failed", exc_info=True)
+
+
+async def _guarded(inventory: Inventory, item: Planned, now: datetime) -> Outcome | None:
+    """:func:`_one`, with any unexpected error ending the run ``failed`` (one line) instead of
+    escaping into the nursery and cancelling the other actions."""
+    state: dict[str, int] = {}
+    try:
+        return await _one(inventory, item, now, state)
+    except Exception as exc:  # one broken action never stops the others
+        reason = one_line(f"internal error: {type(exc).__name__}: {exc}")
+        log.warning("hook %s: %s", safe_text(item.hook.name), reason, exc_info=True)
+        run_id = state.get("run_id")
+        if run_id is None:
+            return None
+        result = ActionResult(ok=False, exit_status=None, output_tail=reason)
+        try:
+            await trio.to_thread.run_sync(
+                _finish, inventory, run_id, result, now, state.get("attempts", 1)
+            )
+        except Exception:
+            log.exception("hook %s: cannot record run %d", safe_text(item.hook.name), run_id)
+        return Outcome(planned=item, run_id=run_id, result=result)
+
+
+def _finish(
+    inventory: Inventory, run_id: int, result: ActionResult, at: datetime, attempts: int
+) -> None:
+    store_hooks.finish(
+        inventory.engine,
+        run_id,
+        ok=result.ok,
+        exit_status=result.exit_status,
+        output_tail=tail(clean(result.output_tail)),
+        new_sha256=result.new_sha256,
+        now=at,
+        next_attempt_at=None if result.ok else result.retry_at or at + backoff(attempts),
+    )
+
+
+async def _one(
+    inventory: Inventory, item: Planned, now: datetime, state: dict[str, int]
+) -> Outcome:
     engine = inventory.engine
     ctx = item.ctx
     if item.step == "resume":
@@ -297,31 +369,38 @@ async def _one(inventory: Inventory, item: Planned, now: datetime) -> Outcome:
         run_id = await trio.to_thread.run_sync(create)
         if item.step == "queue":
             return Outcome(planned=item, run_id=run_id, result=None)
+    state["run_id"] = run_id
+    record = await trio.to_thread.run_sync(store_hooks.get, engine, run_id)
+    attempts = record.attempts if record is not None else 1
+    state["attempts"] = attempts
     began = trio.current_time()
     result = await _act(item)
     finished_at = now + timedelta(seconds=trio.current_time() - began)
-    record = await trio.to_thread.run_sync(store_hooks.get, engine, run_id)
-    attempts = record.attempts if record is not None else 1
-
-    def finish() -> None:
-        store_hooks.finish(
-            engine,
-            run_id,
-            ok=result.ok,
-            exit_status=result.exit_status,
-            output_tail=result.output_tail,
-            new_sha256=result.new_sha256,
-            now=finished_at,
-            next_attempt_at=None if result.ok else finished_at + backoff(attempts),
-        )
-
-    await trio.to_thread.run_sync(finish)
-    return Outcome(planned=item, run_id=run_id, result=result)
+    await trio.to_thread.run_sync(_finish, inventory, run_id, result, finished_at, attempts)
+    verified = None
+    if result.ok and item.hook.verify_within > 0 and type(item.hook.action).kind in RENEWING:
+        try:
+            verified = await after_renewal(
+                inventory,
+                run_id=run_id,
+                old_sha256=ctx.sha256,
+                also=ctx.endpoints,
+                verify_within=item.hook.verify_within,
+                now=finished_at,
+            )
+        except Exception:  # verification trouble never undoes a renewal
+            log.warning("hook %s: verifying run %d failed", safe_text(item.hook.name), run_id)
+    return Outcome(planned=item, run_id=run_id, result=result, verified=verified)
 
 
 async def _act(item: Planned) -> ActionResult:
     with trio.move_on_after(item.hook.timeout) as scope:
-        return await item.hook.action.run(item.ctx)
+        try:
+            return await item.hook.action.run(item.ctx)
+        except Exception as exc:  # a bug or an unforeseen error in one action: a failed run
+            log.warning("hook %s failed", safe_text(item.hook.name), exc_info=True)
+            reason = one_line(f"{type(exc).__name__}: {exc}")
+            return ActionResult(ok=False, exit_status=None, output_tail=reason)
     assert scope.cancelled_caught
     return ActionResult(
         ok=False, exit_status=None, output_tail=f"timed out after {item.hook.timeout:g} s"

@@ -1,8 +1,12 @@
 """The ``webhook`` action: POST the finding as JSON to a URL, optionally signed.
 
 With a key (``hmac_key`` in the config, or the environment variable ``hmac_key_env`` names,
-read at run time) the request carries ``X-Certscan-Signature: sha256=<hex>``, the HMAC-SHA256
-of the exact body bytes. A 2xx answer is success; anything else, or a transport error, is a
+read at run time) the request carries ``X-Certscan-Timestamp`` (Unix seconds),
+``X-Certscan-Delivery`` (a random id, new for every delivery) and
+``X-Certscan-Signature: sha256=<hex>``, the HMAC-SHA256 of ``TIMESTAMP.BODY`` (the timestamp's
+digits, a dot, the exact body bytes): a receiver checks the signature, refuses timestamps more
+than a few minutes old and ids it has seen, and so refuses a replayed delivery.
+A 2xx answer is success; anything else, or a transport error, is a
 failure the runner retries. The key is never part of a result, a log line or the database.
 """
 
@@ -12,20 +16,26 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
+import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import httpx
 
-from exporters.hooks.base import ActionResult, HookContext, tail, tail_bytes
+from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
 
 SIGNATURE_HEADER = "X-Certscan-Signature"
+TIMESTAMP_HEADER = "X-Certscan-Timestamp"
+DELIVERY_HEADER = "X-Certscan-Delivery"
 _MAX_ANSWER = 64 * 1024  # bytes of the answer kept at most
 
 
-def signature(key: bytes, body: bytes) -> str:
-    """The header value for ``body``: ``sha256=`` and the HMAC-SHA256 hex digest (pure)."""
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+def signature(key: bytes, timestamp: int, body: bytes) -> str:
+    """The header value for ``body`` sent at ``timestamp``: ``sha256=`` and the HMAC-SHA256
+    hex digest of ``TIMESTAMP.BODY`` (pure)."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(key, signed, hashlib.sha256).hexdigest()
 
 
 async def _read_some(response: httpx.Response, into: bytearray) -> None:
@@ -66,7 +76,10 @@ class WebhookAction:
         headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
         key = self._key()
         if key is not None:
-            headers[SIGNATURE_HEADER] = signature(key, body)
+            stamp = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(stamp)
+            headers[DELIVERY_HEADER] = secrets.token_hex(16)
+            headers[SIGNATURE_HEADER] = signature(key, stamp, body)
         received = bytearray()
         try:
             # The runner's cancel scope is the timeout; the answer is read up to a bound only.
@@ -79,10 +92,9 @@ class WebhookAction:
                 client.stream("POST", self.url, content=body, headers=headers) as response,
             ):
                 await _read_some(response, received)
-        except httpx.HTTPError as exc:
-            return ActionResult(
-                ok=False, exit_status=None, output_tail=tail(f"{type(exc).__name__}: {exc}")
-            )
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+            reason = one_line(f"{type(exc).__name__}: {exc}")
+            return ActionResult(ok=False, exit_status=None, output_tail=reason)
         return ActionResult(
             ok=response.is_success,
             exit_status=response.status_code,

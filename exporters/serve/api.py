@@ -18,7 +18,10 @@ interrupted); ``/api/v1/scans/{id}/shards`` lists the shards themselves, so the 
 distributed scan is readable where its results are. The shapes are ``certscan scans --json``'s
 (:mod:`scanner.cli.scans`).
 
-:class:`ApiState` is mutable on purpose: a SIGHUP reload swaps ``criteria`` and ``token``.
+:class:`ApiState` is mutable on purpose: a SIGHUP reload swaps ``criteria`` and ``tokens``.
+A mutating call names the token it came with: deciding a hook run records ``token:NAME``
+(``[serve.tokens]``; ``default`` for ``serve.token`` / ``CERTSCAN_API_TOKEN``), never a name
+the caller claims.
 """
 
 from __future__ import annotations
@@ -95,11 +98,14 @@ class ApiState:
     reader: Reader
     metrics_reader: Reader
     criteria: assess.Criteria
-    token: str | None = None
+    token: str | None = None  # one unnamed token: accepted as "default"
+    tokens: Mapping[str, str] = field(default_factory=dict)  # name -> bearer token
     scheduler: Scheduler | None = None
     registry: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.token is not None and self.token not in self.tokens.values():
+            self.tokens = {**self.tokens, "default": self.token}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CertscanCollector(self.metrics_reader.inventory))
         if self.scheduler is not None:
@@ -293,15 +299,23 @@ def create_app(state: ApiState) -> Starlette:
         listed = [] if sched is None else [s.as_dict() for s in sched.jobs.values()]
         return JSONResponse({"jobs": listed})
 
-    def refused(request: Request, what: str) -> Response | None:
-        """The response refusing a mutating call without the right bearer token, else None."""
-        if state.token is None:
-            return _error(403, f"{what} is disabled: set serve.token or CERTSCAN_API_TOKEN")
+    def identify(request: Request) -> str | None:
+        """The name of the bearer token the request carries, or None (every token is
+        compared, in constant time each)."""
         given = request.headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), state.token.encode()
-        ):
+        offered = token.strip().encode()
+        found = None
+        for name, value in state.tokens.items():
+            if hmac.compare_digest(offered, value.encode()) and scheme.lower() == "bearer":
+                found = name
+        return found
+
+    def refused(request: Request, what: str) -> Response | None:
+        """The response refusing a mutating call without a right bearer token, else None."""
+        if not state.tokens:
+            return _error(403, f"{what} is disabled: set serve.token or CERTSCAN_API_TOKEN")
+        if identify(request) is None:
             return JSONResponse(
                 {"error": "missing or wrong bearer token"},
                 status_code=401,
@@ -309,19 +323,51 @@ def create_app(state: ApiState) -> Starlette:
             )
         return None
 
+    async def hook_runs(request: Request) -> Response:
+        """The newest hook runs, with "deployed on N of M" for renewals being verified."""
+        runs = await state.reader.call(lambda inv: store_hooks.history(inv.engine, limit=100))
+        listed = []
+        for r in runs:
+            deployed = None
+            if r.endpoints_total is not None:
+                done = r.endpoints_deployed or 0
+                deployed = {
+                    "deployed": done,
+                    "total": r.endpoints_total,
+                    "line": f"deployed on {done} of {r.endpoints_total} endpoints",
+                }
+            listed.append(
+                {
+                    "id": r.id,
+                    "hook": r.hook,
+                    "sha256": r.sha256,
+                    "address": r.address,
+                    "port": r.port,
+                    "sni": r.sni,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "finished_at": iso(r.finished_at),
+                    "new_sha256": r.new_sha256,
+                    "decided_by": r.decided_by,
+                    "deployment": deployed,
+                }
+            )
+        return JSONResponse({"runs": listed})
+
     async def decide_hook_run(request: Request) -> Response:
         denied = refused(request, "deciding hook runs")
         if denied is not None:
             return denied
-        try:
-            run_id = int(str(request.path_params["run_id"]))
-        except ValueError:
-            return _error(400, "hook run id must be a whole number")
+        text = str(request.path_params["run_id"])
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            return _error(400, "hook run id must be a whole number of at most 18 digits")
+        run_id = int(text)
         decision = str(request.path_params["decision"])
         if decision not in ("approve", "reject"):
             return _error(404, "use /approve or /reject")
         approve = decision == "approve"
-        who = f"api:{request.client.host}" if request.client else "api"
+        who = f"token:{identify(request)}"
         now = datetime.now(UTC)
         done = await state.reader.call(
             lambda inv: store_hooks.decide(inv.engine, run_id, approve=approve, by=who, now=now)
@@ -365,6 +411,7 @@ def create_app(state: ApiState) -> Starlette:
         Route("/api/v1/scans/{scan_id}/shards", scan_shards),
         Route("/api/v1/jobs", jobs),
         Route("/api/v1/jobs/{name}/run", run_job, methods=["POST"]),
+        Route("/api/v1/hooks/runs", hook_runs),
         Route(
             "/api/v1/hooks/runs/{run_id}/{decision:str}",
             decide_hook_run,

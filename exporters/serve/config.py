@@ -8,6 +8,8 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     listen = "127.0.0.1:10943"    # --listen wins
     db = "/var/lib/certscan/inventory.db"   # --db / CERTSCAN_DB win
     token = "..."                 # CERTSCAN_API_TOKEN wins; protects POST /api/v1/jobs/NAME/run
+    [serve.tokens]                # several named tokens: the name is who approved a hook run
+    alice = "..."                 # (the API records "token:alice"); each at least 16 characters
 
     [jobs.office]
     targets = ["10.1.0.0/24", "mail.example.org", "10.1.0.9:443=www.example.org"]
@@ -97,7 +99,8 @@ _JOB_KEYS = (
 _ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
 #: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
 DEFAULT_SHARD_SIZE = 256
-_SERVE_KEYS = ("listen", "db", "token")
+_SERVE_KEYS = ("listen", "db", "token", "tokens")
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +141,9 @@ class ServeSettings:
     listen: str | None = None
     db: str | None = None
     token: str | None = None
+    #: Named bearer tokens (``[serve.tokens]``): name -> token; the name is the identity the
+    #: API records for a decision made with that token.
+    tokens: Mapping[str, str] = field(default_factory=dict)
     jobs: Mapping[str, JobSpec]
 
 
@@ -318,6 +324,23 @@ def serve_settings(config: Config) -> ServeSettings:
     token = serve.get("token", str)
     if token is not None and len(token) < 16:
         raise serve.fail("token", "must be at least 16 characters")
+    tokens = _tokens(serve)
     jobs_raw = config.sections.get("jobs", {})
     jobs = {name: _job(name, raw, source=source, base=base) for name, raw in jobs_raw.items()}
-    return ServeSettings(listen=listen, db=serve.get("db", str), token=token, jobs=jobs)
+    return ServeSettings(
+        listen=listen, db=serve.get("db", str), token=token, tokens=tokens, jobs=jobs
+    )
+
+
+def _tokens(serve: _Section) -> dict[str, str]:
+    raw = serve.get("tokens", Mapping, {})
+    tokens: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _TOKEN_NAME.fullmatch(name):
+            raise serve.fail("tokens", "a token name is 1-64 of A-Z a-z 0-9 _ . -")
+        if not isinstance(value, str) or len(value) < 16:
+            raise serve.fail(f"tokens.{name}", "must be a string of at least 16 characters")
+        if value in tokens.values():
+            raise serve.fail(f"tokens.{name}", "the same token under two names")
+        tokens[name] = value
+    return tokens

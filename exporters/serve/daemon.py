@@ -94,8 +94,9 @@ def load(options: DaemonOptions) -> Loaded:
     settings = serve_settings(config)
     criteria = assess.load_criteria(options.config, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
-    hooks = parse_hooks(config.sections.get("hooks"), source=source)
-    return Loaded(settings=settings, criteria=criteria, hooks=hooks if hooks.hooks else None)
+    hooks = parse_hooks(config.sections.get("hooks"), source=source, ari=config.sections.get("ari"))
+    wanted = hooks.hooks or hooks.ari is not None
+    return Loaded(settings=settings, criteria=criteria, hooks=hooks if wanted else None)
 
 
 class Daemon:
@@ -116,6 +117,15 @@ class Daemon:
 
     def token(self) -> str | None:
         return os.environ.get("CERTSCAN_API_TOKEN") or self.loaded.settings.token
+
+    def tokens(self) -> dict[str, str]:
+        """Every accepted bearer token by name: ``default`` (``token`` or the environment)
+        and the ``[serve.tokens]``."""
+        named = dict(self.loaded.settings.tokens)
+        token = self.token()
+        if token is not None and token not in named.values():
+            named.setdefault("default", token)
+        return named
 
     async def run_job(self, name: str) -> None:
         """One run of job ``name`` as configured now: ``certscan sweep`` with its options."""
@@ -276,7 +286,7 @@ class Daemon:
         if (loaded.settings.listen, loaded.settings.db) != (old.listen, old.db):
             log.warning("serve.listen and serve.db change only on restart")
         self.loaded = loaded
-        state.criteria, state.token = loaded.criteria, self.token()
+        state.criteria, state.tokens = loaded.criteria, self.tokens()
         self.scheduler.replace({n: j.schedule for n, j in loaded.settings.jobs.items()})
         log.info("config reloaded", extra={"jobs": sorted(loaded.settings.jobs)})
 
@@ -290,7 +300,7 @@ class Daemon:
             reader=reader,
             metrics_reader=metrics_reader,
             criteria=self.loaded.criteria,
-            token=self.token(),
+            tokens=self.tokens(),
             scheduler=self.scheduler,
         )
         config = HypercornConfig()

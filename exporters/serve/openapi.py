@@ -156,6 +156,11 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/hooks/runs": _get(
+                "The newest 100 hook runs; deployment says on how many of the endpoints that "
+                "served the old certificate a renewal is served (null until verified)",
+                _ok("Hook runs"),
+            ),
             "/api/v1/hooks/runs/{run_id}/{decision}": {
                 "post": {
                     "summary": "Approve or reject a pending hook run (hooks with approval = true)",

@@ -25,6 +25,7 @@ from scanner.text import safe
 
 if TYPE_CHECKING:
     from exporters.hooks.config import HooksConfig
+    from scanner.inventory import hooks as store_hooks
 
 hooks_app = typer.Typer(
     help="Renewal hooks: act on findings (commands, webhooks, ACME) and keep the record.",
@@ -35,7 +36,11 @@ hooks_app = typer.Typer(
 HookOption = Annotated[str | None, typer.Option("--hook", metavar="NAME", help="Only this hook.")]
 ByOption = Annotated[
     str | None,
-    typer.Option("--by", metavar="NAME", help="Who decides (recorded). Default: the user name."),
+    typer.Option(
+        "--by",
+        metavar="NAME",
+        help="On whose behalf (a note); the record names the local user who ran the command.",
+    ),
 ]
 
 
@@ -46,7 +51,7 @@ def load_hooks(config_path: Path | None) -> HooksConfig:
 
     config = load_config(config_path, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
-    return parse_hooks(config.sections.get("hooks"), source=source)
+    return parse_hooks(config.sections.get("hooks"), source=source, ari=config.sections.get("ari"))
 
 
 def _echo(line: str) -> None:
@@ -90,7 +95,7 @@ def run(
     """Evaluate the current open findings against the hooks and act (once per certificate)."""
     import trio
 
-    from exporters.hooks.runner import describe, evaluate, execute
+    from exporters.hooks.runner import Outcome, after_hooks, describe, evaluate, execute
 
     hooks = load_hooks(config)
     if hook is not None and hooks.get(hook) is None:
@@ -103,10 +108,16 @@ def run(
                 _echo(("would " if dry_run else "") + safe(describe(item), 400))
             if not steps:
                 _echo("nothing to do")
+                if not dry_run:  # renewals still being verified, ARI windows due
+                    trio.run(lambda: after_hooks(inventory, hooks, [], now))
             return 0
-        outcomes = trio.run(
-            lambda: execute(inventory, steps, concurrency=hooks.concurrency, now=now)
-        )
+
+        async def act() -> list[Outcome]:
+            done = await execute(inventory, steps, concurrency=hooks.concurrency, now=now)
+            await after_hooks(inventory, hooks, done, now)
+            return done
+
+        outcomes = trio.run(act)
     failed = 0
     for outcome in sorted(outcomes, key=lambda o: o.run_id):
         result = outcome.result
@@ -116,6 +127,9 @@ def run(
             state = f"run {outcome.run_id} taken by another runner"
         elif result.ok:
             state = f"run {outcome.run_id} succeeded"
+            if outcome.verified is not None:
+                v = outcome.verified
+                state += f", deployed on {v.deployed} of {v.total} endpoints"
         else:
             failed += 1
             state = f"run {outcome.run_id} failed (exit status {result.exit_status})"
@@ -126,7 +140,7 @@ def run(
 def _decide(run_id: int, approve: bool, by: str | None, db: str | None) -> int:
     from scanner.inventory import hooks as store_hooks
 
-    who = by or _user()
+    who = f"local:{_user()}" + (f" (for {safe(by, 64)})" if by else "")
     with open_existing(db) as inventory:
         done = store_hooks.decide(
             inventory.engine, run_id, approve=approve, by=who, now=datetime.now(UTC)
@@ -135,6 +149,13 @@ def _decide(run_id: int, approve: bool, by: str | None, db: str | None) -> int:
         raise UsageError(f"hook run {run_id}: no pending run with this id")
     _echo(f"hook run {run_id} {'approved' if approve else 'rejected'} by {safe(who, 100)}")
     return 0
+
+
+def deployment(run: store_hooks.HookRunRecord) -> str:
+    """``deployed on N of M`` for a renewal being verified, else ''."""
+    if run.endpoints_total is None:
+        return ""
+    return f"deployed on {run.endpoints_deployed or 0} of {run.endpoints_total}"
 
 
 def _user() -> str:
@@ -199,13 +220,25 @@ def history(
                         "next_attempt_at": iso(r.next_attempt_at),
                         "decided_by": r.decided_by,
                         "decided_at": iso(r.decided_at),
+                        "endpoints_deployed": r.endpoints_deployed,
+                        "endpoints_total": r.endpoints_total,
                     }
                 )
             )
         return 0
     table = simple_table(
         "hook runs",
-        ("id", "hook", "endpoint", "certificate", "status", "attempts", "exit", "finished"),
+        (
+            "id",
+            "hook",
+            "endpoint",
+            "certificate",
+            "status",
+            "deployed",
+            "attempts",
+            "exit",
+            "finished",
+        ),
     )
     for r in runs:
         endpoint = f"{r.address}:{r.port}" + (f" ({r.sni})" if r.sni else "")
@@ -215,6 +248,7 @@ def history(
             cell(endpoint),
             cell(r.sha256[:16]),
             cell(r.status),
+            cell(deployment(r)),
             cell(r.attempts),
             cell("" if r.exit_status is None else r.exit_status),
             cell(iso(r.finished_at) or ""),

@@ -371,6 +371,7 @@ def _outcome(
                     if result.clear_flight
                     else None
                 ),
+                key_proven=result.key_proven,
                 connect_seconds=mark - start,
                 handshake_seconds=now - mark,
                 protocol=protocol,

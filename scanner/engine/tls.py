@@ -32,6 +32,16 @@ it already sent, and for TLS 1.3, where the client's handshake completes before 
 notices and rejects: the request is seen in OpenSSL's state machine, so normal servers pay no
 extra round trip to find out.
 
+Proof of possession. A chain is only a copy of bytes until the server uses the key: a signed
+ServerKeyExchange (TLS 1.2 (EC)DHE, which OpenSSL checks as it reads it, before any client
+certificate request), a CertificateVerify (TLS 1.3) or its Finished after static RSA key
+exchange (both checked before our handshake completes). So a chain from a handshake that
+completed, or that got past a signed ServerKeyExchange, is ``key_proven``; the one a TLS 1.2
+static-RSA server presents before rejecting our empty client certificate is not. A chain is
+kept on a failure only when the failure is the server's rejection (an alert, a hang-up, a
+reset) after it asked for a client certificate; a failure OpenSSL found in the server's bytes
+(a bad signature) is a failure, chain or not.
+
 Classification lives in :data:`_KINDS`, the one table from causes (errno names, OpenSSL reason
 strings, and this module's own observations) to :class:`~scanner.models.FailureKind`.
 """
@@ -246,16 +256,19 @@ _ALPN: Final = [b"h2", b"http/1.1"]
 _FATAL: Final = 2
 # SSL_state_string_long() right after OpenSSL read a CertificateRequest (TLS 1.2 and 1.3).
 _READ_CERT_REQUEST: Final = b"SSLv3/TLS read server certificate request"
+# ... right after it read (and checked the signature of) a TLS 1.2 ServerKeyExchange.
+_READ_KEY_EXCHANGE: Final = b"SSLv3/TLS read server key exchange"
 
 
 class _Seen:
     """What the callbacks noticed on one connection (the connection's app data)."""
 
-    __slots__ = ("alert", "cert_requested", "ocsp")
+    __slots__ = ("alert", "cert_requested", "key_signed", "ocsp")
 
     def __init__(self) -> None:
         self.alert: int | None = None
         self.cert_requested = False
+        self.key_signed = False  # a signed ServerKeyExchange was read and checked
         self.ocsp = b""
 
 
@@ -264,11 +277,12 @@ def _on_info(conn: SSL.Connection, where: int, ret: int) -> None:
         level, code = ret >> 8, ret & 0xFF
         if level == _FATAL or code == 0:  # a warning (say unrecognized_name) ends nothing
             conn.get_app_data().alert = code
-    elif (
-        where & SSL.SSL_CB_CONNECT_LOOP == SSL.SSL_CB_CONNECT_LOOP
-        and conn.get_state_string() == _READ_CERT_REQUEST
-    ):
-        conn.get_app_data().cert_requested = True
+    elif where & SSL.SSL_CB_CONNECT_LOOP == SSL.SSL_CB_CONNECT_LOOP:
+        state = conn.get_state_string()
+        if state == _READ_CERT_REQUEST:
+            conn.get_app_data().cert_requested = True
+        elif state == _READ_KEY_EXCHANGE:
+            conn.get_app_data().key_signed = True
 
 
 def _on_ocsp(conn: SSL.Connection, staple: bytes, _data: object) -> bool:
@@ -383,6 +397,7 @@ class Negotiated:
     signature_scheme: str | None = (
         None  # the server's signature scheme (Handshake.signature_scheme)
     )
+    key_proven: bool = True  # the server showed it holds the leaf's key (module docstring)
 
 
 def _plausible_record_start(head: bytes) -> bool:
@@ -407,7 +422,9 @@ def _outgoing(conn: SSL.Connection) -> bytes:
     return data
 
 
-def _negotiated(conn: SSL.Connection, seen: _Seen, received: list[bytes]) -> Negotiated:
+def _negotiated(
+    conn: SSL.Connection, seen: _Seen, received: list[bytes], *, complete: bool = True
+) -> Negotiated:
     chain = conn.get_peer_cert_chain() or []
     alpn = conn.get_alpn_proto_negotiated()
     version = conn.get_protocol_version_name()
@@ -420,6 +437,7 @@ def _negotiated(conn: SSL.Connection, seen: _Seen, received: list[bytes]) -> Neg
         ocsp_staple=seen.ocsp or None,
         client_cert_requested=seen.cert_requested,
         group=_group_name(conn),
+        key_proven=complete or seen.key_signed,
     )
 
 
@@ -437,9 +455,11 @@ def _failed(
     conn: SSL.Connection, seen: _Seen, found: Fault, received: list[bytes]
 ) -> Negotiated | Fault:
     """A failure, unless the server asked for a client certificate and had sent its chain:
-    then refusing us (alert, hang-up or reset) is the expected end and the chain is kept."""
-    if seen.cert_requested and conn.get_peer_cert_chain():
-        return _negotiated(conn, seen, received)
+    then the server refusing us (an alert, a hang-up or a reset; not an error OpenSSL found in
+    its bytes) is the expected end and the chain is kept, marked unless its key was proven."""
+    rejected = found.alert is not None or found.kind is FailureKind.RESET
+    if seen.cert_requested and rejected and conn.get_peer_cert_chain():
+        return _negotiated(conn, seen, received, complete=False)
     return found
 
 

@@ -38,6 +38,10 @@ from scanner.inventory import tables as t
 from scanner.inventory.read import EndpointKey, chunks
 from scanner.models import Finding, Severity
 
+#: Kinds other parts record (renewal verification, ARI): an evaluation of the rules never
+#: resolves them, their recorder does.
+EXTERNAL_KINDS = frozenset({"renewal_not_deployed", "ca_requests_early_renewal"})
+
 #: A finding's identity in the table: (endpoint id, kind, sha256 or '').
 _Identity = tuple[int, str, str]
 
@@ -100,7 +104,11 @@ def record(
     open_rows = _open_findings(conn, list(ids.values()))
 
     again = [(fid, current[ident]) for ident, fid in open_rows.items() if ident in current]
-    gone = [fid for ident, fid in open_rows.items() if ident not in current]
+    gone = [
+        fid
+        for ident, fid in open_rows.items()
+        if ident not in current and ident[1] not in EXTERNAL_KINDS
+    ]
     fresh = [(ident, f) for ident, f in current.items() if ident not in open_rows]
     f = t.FINDING
     if again:

@@ -58,6 +58,11 @@ class HookRunRecord:
     next_attempt_at: datetime | None  # UTC, when a failed run may be retried
     decided_by: str | None  # who approved or rejected; None when no one did
     decided_at: datetime | None
+    #: Renewal verification (``scanner.inventory.renewals``): the endpoints serving the new
+    #: certificate, of those that must; None until a renewal is verified.
+    endpoints_deployed: int | None = None
+    endpoints_total: int | None = None
+    verify_until: datetime | None = None
 
 
 _FIELDS: Final = tuple(f.name for f in fields(HookRunRecord))
@@ -140,11 +145,16 @@ def finish(
                 status=SUCCEEDED if ok else FAILED,
                 finished_at=now,
                 exit_status=exit_status,
-                output_tail=output_tail,
+                output_tail=_clean(output_tail),
                 new_sha256=new_sha256,
                 next_attempt_at=None if ok else next_attempt_at,
             )
         )
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; lone surrogates cannot be encoded: neither is stored.
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def decide(engine: Engine, run_id: int, *, approve: bool, by: str, now: datetime) -> bool:
@@ -154,7 +164,7 @@ def decide(engine: Engine, run_id: int, *, approve: bool, by: str, now: datetime
         done = conn.execute(
             sa.update(h)
             .where(h.c.id == run_id, h.c.status == PENDING)
-            .values(status=APPROVED if approve else REJECTED, decided_by=by, decided_at=now)
+            .values(status=APPROVED if approve else REJECTED, decided_by=_clean(by), decided_at=now)
         )
         return done.rowcount == 1
 

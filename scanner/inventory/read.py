@@ -80,6 +80,9 @@ class EndpointRecord:
     #: ``Handshake.signature_scheme``); None when none was used, not known, or stored before.
     group: str | None = None
     signature_scheme: str | None = None
+    #: The chain came with no proof that the server holds its key (``Handshake.key_proven``
+    #: false); such a chain drives no hook and counts for no ``key_reuse``.
+    key_unproven: bool = False
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -234,6 +237,7 @@ def records_of(conn: Connection, picked_ids: Any) -> list[EndpointRecord]:
             alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
             group=m["tls_group"],
+            key_unproven=bool(m.get("key_unproven")),
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -56,8 +56,9 @@ from scanner.staple import next_update_for
 #: 4: the ``hook_run`` table (renewal hooks, ``scanner.inventory.hooks``).
 #: From 4 on, the schema is managed by Alembic (``scanner/migrations``); this number is kept in
 #: ``certscan_meta`` for certscans older than Alembic, and is the oldest schema a database can
-#: still be used by. Revisions ``0002`` (sharded and distributed scans) and ``0003_tls_details``
-#: (legacy capture, key exchange) are additive, so it stays 4.
+#: still be used by. Revisions ``0002`` (sharded and distributed scans), ``0003_tls_details``
+#: (legacy capture, key exchange), ``0004_renewal`` (proof of possession, renewal
+#: verification, ARI windows) and the later ones are additive, so it stays 4.
 SCHEMA_VERSION = 4
 
 
@@ -275,6 +276,9 @@ class Observation(SQLModel, table=True):
     legacy_capture: bool | None = Field(default=None, nullable=True)
     tls_group: str | None = _text()
     signature_scheme: str | None = _text()
+    # Added in revision 0004_renewal: TRUE when the chain came with no proof that the server
+    # holds its key (``Handshake.key_proven`` false); NULL otherwise and in older rows.
+    key_unproven: bool | None = Field(default=None, nullable=True)
     # Added in revision 0006_sni: the next_update of the staple's answer about the leaf
     # (NULL: no staple, no answer about the leaf, no next_update, or stored before).
     ocsp_next_update: datetime | None = _time(nullable=True)
@@ -369,6 +373,43 @@ class HookRun(SQLModel, table=True):
     decided_by: str | None = _text()
     decided_at: datetime | None = _time(nullable=True)
     created_at: datetime = _time()
+    # Added in revision 0004_renewal (NULL in older rows and until a renewal is verified):
+    verify_until: datetime | None = _time(nullable=True)  # re-probe until then
+    endpoints_total: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    endpoints_deployed: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+
+
+class RenewalEndpoint(SQLModel, table=True):
+    """One endpoint a renewal must reach (``scanner.inventory.renewals``): it served the old
+    certificate or its key, and ``status`` says whether it serves the new one yet."""
+
+    __tablename__ = "renewal_endpoint"
+
+    hook_run_id: int = Field(
+        sa_column=Column(BigInt, ForeignKey("hook_run.id"), primary_key=True, autoincrement=False)
+    )
+    address: str = Field(sa_column=Column(Text(), primary_key=True))
+    port: int = Field(sa_column=Column(Integer(), primary_key=True, autoincrement=False))
+    sni: str = Field(sa_column=Column(Text(), primary_key=True))  # '' when no SNI
+    status: str = Field(sa_column=Column(Text(), nullable=False))  # pending, deployed, ...
+    served_sha256: str | None = _text()  # the leaf it served at the last check
+    attempts: int = Field(sa_column=Column(Integer(), nullable=False))
+    checked_at: datetime | None = _time(nullable=True)
+
+
+class AriWindow(SQLModel, table=True):
+    """The renewal window a CA suggests for one certificate (RFC 9773), as last fetched."""
+
+    __tablename__ = "ari_window"
+
+    sha256: str = Field(sa_column=Column(Text(), primary_key=True))
+    directory: str = Field(sa_column=Column(Text(), nullable=False))
+    cert_id: str = Field(sa_column=Column(Text(), nullable=False))
+    window_start: datetime = _time()
+    window_end: datetime = _time()
+    explanation_url: str | None = _text()
+    fetched_at: datetime = _time()
+    next_fetch_at: datetime = _time()
 
 
 class EndpointOwner(SQLModel, table=True):
@@ -400,6 +441,8 @@ OBSERVATION_CERTIFICATE: Table = SQLModel.metadata.tables["observation_certifica
 OBSERVATION_ALT_CERTIFICATE: Table = SQLModel.metadata.tables["observation_alt_certificate"]
 FINDING: Table = SQLModel.metadata.tables["finding"]
 HOOK_RUN: Table = SQLModel.metadata.tables["hook_run"]
+RENEWAL_ENDPOINT: Table = SQLModel.metadata.tables["renewal_endpoint"]
+ARI_WINDOW: Table = SQLModel.metadata.tables["ari_window"]
 SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
 INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
 ENDPOINT_OWNER: Table = SQLModel.metadata.tables["endpoint_owner"]
@@ -417,6 +460,8 @@ ALL_TABLES = (
     SCAN_SHARD,
     INGESTED_BATCH,
     ENDPOINT_OWNER,
+    RENEWAL_ENDPOINT,
+    ARI_WINDOW,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).
@@ -565,6 +610,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_capture": outcome.legacy_capture,
                 "tls_group": clean_text(outcome.group),
                 "signature_scheme": clean_text(outcome.signature_scheme),
+                "key_unproven": True if not outcome.key_proven else None,
             }
         case ScanFailure():
             return common | {
@@ -584,6 +630,7 @@ def observation_row(outcome: Outcome, endpoint_id: int, scan_id: int) -> dict[st
                 "legacy_capture": None,
                 "tls_group": None,
                 "signature_scheme": None,
+                "key_unproven": None,
             }
         case _:
             assert_never(outcome)

@@ -249,6 +249,7 @@ _HANDSHAKE_KEYS = frozenset(
         "legacy_capture",
         "group",
         "signature_scheme",
+        "key_proven",
     }
 )
 _FAILURE_KEYS = frozenset(
@@ -318,6 +319,7 @@ def outcome_to_wire(outcome: Outcome, certs: DerTable) -> dict[str, Any]:
                 "legacy_capture": outcome.legacy_capture,
                 "group": outcome.group,
                 "signature_scheme": outcome.signature_scheme,
+                "key_proven": outcome.key_proven,
             }
         case ScanFailure():
             return {
@@ -394,4 +396,6 @@ def _handshake(data: Mapping[str, Any], certs: DerTable, limits: WireLimits) -> 
             if "signature_scheme" in data
             else None
         ),
+        # absent from older agents' batches: proven, as every chain was before the mark existed
+        key_proven=optional(data, "key_proven", bool) is not False,
     )

@@ -70,7 +70,14 @@ async def _drain(process: trio.Process, log: bytearray) -> None:
 
 
 @asynccontextmanager
-async def run_pebble(tmp: Path, *, http_port: int, nonce_reject: int = 5) -> AsyncIterator[Pebble]:
+async def run_pebble(
+    tmp: Path,
+    *,
+    http_port: int,
+    nonce_reject: int = 5,
+    eab_keys: dict[str, str] | None = None,
+) -> AsyncIterator[Pebble]:
+    """``eab_keys`` (key id -> base64url HMAC key): External Account Binding is required."""
     pebble = require_tool("pebble")
     challtestsrv = require_tool("pebble-challtestsrv")
     root = make_ca("certscan pebble listener root")
@@ -88,7 +95,8 @@ async def run_pebble(tmp: Path, *, http_port: int, nonce_reject: int = 5) -> Asy
             "httpPort": http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
+            "externalAccountBindingRequired": eab_keys is not None,
+            "externalAccountMACKeys": eab_keys or {},
         }
     }
     (tmp / "pebble.json").write_text(json.dumps(config))

@@ -36,6 +36,7 @@ from tests.peers import serve, server_context
 NAME = "renew.certscan.test"
 
 BASE: dict[str, Any] = {
+    "names": [NAME],
     "directory": "https://127.0.0.1:14000/dir",
     "account_key": "/tmp/acct.pem",
     "key": "/tmp/k.pem",
@@ -49,7 +50,7 @@ def test_parse_minimal() -> None:
     assert options.listen == ("127.0.0.1", 5002)
     assert options.challenge == "http-01"
     assert options.key_type == "ec"
-    assert options.names == ()
+    assert options.names == (NAME,)
     assert options.deploy == ()
 
 
@@ -155,6 +156,7 @@ def _options(ca: Pebble, tmp: Path, http_port: int, **extra: Any) -> AcmeOptions
         "chain_path": tmp / "out" / "chain.pem",
         "fullchain_path": tmp / "out" / "fullchain.pem",
         "listen": ("127.0.0.1", http_port),
+        "names": (NAME,),
         "ca_bundle": ca.ca_bundle,
         "timeout": 15.0,
         "command_timeout": 5.0,
@@ -277,6 +279,7 @@ async def test_action_dns01_through_command_hook(tmp_path: Path) -> None:
                 challenge_command=(*hook, "add"),
                 cleanup_command=(*hook, "del"),
                 key_type="rsa",
+                names=(NAME, "www." + NAME),
             )
             result = await AcmeAction(options=options).run(_context((NAME, "www." + NAME)))
     assert result.ok, result.output_tail

@@ -7,6 +7,7 @@ tests); the commands that do no networking run in-process through ``scanner.cli.
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -114,7 +115,8 @@ async def test_hooks_round_trip(
     gate = str(runs["gate"]["id"])
     code, out, err = run_main(["hooks", "approve", gate, "--by", "alice", "--db", str(db)], capsys)
     assert code == 0, err
-    assert "approved by alice" in out
+    assert "approved by local:" in out
+    assert "(for alice)" in out
     code, _, err = run_main(["hooks", "reject", gate, "--db", str(db)], capsys)
     assert code == 2
     one_line_error(err)
@@ -124,7 +126,11 @@ async def test_hooks_round_trip(
     assert only.returncode == 0, only.stderr.decode()
     assert len(calls(tmp_path, "gate")) == 1
     runs = history(db, capsys)
-    assert (runs["gate"]["status"], runs["gate"]["decided_by"]) == ("succeeded", "alice")
+    user = getpass.getuser()
+    assert runs["gate"]["status"] == "succeeded"
+    assert (
+        runs["gate"]["decided_by"] == f"local:{user} (for alice)"
+    )  # who ran it, not who is claimed
 
     code, out, err = run_main(["hooks", "history", "--db", str(db)], capsys)
     assert code == 0, err

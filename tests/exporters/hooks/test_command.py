@@ -32,6 +32,7 @@ SCRIPT = """
 import json, os, sys
 from pathlib import Path
 env = {k: v for k, v in os.environ.items() if k.startswith("CERTSCAN_")}
+env.pop("CERTSCAN_DISCOVER", None)  # the test suite's own setting, inherited
 out = Path(sys.argv[1])
 runs = json.loads(out.read_text()) if out.exists() else []
 runs.append({"env": env, "stdin": sys.stdin.read()})
@@ -132,6 +133,8 @@ async def test_the_command_gets_the_facts_and_acts_once(
         "CERTSCAN_PORT": "8443",
         "CERTSCAN_SNI": "www.example.test",
         "CERTSCAN_NAMES": "www.example.test,example.test",
+        "CERTSCAN_NAMES_DROPPED": "0",
+        "CERTSCAN_ENDPOINTS": "127.0.0.1:8443/www.example.test",
         "CERTSCAN_NOT_AFTER": "2026-12-01T12:00:00Z",
         "CERTSCAN_SHA256": SHA,
         "CERTSCAN_FINDING": "expiring",

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,9 +94,26 @@ async def test_the_finding_is_posted_and_signed(receiver: Receiver) -> None:
     ((headers, body),) = receiver.requests
     assert json.loads(body) == dict(ctx().finding)
     assert headers["content-type"] == "application/json"
-    expected = "sha256=" + hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["x-certscan-signature"] == expected == signature(KEY.encode(), body)
+    stamp = headers["x-certscan-timestamp"]
+    assert stamp.isdigit()
+    assert abs(int(stamp) - time.time()) < 60
+    assert len(headers["x-certscan-delivery"]) == 32
+    signed = stamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(KEY.encode(), signed, hashlib.sha256).hexdigest()
+    assert headers["x-certscan-signature"] == expected == signature(KEY.encode(), int(stamp), body)
+    # the body alone (the old scheme) or another timestamp does not verify: a replay with a
+    # fresh timestamp needs the key
+    assert expected != "sha256=" + hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()
+    assert expected != signature(KEY.encode(), int(stamp) + 1, body)
     assert KEY not in result.output_tail
+
+
+async def test_every_delivery_has_its_own_id(receiver: Receiver) -> None:
+    action = WebhookAction(url=receiver.url, hmac_key=KEY)
+    assert (await action.run(ctx())).ok
+    assert (await action.run(ctx())).ok
+    ids = {headers["x-certscan-delivery"] for headers, _ in receiver.requests}
+    assert len(ids) == 2
 
 
 async def test_the_key_can_come_from_the_environment(
@@ -105,7 +123,8 @@ async def test_the_key_can_come_from_the_environment(
     action = WebhookAction(url=receiver.url, hmac_key_env="CERTSCAN_TEST_HOOK_KEY")
     assert (await action.run(ctx())).ok
     ((headers, body),) = receiver.requests
-    assert headers["x-certscan-signature"] == signature(KEY.encode(), body)
+    stamp = int(headers["x-certscan-timestamp"])
+    assert headers["x-certscan-signature"] == signature(KEY.encode(), stamp, body)
 
     monkeypatch.delenv("CERTSCAN_TEST_HOOK_KEY")
     result = await action.run(ctx())

@@ -239,7 +239,7 @@ async def test_run_job_needs_the_token(
     assert jobs[0]["running"] is True
     await trio.testing.wait_all_tasks_blocked()
     assert runs.names == ["lab"]
-    state.token = None
+    state.tokens = {}
     disabled = await client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
     assert disabled.status_code == 403
 
@@ -275,12 +275,49 @@ async def test_hook_runs_are_approved_or_rejected_with_the_token(
     bad = await client.post(f"/api/v1/hooks/runs/{reject_id}/maybe", headers=auth)
     assert bad.status_code == 404
     assert (await client.post("/api/v1/hooks/runs/x/approve", headers=auth)).status_code == 400
+    huge = await client.post("/api/v1/hooks/runs/99999999999999999999999/approve", headers=auth)
+    assert huge.status_code == 400  # was a 500: an integer too large for the database
+    digits = await client.post("/api/v1/hooks/runs/\u0661\u0662/approve", headers=auth)
+    assert digits.status_code == 400  # Arabic-Indic digits are digits to int(), not to us
     engine = state.reader.inventory.engine
     decided = {r: store_hooks.get(engine, r) for r in (approve_id, reject_id)}
     assert decided[approve_id] is not None
     assert decided[approve_id].status == store_hooks.APPROVED
     assert decided[reject_id] is not None
     assert decided[reject_id].status == store_hooks.REJECTED
+    assert decided[approve_id].decided_by == "token:default"
+    listed = (await client.get("/api/v1/hooks/runs")).json()["runs"]
+    assert {r["id"]: r["status"] for r in listed} == {
+        approve_id: "approved",
+        reject_id: "rejected",
+    }
+    assert all(r["deployment"] is None for r in listed)
+
+
+async def test_a_decision_records_the_named_token_not_a_claim(
+    client: httpx.AsyncClient, served: tuple[ApiState, Runs]
+) -> None:
+    state = served[0]
+    state.tokens = {"alice": "a" * 20, "ci-bot": "b" * 20}
+    run_id = store_hooks.create(
+        state.reader.inventory.engine,
+        hook="gate",
+        sha256="ab" * 32,
+        address="127.0.9.1",
+        port=443,
+        sni=None,
+        kind="expiring",
+        status=store_hooks.PENDING,
+        now=datetime.now(UTC),
+    )
+    url = f"/api/v1/hooks/runs/{run_id}/approve?by=root"
+    wrong = await client.post(url, headers={"Authorization": "Bearer " + "c" * 20})
+    assert wrong.status_code == 401
+    ok = await client.post(url, headers={"Authorization": "Bearer " + "b" * 20, "X-By": "root"})
+    assert ok.json()["by"] == "token:ci-bot"
+    run = store_hooks.get(state.reader.inventory.engine, run_id)
+    assert run is not None
+    assert run.decided_by == "token:ci-bot"
 
 
 async def test_report_and_openapi(client: httpx.AsyncClient) -> None:

@@ -55,6 +55,13 @@ cron = "*/10 * * * 1-5"
     assert b.specs == ("127.0.0.9",)
 
 
+def test_named_tokens(tmp_path: Path) -> None:
+    got = settings(
+        tmp_path, '[serve.tokens]\nalice = "0123456789abcdef"\nci-bot = "fedcba9876543210"\n'
+    )
+    assert got.tokens == {"alice": "0123456789abcdef", "ci-bot": "fedcba9876543210"}
+
+
 def test_no_sections_no_jobs(tmp_path: Path) -> None:
     got = settings(tmp_path, "")
     assert got.jobs == {}
@@ -67,6 +74,9 @@ def test_no_sections_no_jobs(tmp_path: Path) -> None:
         ('[serve]\nlisten = "nowhere"\n', "serve.listen"),
         ('[serve]\ntoken = "short"\n', "serve.token"),
         ("[serve]\ntoken = 5\n", "serve.token"),
+        ('[serve.tokens]\nalice = "short"\n', "serve.tokens.alice"),
+        ('[serve.tokens]\n"a b" = "0123456789abcdef"\n', "serve.tokens"),
+        ('[serve.tokens]\na = "0123456789abcdef"\nb = "0123456789abcdef"\n', "serve.tokens.b"),
         ('[jobs.x]\nevery = "1h"\n', "jobs.x.targets"),
         ('[jobs.x]\ntargets = ["127.0.0.1"]\n', "jobs.x: give exactly one"),
         ('[jobs.x]\ntargets = ["127.0.0.1"]\nevery = "1h"\ncron = "* * * * *"\n', "jobs.x.every"),

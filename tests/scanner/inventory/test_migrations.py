@@ -43,7 +43,7 @@ from scanner.lab import certgen
 from tests.scanner.inventory.test_findings import make_v1_database
 
 #: Every revision, oldest first; the newest is the head.
-CHAIN = ("0001", "0002", "0003_tls_details", "0006_sni", "0008_fleet")
+CHAIN = ("0001", "0002", "0003_tls_details", "0004_renewal", "0006_sni", "0008_fleet")
 HEAD = CHAIN[-1]
 
 T0 = datetime(2032, 7, 1, 8, 30, 0, 500000, tzinfo=UTC)
@@ -247,6 +247,13 @@ def test_revisions_0002_and_0003_add_exactly_what_0001_lacks(url: str, engine: E
         ("add_column observation", "legacy_capture"),
         ("add_column observation", "tls_group"),
         ("add_column observation", "signature_scheme"),
+        # and what 0004_renewal adds (see the next test)
+        ("add_table", "renewal_endpoint"),
+        ("add_table", "ari_window"),
+        ("add_column observation", "key_unproven"),
+        ("add_column hook_run", "verify_until"),
+        ("add_column hook_run", "endpoints_total"),
+        ("add_column hook_run", "endpoints_deployed"),
     }
 
 
@@ -276,6 +283,36 @@ def test_revision_0008_adds_the_owner_table(url: str, engine: Engine) -> None:
     assert change.applied == ("0008_fleet",)
     with engine.connect() as conn:
         assert "endpoint_owner" not in sa.inspect(conn).get_table_names()
+
+
+def test_revision_0004_adds_exactly_its_tables_and_columns(url: str, engine: Engine) -> None:
+    store_migrate.upgrade(engine, "x", "0003_tls_details")
+    with engine.connect() as conn:
+        diff = schema_diff(conn)
+    found = set()
+    for change in diff:
+        match change:
+            case ("add_table", sa.Table() as table):
+                found.add(("add_table", table.name))
+            case ("add_column", _schema, str(table), sa.Column() as column):
+                found.add((f"add_column {table}", column.name))
+                assert column.nullable, column.name  # additive: nullable columns only
+            case _:
+                found.add(("unexpected", repr(change)))
+    later = {("add_column observation", "ocsp_next_update"), ("add_table", "endpoint_owner")}
+    assert found - later == {
+        ("add_table", "renewal_endpoint"),
+        ("add_table", "ari_window"),
+        ("add_column observation", "key_unproven"),
+        ("add_column hook_run", "verify_until"),
+        ("add_column hook_run", "endpoints_total"),
+        ("add_column hook_run", "endpoints_deployed"),
+    }
+    assert store_migrate.upgrade(engine, "x", "0004_renewal").applied == ("0004_renewal",)
+    assert store_migrate.downgrade(engine, "x", "0003_tls_details").applied == ("0004_renewal",)
+    with engine.connect() as conn:
+        assert "key_unproven" not in columns(conn, "observation")
+        assert "renewal_endpoint" not in sa.inspect(conn).get_table_names()
 
 
 def test_sqlite_tables_are_column_for_column_those_of_create_all(tmp_path: Path) -> None:
