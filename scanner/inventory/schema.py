@@ -86,7 +86,7 @@ def db_url(value: str | None) -> str:
 def make_engine(url: URL) -> Engine:
     """An engine for a SQLite or PostgreSQL ``url``, set up as the inventory needs it.
 
-    SQLite: the file's directory is created; WAL, ``synchronous=NORMAL`` (a committed
+    SQLite: the file's directory is created when it is the default one (else it must exist); WAL, ``synchronous=NORMAL`` (a committed
     transaction survives the process being killed), foreign keys on, and connections usable from
     any one thread at a time (the writer runs in a worker thread). PostgreSQL: session time zone
     UTC, so the driver converts timestamps near year 1 or 9999 without overflowing.
@@ -98,7 +98,7 @@ def make_engine(url: URL) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in str(url.query)
     if not in_memory and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_directory(Path(database))
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_SECONDS},
@@ -106,6 +106,21 @@ def make_engine(url: URL) -> Engine:
     )
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _sqlite_directory(path: Path) -> None:
+    """Create the default inventory's directory (``$XDG_DATA_HOME/certscan``) when it is missing;
+    any other missing directory is an error, as with ``sqlite3``: a typo in ``--db`` must not
+    leave a new directory tree behind."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if parent == default_db_path().parent:
+        parent.mkdir(parents=True, exist_ok=True)
+        return
+    if parent.exists():
+        raise NotADirectoryError(f"{parent} is not a directory")
+    raise FileNotFoundError(f"directory {parent} does not exist")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
