@@ -86,10 +86,11 @@ def db_url(value: str | None) -> str:
 def make_engine(url: URL) -> Engine:
     """An engine for a SQLite or PostgreSQL ``url``, set up as the inventory needs it.
 
-    SQLite: the file's directory is created when it is the default one (else it must exist); WAL, ``synchronous=NORMAL`` (a committed
-    transaction survives the process being killed), foreign keys on, and connections usable from
-    any one thread at a time (the writer runs in a worker thread). PostgreSQL: session time zone
-    UTC, so the driver converts timestamps near year 1 or 9999 without overflowing.
+    SQLite: the file's directory is created when it is the default one (else it must exist);
+    WAL, ``synchronous=NORMAL`` (a committed transaction survives the process being killed),
+    foreign keys on, and connections usable from any one thread at a time (the writer runs in a
+    worker thread). PostgreSQL: session time zone UTC, so the driver converts timestamps near
+    year 1 or 9999 without overflowing.
     """
     if url.get_backend_name() == "postgresql":
         engine = sa.create_engine(url, pool_pre_ping=True)
