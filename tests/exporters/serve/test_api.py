@@ -136,7 +136,7 @@ async def test_metrics(client: httpx.AsyncClient, db_file: tuple[str, dict[str, 
     expiry = [
         s
         for s in families["certscan_certificate_not_after_timestamp_seconds"].samples
-        if s.labels["address"] == "127.0.9.1"
+        if s.labels["address"] == "127.0.9.1" and s.labels["position"] == "leaf"
     ]
     assert [s.labels["sha256"] for s in expiry] == [db_file[1]["a"]]
     jobs = {s.name: s.value for s in families["certscan_job_runs"].samples}
