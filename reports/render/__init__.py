@@ -1,10 +1,10 @@
 """Report renderers: one small class per format behind :class:`Renderer`.
 
 Theory of operation: ``interface`` declares the renderer contract and imports no format; each
-format module (``csv``, ``html``, ``json``) implements it and imports only the interface and
-``reports.output``; this face is the registry, the one place that knows every format, and the
-caller (the CLI, the daemon's live report) picks one with :func:`get_renderer`. Renderers do no
-I/O: writing the bytes is the caller's.
+format module (``csv``, ``html``, ``json``, ``sarif``, ``junit``) implements it and imports
+only the interface and ``reports.output``; this face is the registry, the one place that knows
+every format, and the caller (the CLI, the daemon's live report) picks one with
+:func:`get_renderer`. Renderers do no I/O: writing the bytes is the caller's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from reports.render.csv import CsvRenderer
 from reports.render.html import HtmlRenderer
 from reports.render.interface import CSV_KINDS, FORMATS, CsvKind, Renderer
 from reports.render.json import JsonRenderer
+from reports.render.junit import JunitRenderer
+from reports.render.sarif import SarifRenderer
 from scanner.errors import UsageError
 
 __all__ = ["CSV_KINDS", "FORMATS", "CsvKind", "Renderer", "format_for_path", "get_renderer"]
@@ -30,6 +32,10 @@ def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
             return HtmlRenderer()
         case "json":
             return JsonRenderer()
+        case "sarif":
+            return SarifRenderer()
+        case "junit":
+            return JunitRenderer()
         case "csv":
             if csv_kind == "findings":
                 return CsvRenderer(kind="findings")
@@ -45,5 +51,12 @@ def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
 
 def format_for_path(path: str) -> str | None:
     """The format a file name implies by its suffix (``report.html`` -> ``html``), else None."""
-    aliases = {".htm": "html", ".html": "html", ".csv": "csv", ".json": "json"}
+    aliases = {
+        ".htm": "html",
+        ".html": "html",
+        ".csv": "csv",
+        ".json": "json",
+        ".sarif": "sarif",
+        ".xml": "junit",
+    }
     return aliases.get(PurePath(path).suffix.lower())
