@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.main import get_command
 
 from scanner import __version__
+from scanner.cli import check as commands_check
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
 from scanner.cli import hooks as commands_hooks
@@ -51,6 +52,7 @@ app.add_typer(commands_hooks.hooks_app, name="hooks")
 app.add_typer(commands_scans.scans_app, name="scans")
 app.add_typer(commands_db.db_app, name="db")
 app.command()(commands_sweep.sweep)
+app.command()(commands_check.check)
 
 
 def _err() -> Console:
@@ -155,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         ctx = getattr(exc, "ctx", None)
         where = getattr(ctx, "command_path", "certscan") or "certscan"
+        if where == "certscan check":  # a monitoring plugin: usage errors are UNKNOWN (3)
+            return commands_check.unknown(f"{message} (see '{where} --help')")
         err.print(f"certscan: error: {safe(message, 300)} (see '{where} --help')", markup=False)
         return 2
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as raised:
