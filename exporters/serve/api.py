@@ -10,7 +10,9 @@ a slow scrape never holds up the API and concurrent scrapes queue instead of pil
 
 No endpoint accepts a scan target: ``POST /api/v1/jobs/{name}/run`` starts a job named in the
 config (blackbox_exporter's ``/probe?target=`` is the SSRF hole this avoids), and only with the
-bearer token. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status.
+bearer token. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status. Reads are guarded by
+:mod:`exporters.serve.guard` (Host names, the optional read token, response headers); the live
+report is cached per inventory change (:mod:`exporters.serve.live`).
 
 Scans (``/api/v1/scans``, ``/api/v1/scans/{id}``) carry ``shards`` (None unless the scan is
 sharded) and ``shard_states`` (its shards per state: queued, running, done, failed,
@@ -37,17 +39,18 @@ import trio
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exporters.prometheus import CertscanCollector
+from exporters.serve.guard import ReadGuard
 from exporters.serve.job_metrics import JobCollector
+from exporters.serve.live import LiveReport
 from exporters.serve.openapi import openapi_document
 from exporters.serve.scheduler import Scheduler
 from reports import assess
-from reports.output import build_report
-from reports.render import get_renderer
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.inventory import hooks as store_hooks
 from scanner.inventory.read import EndpointRecord, ScanRun
@@ -96,6 +99,11 @@ class ApiState:
     criteria: assess.Criteria
     token: str | None = None
     scheduler: Scheduler | None = None
+    #: GETs need this bearer token (or ``token``) when set (:mod:`exporters.serve.guard`).
+    read_token: str | None = None
+    #: Host names answered (IP literals always are); None: no Host check (built by hand).
+    allowed_hosts: frozenset[str] | None = None
+    live: LiveReport = field(default_factory=LiveReport)
     registry: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
@@ -182,10 +190,7 @@ def create_app(state: ApiState) -> Starlette:
         return assess.select(found, flt, now=now), now
 
     async def home(request: Request) -> Response:
-        shown, now = await views(request, assess.ReportFilter())
-        html = await trio.to_thread.run_sync(
-            lambda: get_renderer("html").render(build_report(shown, generated_at=now, scan=None))
-        )
+        html = await state.live.page(state.reader, state.criteria)
         return Response(html, media_type="text/html; charset=utf-8")
 
     async def endpoints(request: Request) -> Response:
@@ -363,7 +368,11 @@ def create_app(state: ApiState) -> Starlette:
         CertscanError: _store_error,
         Exception: _internal_error,
     }
-    app = Starlette(routes=routes, exception_handlers=dict(handlers))
+    app = Starlette(
+        routes=routes,
+        exception_handlers=dict(handlers),
+        middleware=[Middleware(ReadGuard, state=state)],
+    )
     app.router.redirect_slashes = False
     return app
 

@@ -8,6 +8,8 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     listen = "127.0.0.1:10943"    # --listen wins
     db = "/var/lib/certscan/inventory.db"   # --db / CERTSCAN_DB win
     token = "..."                 # CERTSCAN_API_TOKEN wins; protects POST /api/v1/jobs/NAME/run
+    read_token = "..."            # CERTSCAN_API_READ_TOKEN wins; then every GET needs a token
+    allowed_hosts = ["certscan.corp.example"]   # Host names answered besides IPs and listen
 
     [jobs.office]
     targets = ["10.1.0.0/24", "mail.example.org"]   # and/or targets_file = "office.txt"
@@ -83,7 +85,7 @@ _JOB_KEYS = (
 _ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
 #: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
 DEFAULT_SHARD_SIZE = 256
-_SERVE_KEYS = ("listen", "db", "token")
+_SERVE_KEYS = ("listen", "db", "token", "read_token", "allowed_hosts")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +118,10 @@ class ServeSettings:
     listen: str | None = None
     db: str | None = None
     token: str | None = None
+    #: GETs need this bearer token when set (CERTSCAN_API_READ_TOKEN wins).
+    read_token: str | None = None
+    #: Host names the API answers besides IP literals, the listen name and localhost.
+    allowed_hosts: tuple[str, ...] = ()
     jobs: Mapping[str, JobSpec]
 
 
@@ -275,6 +281,20 @@ def serve_settings(config: Config) -> ServeSettings:
     token = serve.get("token", str)
     if token is not None and len(token) < 16:
         raise serve.fail("token", "must be at least 16 characters")
+    read_token = serve.get("read_token", str)
+    if read_token is not None and len(read_token) < 16:
+        raise serve.fail("read_token", "must be at least 16 characters")
+    allowed_hosts = serve.strings("allowed_hosts")
+    for name in allowed_hosts:
+        if not name or any(c.isspace() or c in "/:@" for c in name) or not name.isascii():
+            raise serve.fail("allowed_hosts", f"not a host name: {name!r}")
     jobs_raw = config.sections.get("jobs", {})
     jobs = {name: _job(name, raw, source=source, base=base) for name, raw in jobs_raw.items()}
-    return ServeSettings(listen=listen, db=serve.get("db", str), token=token, jobs=jobs)
+    return ServeSettings(
+        listen=listen,
+        db=serve.get("db", str),
+        token=token,
+        read_token=read_token,
+        allowed_hosts=allowed_hosts,
+        jobs=jobs,
+    )

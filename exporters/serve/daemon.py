@@ -58,6 +58,7 @@ from exporters.serve.config import (
     parse_listen,
     serve_settings,
 )
+from exporters.serve.guard import allowed_host_names, exposure_warning
 from exporters.serve.log import LogEvents
 from exporters.serve.scheduler import Scheduler
 from reports import assess
@@ -116,12 +117,16 @@ class Daemon:
         self.shutdown = trio.Event()
         self.interrupted = False
         self.reader: Reader | None = None  # the API lane, while serving
+        self.listen_host = "127.0.0.1"  # set by serve()
         self.scheduler = Scheduler(
             {n: j.schedule for n, j in loaded.settings.jobs.items()}, self.run_job
         )
 
     def token(self) -> str | None:
         return os.environ.get("CERTSCAN_API_TOKEN") or self.loaded.settings.token
+
+    def read_token(self) -> str | None:
+        return os.environ.get("CERTSCAN_API_READ_TOKEN") or self.loaded.settings.read_token
 
     async def run_job(self, name: str) -> None:
         """One run of job ``name`` as configured now: ``certscan sweep`` with its options."""
@@ -248,12 +253,18 @@ class Daemon:
             log.warning("serve.listen and serve.db change only on restart")
         self.loaded = loaded
         state.criteria, state.token = loaded.criteria, self.token()
+        state.read_token = self.read_token()
+        state.allowed_hosts = allowed_host_names(self.listen_host, loaded.settings.allowed_hosts)
         self.scheduler.replace({n: j.schedule for n, j in loaded.settings.jobs.items()})
         log.info("config reloaded", extra={"jobs": sorted(loaded.settings.jobs)})
 
     async def serve(self) -> int:
         listen = self.options.listen or self.loaded.settings.listen or f"127.0.0.1:{DEFAULT_PORT}"
         host, port = parse_listen(listen)
+        self.listen_host = host
+        warning = exposure_warning(host, self.read_token())
+        if warning is not None:
+            log.warning(warning)
         reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
         self.reader = reader
         metrics_reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
@@ -263,6 +274,8 @@ class Daemon:
             criteria=self.loaded.criteria,
             token=self.token(),
             scheduler=self.scheduler,
+            read_token=self.read_token(),
+            allowed_hosts=allowed_host_names(host, self.loaded.settings.allowed_hosts),
         )
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
