@@ -53,6 +53,7 @@ from exporters.serve.scheduler import Scheduler
 from reports import assess
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.inventory import hooks as store_hooks
+from scanner.inventory.changes import change_dict, read_changes
 from scanner.inventory.read import EndpointRecord, ScanRun
 from scanner.inventory.shards import ShardRecord
 from scanner.inventory.store import Inventory
@@ -338,6 +339,12 @@ def create_app(state: ApiState) -> Starlette:
             return _error(409, f"job {name!r} is running")
         return JSONResponse({"job": name, "status": "started"}, status_code=202)
 
+    async def changes(request: Request) -> Response:
+        window = assess.parse_window(request.query_params.get("since", "7d"), option="since")
+        start = datetime.now(UTC) - window
+        found = await state.reader.call(lambda inv: read_changes(inv.engine, start))
+        return JSONResponse({"since": iso(start), "changes": [change_dict(c) for c in found]})
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -359,6 +366,7 @@ def create_app(state: ApiState) -> Starlette:
             decide_hook_run,
             methods=["POST"],
         ),
+        Route("/api/v1/changes", changes),
         Route("/api/v1/openapi.json", openapi),
     ]
     handlers: Mapping[Any, Any] = {

@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.main import get_command
 
 from scanner import __version__
+from scanner.cli import changes as commands_changes
 from scanner.cli import check as commands_check
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
@@ -88,8 +89,17 @@ def inventory(
         bool, typer.Option("--all", help="Include endpoints that yielded no certificate.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per endpoint.")] = False,
+    changes: Annotated[
+        bool,
+        typer.Option("--changes", help="List what changed between scans instead (see --since)."),
+    ] = False,
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="With --changes: this far back.")
+    ] = "7d",
 ) -> int:
     """List endpoints and their certificates from the inventory, soonest expiry first."""
+    if changes:
+        return commands_changes.print_changes(db, since, json_out=json_out)
     url = db_url(db)
     inv = open_existing(db)
     try:
