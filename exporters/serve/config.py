@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporters.serve.job_options import JOB_SWEEP_KEYS, JobSweepOptions, job_sweep_options
 from exporters.serve.scheduler import Schedule, parse_schedule
 from reports.policy import Config
 from scanner.errors import CertscanError, UsageError
@@ -81,6 +82,7 @@ _JOB_KEYS = (
     "shard_size",
     "broker",
     "ingest_queue",
+    *JOB_SWEEP_KEYS,
 )
 _ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
 #: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
@@ -109,6 +111,8 @@ class JobSpec:
     broker: str | None = None
     #: The queue its agents send results to; None: ``certscan ingest``'s default.
     ingest_queue: str | None = None
+    #: SNI fan-out, blocklist, resolve mode... (:mod:`exporters.serve.job_options`).
+    sweep: JobSweepOptions = field(default_factory=JobSweepOptions)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,7 +197,8 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
             raise UsageError(f"{source}: jobs.{name}: {exc}") from None
         raise sec.fail("every" if "every" in sec.data else "cron", str(exc)) from None
     try:
-        ports = targets.parse_port_specs(sec.get("ports", str, "443"))
+        default_ports = ",".join(str(p) for p in targets.DEFAULT_PORTS)  # as certscan sweep
+        ports = targets.parse_port_specs(sec.get("ports", str, default_ports))
         starttls = sec.get("starttls", str, "auto")
         starttls_default(starttls)
     except CertscanError as exc:
@@ -201,8 +206,13 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
     concurrency = sec.get("concurrency", int, EngineLimits().concurrency)
     if concurrency < 1:
         raise sec.fail("concurrency", "must be at least 1")
+    extra = job_sweep_options(sec, base)
     limits = EngineLimits(
         concurrency=concurrency,
+        handshakes=extra.handshakes,
+        rate=extra.rate,
+        per_address=extra.per_address,
+        all_certs=extra.all_certs,
         connect_timeout=sec.positive("connect_timeout", EngineLimits().connect_timeout),
         handshake_timeout=sec.positive("handshake_timeout", EngineLimits().handshake_timeout),
         target_deadline=sec.positive("deadline", EngineLimits().target_deadline),
@@ -214,7 +224,7 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         schedule=schedule,
         specs=tuple(specs),
         ports=ports,
-        excludes=sec.strings("exclude"),
+        excludes=sec.strings("exclude") + extra.excludes,
         starttls=starttls,
         sni=sec.get("sni", str),
         allow_public=sec.get("allow_public", bool, False),
@@ -223,6 +233,7 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         shard_size=shard_size,
         broker=broker,
         ingest_queue=ingest_queue,
+        sweep=extra,
     )
 
 
