@@ -13,11 +13,12 @@ import hmac
 import json
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, ClassVar
 
 from exporters.hooks.base import ActionResult, HookContext, tail, tail_bytes
+
+if TYPE_CHECKING:  # httpx comes with the serve extra; imported when a webhook runs
+    import httpx
 
 SIGNATURE_HEADER = "X-Certscan-Signature"
 _MAX_ANSWER = 64 * 1024  # bytes of the answer kept at most
@@ -67,6 +68,8 @@ class WebhookAction:
         key = self._key()
         if key is not None:
             headers[SIGNATURE_HEADER] = signature(key, body)
+        import httpx  # the serve extra; a missing one is reported by the CLI
+
         received = bytearray()
         try:
             # The runner's cancel scope is the timeout; the answer is read up to a bound only.

@@ -31,6 +31,7 @@ from scanner.cli import serve as commands_serve
 from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
 from scanner.cli.console import inventory_table, stdout_console
+from scanner.cli.extras import missing_extra_message
 from scanner.cli.report import open_existing
 from scanner.errors import CertscanError
 from scanner.inventory.store import db_url
@@ -174,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as raised:
         # A user error raised inside a trio nursery arrives wrapped in an exception group.
         found = _sole(raised)
+        extra = missing_extra_message(found)
+        if extra is not None:
+            err.print(f"certscan: error: {extra}", markup=False)
+            return 2
         if isinstance(found, CertscanError):
             err.print(f"certscan: error: {_one_line(found)}", markup=False)
             return found.exit_code
