@@ -42,6 +42,8 @@ from typing import Any, Final
 
 from exporters.hooks.base import Action
 from exporters.hooks.command import CommandAction
+from exporters.hooks.email import EMAIL_KEYS, parse_email_options
+from exporters.hooks.formats import FORMATS as WEBHOOK_FORMATS
 from exporters.hooks.webhook import WebhookAction
 from reports.policy import KINDS
 from scanner.errors import UsageError
@@ -51,7 +53,7 @@ __all__ = ["DEFAULT_CONCURRENCY", "Hook", "HooksConfig", "Selector", "parse_hook
 
 DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_TIMEOUT: Final = 300.0
-ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme")
+ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme", "email")
 _COMMON: Final[tuple[str, ...]] = (
     "kinds",
     "min_severity",
@@ -64,7 +66,8 @@ _COMMON: Final[tuple[str, ...]] = (
 )
 _ACTION_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "command": ("command",),
-    "webhook": ("url", "hmac_key", "hmac_key_env"),
+    "webhook": ("url", "hmac_key", "hmac_key_env", "format"),
+    "email": EMAIL_KEYS,
 }
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -218,6 +221,8 @@ def _action(name: str, own: Mapping[str, Any], where: str) -> Action:
         if not argv[0]:
             raise UsageError(f"{where}.command: the program name is empty")
         return CommandAction(argv=tuple(argv))
+    if name == "email":
+        return parse_email_options(own, where)
     if name == "webhook":
         url = own.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -229,7 +234,10 @@ def _action(name: str, own: Mapping[str, Any], where: str) -> Action:
             raise UsageError(f"{where}.hmac_key: expected a non-empty string")
         if env is not None and (not isinstance(env, str) or not env):
             raise UsageError(f"{where}.hmac_key_env: expected an environment variable name")
-        return WebhookAction(url=url, hmac_key=key, hmac_key_env=env)
+        fmt = own.get("format", "generic")
+        if fmt not in WEBHOOK_FORMATS:
+            raise UsageError(f"{where}.format: expected one of {', '.join(WEBHOOK_FORMATS)}")
+        return WebhookAction(url=url, hmac_key=key, hmac_key_env=env, format=fmt)
     return _acme(own, where)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from exporters.hooks import formats
 from exporters.hooks.base import ActionResult, HookContext, tail, tail_bytes
 
 if TYPE_CHECKING:  # httpx comes with the serve extra; imported when a webhook runs
@@ -47,6 +47,8 @@ class WebhookAction:
     url: str
     hmac_key: str | None = field(default=None, repr=False)
     hmac_key_env: str | None = None
+    #: ``generic``, ``slack`` or ``teams`` (:mod:`exporters.hooks.formats`).
+    format: str = "generic"
 
     def _key(self) -> bytes | None:
         if self.hmac_key is not None:
@@ -63,7 +65,7 @@ class WebhookAction:
                 exit_status=None,
                 output_tail=f"environment variable {self.hmac_key_env} (hmac_key_env) is unset",
             )
-        body = json.dumps(dict(ctx.finding), ensure_ascii=True).encode()
+        body = formats.encoded(ctx, self.format)
         headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
         key = self._key()
         if key is not None:
