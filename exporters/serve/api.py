@@ -209,17 +209,20 @@ def create_app(state: ApiState) -> Starlette:
         records = await state.reader.call(lambda inv: inv.latest_endpoints(include_failures=True))
         cert, where = None, []
         for record in records:
-            for position, c in enumerate(record.chain):
-                if c.sha256 == sha256:
-                    cert = c
-                    where.append(
-                        {
-                            "address": record.address,
-                            "port": record.port,
-                            "sni": record.sni,
-                            "position": position,
-                        }
-                    )
+            # the main chain (chain 0) and the --all-certs chains (1, 2, ...)
+            for number, chain in enumerate((record.chain, *record.alt_chains)):
+                for position, c in enumerate(chain):
+                    if c.sha256 == sha256:
+                        cert = c
+                        where.append(
+                            {
+                                "address": record.address,
+                                "port": record.port,
+                                "sni": record.sni,
+                                "position": position,
+                                "chain": number,
+                            }
+                        )
         if cert is None:
             return _error(404, f"no endpoint presents certificate {sha256} in its latest scan")
         return JSONResponse({"certificate": cert_to_dict(cert), "endpoints": where})

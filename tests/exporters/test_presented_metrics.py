@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from exporters.serve.api import ApiState, Reader, create_app
+from reports import assess
 from scanner.inventory.store import Inventory, db_url
 from scanner.lab import certgen
 from scanner.models import Handshake, Target
@@ -86,3 +89,45 @@ def test_intermediates_and_alt_leaves_get_series(inventory: Inventory) -> None:
     # One intermediate in both chains is one series, not two.
     assert sum(1 for line in text.splitlines() if line.startswith(NOT_AFTER + "{")) == 3
     promtool_accepts(generate_latest(registry))
+
+
+async def test_the_certificate_api_finds_alt_leaves_and_intermediates(tmp_path: Path) -> None:
+    root = certgen.make_ca()
+    inter = certgen.make_ca("certscan test intermediate", issuer=root)
+    ecdsa = certgen.make_leaf(inter, cn="dual.example", dns_names=["dual.example"])
+    rsa = certgen.make_leaf(
+        inter, cn="dual.example", key=certgen.make_key("rsa", 2048), dns_names=["dual.example"]
+    )
+    outcome = Handshake(
+        target=Target(address="127.0.9.1", port=443, sni=None),
+        started_at=T0,
+        chain=(ecdsa.der, inter.der),
+        tls_version="TLSv1.3",
+        cipher="TLS_AES_128_GCM_SHA256",
+        alt_chains=((rsa.der, inter.der),),
+    )
+    url = db_url(str(tmp_path / "api.db"))
+    inv = Inventory(url)
+    try:
+        scan = inv.start_scan(spec={}, total=1)
+        parsed = tuple(parse_certificate(d) for d in outcome.chain)
+        alt = ((parse_certificate(rsa.der), parse_certificate(inter.der)),)
+        inv.record_batch(scan, [(outcome, parsed)], watermark=1, alt_chains=[alt])
+        inv.finish_scan(scan, "finished")
+    finally:
+        inv.close()
+    state = ApiState(
+        reader=Reader(Inventory(url)),
+        metrics_reader=Reader(Inventory(url)),
+        criteria=assess.load_criteria(None, env={}),
+    )
+    try:
+        transport = httpx.ASGITransport(app=create_app(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            got = (await client.get(f"/api/v1/certificates/{_sha(rsa)}")).json()
+            assert [(e["chain"], e["position"]) for e in got["endpoints"]] == [(1, 0)]
+            both = (await client.get(f"/api/v1/certificates/{_sha(inter)}")).json()
+            assert [(e["chain"], e["position"]) for e in both["endpoints"]] == [(0, 1), (1, 1)]
+    finally:
+        state.reader.close()
+        state.metrics_reader.close()
