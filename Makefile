@@ -2,20 +2,28 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
+CORE    := $(VENV)/.core-stamp
 STAMP   := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint typecheck pytest debs bench clean
 
-$(STAMP): pyproject.toml
+# The demo needs certscan's core only (sweep, inventory, findings, reports): no extras, no
+# test tools.
+$(CORE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE)
+
+# The tests need every extra (serve, zones, acme, postgres) and the test tools.
+$(STAMP): pyproject.toml $(CORE)
+	$(BIN)/python -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## make demo: install, then sweep the built-in loopback lab into a fresh SQLite file.
-demo: $(STAMP)
+## make demo: install the core, then sweep the built-in loopback lab into a fresh SQLite file.
+demo: $(CORE)
 	$(BIN)/certscan demo
 
 ## make test: install everything the tests need (Debian packages too), lint, type-check, test.

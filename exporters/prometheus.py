@@ -21,11 +21,15 @@ The metrics (``address``, ``port``, ``sni`` name an endpoint; ``sni`` is '' when
     1, only while ``up`` is 0: ``status`` says why (``refused``, ``timeout``, ``tls_alert``...).
 ``certscan_endpoint_last_seen_timestamp_seconds{address,port,sni}``
     When the endpoint last presented a chain; absent for one that never did.
-``certscan_certificate_not_after_timestamp_seconds{address,port,sni,sha256}`` and
+``certscan_certificate_not_after_timestamp_seconds{address,port,sni,sha256,position}`` and
 ``certscan_certificate_not_before_timestamp_seconds{...}``
-    The validity of the leaf of the endpoint's latest observation *that has a chain*: the series
+    The validity of every certificate of the endpoint's latest observation *that has a chain*:
+    ``position`` is ``leaf`` (the first certificate of the main chain), ``intermediate`` (any
+    later certificate of any chain) or ``alt_leaf`` (the first certificate of a chain
+    ``--all-certs`` found: an expiring RSA leaf behind an ECDSA default alerts too). The series
     survive a failed scan of the endpoint (``up`` says it failed), and a certificate is never
-    dropped for failing verification. Absent only when the leaf has no such date (unparsable).
+    dropped for failing verification. Absent only when the certificate has no such date
+    (unparsable).
 ``certscan_ocsp_next_update_timestamp_seconds{address,port,sni,sha256}``
     When the OCSP response the endpoint stapled (about the leaf in the not_after series) stops
     being valid (``next_update``); absent without a staple, or when it answers for another
@@ -193,11 +197,13 @@ def build_metrics(
     )
     not_after = _Gauge(
         "certscan_certificate_not_after_timestamp_seconds",
-        "When the leaf certificate the endpoint last presented expires (Unix time).",
+        "When a certificate the endpoint last presented expires (Unix time); position is "
+        "leaf, intermediate or alt_leaf.",
     )
     not_before = _Gauge(
         "certscan_certificate_not_before_timestamp_seconds",
-        "When the leaf certificate the endpoint last presented becomes valid (Unix time).",
+        "When a certificate the endpoint last presented becomes valid (Unix time); position is "
+        "leaf, intermediate or alt_leaf.",
     )
     next_update = _Gauge(
         "certscan_ocsp_next_update_timestamp_seconds",
@@ -223,6 +229,7 @@ def build_metrics(
     emitted: set[tuple[str, str, str]] = set()
     described: set[str] = set()
     problems: set[tuple[str, str, str, str, str]] = set()
+    emitted_certs: set[tuple[str, str, str, str, str]] = set()
     for row in snapshot.endpoints:
         address, port, sni = label_value(row.address, HOST_LIMIT), str(row.port), ""
         if row.sni:
@@ -248,7 +255,7 @@ def build_metrics(
         if row.sha256 is None:
             continue
         sha256 = label_value(row.sha256)
-        cert = {**labels, "sha256": sha256}
+        cert = {**labels, "sha256": sha256, "position": "leaf"}
         if row.not_after is not None:
             not_after.add(cert, row.not_after)
         if row.not_before is not None:
@@ -271,6 +278,19 @@ def build_metrics(
                 },
                 1.0,
             )
+    for extra in snapshot.presented:
+        where = endpoints.get((extra.address, extra.port, extra.sni))
+        if where is None:
+            continue
+        key = (where["address"], where["port"], where["sni"], extra.sha256, extra.position)
+        if key in emitted_certs:
+            continue
+        emitted_certs.add(key)
+        cert = {**where, "sha256": label_value(extra.sha256), "position": extra.position}
+        if extra.not_after is not None:
+            not_after.add(cert, extra.not_after)
+        if extra.not_before is not None:
+            not_before.add(cert, extra.not_before)
     for p in snapshot.problems:
         where = endpoints.get((p.address, p.port, p.sni))
         if where is not None:  # an endpoint with no observation has no series to explain

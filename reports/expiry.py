@@ -26,6 +26,10 @@ def expiry_severity(
         scale = max(0.0, min(1.0, lifetime * policy.short_lived_fraction / high_seconds))
     if remaining <= timedelta(days=policy.expiring_critical_days) * scale:
         return Severity.CRITICAL
-    if remaining <= timedelta(days=policy.expiring_high_days) * scale:
+    if policy.expiring_high_fraction is not None:
+        high = timedelta(seconds=max(0.0, lifetime) * policy.expiring_high_fraction)
+    else:
+        high = timedelta(days=policy.expiring_high_days) * scale
+    if remaining <= high:
         return Severity.HIGH
     return None

@@ -8,8 +8,9 @@ and a wildcard only as the entire left-most label of a name with at least two mo
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
+
+from scanner.text import escape
 
 __all__ = ["clean", "hostname_matches", "quote"]
 
@@ -70,27 +71,19 @@ def _dns_match(labels: list[str], san: str) -> bool:
     return "*" not in san and labels == pattern
 
 
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
-
 def clean(text: str, *, limit: int = 120) -> str:
     """``text`` made safe inside a one-line message.
 
-    Certificate text is attacker-controlled: control characters, line and paragraph separators,
-    zero-width and bidirectional-override characters are shown as ``\\xNN`` / ``\\uNNNN``
-    escapes, and text longer than ``limit`` characters is cut with an ellipsis. This is not
+    Certificate text is attacker-controlled: every code point :func:`scanner.text.hostile` names
+    is shown as a ``\\xNN`` / ``\\uNNNN`` escape, and text longer than ``limit`` characters is
+    cut with an ellipsis. This is not
     markup escaping: renderers still escape for HTML, CSV and the rest.
     """
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return _UNSAFE.sub(_escape, text)
+    return escape(text)
 
 
 def quote(text: str, *, limit: int = 120) -> str:
     """:func:`clean` ``text`` in single quotes."""
     return "'" + clean(text, limit=limit) + "'"
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -23,7 +23,9 @@ The file
     expiring_high_days = 30        # "expiring" is high this many days before not_after ...
     expiring_critical_days = 7     # ... and critical this many days before
     short_lived_fraction = 0.3333  # for short-lived certificates: high in the last third of life
-    max_leaf_validity_days = 398   # "long_validity" above this
+    max_leaf_validity_days = 398   # "long_validity" above this (default: the CA/B Forum limit
+                                   # at the leaf's notBefore: 398, 200, 100, then 47 days)
+    expiring_high_fraction = 0.25  # optional: high in the last quarter of any lifetime
     min_rsa_bits = 2048            # "weak_key" below this (RSA and DSA)
     min_ec_bits = 256              # "weak_key" below this (EC)
     enabled = ["expired", "expiring"]   # only these kinds (default: every kind)
@@ -134,7 +136,12 @@ class Policy:
     expiring_high_days: int = 30
     expiring_critical_days: int = 7
     short_lived_fraction: float = 1 / 3
-    max_leaf_validity_days: int = 398
+    #: ``None``: the CA/Browser Forum limit in force at each leaf's notBefore
+    #: (:func:`reports.validity.max_validity_days`); a number overrides it for every leaf.
+    max_leaf_validity_days: int | None = None
+    #: ``None``: the day windows above. A fraction (0 < f <= 1): ``expiring`` is high once less
+    #: than this fraction of the lifetime is left, for every lifetime (critical is unchanged).
+    expiring_high_fraction: float | None = None
     min_rsa_bits: int = 2048  # RSA and DSA keys
     min_ec_bits: int = 256
     enabled: frozenset[str] | None = None
@@ -161,7 +168,12 @@ class Policy:
                 "short_lived_fraction: must be more than 0 and at most 1, "
                 f"got {self.short_lived_fraction}"
             )
-        if self.max_leaf_validity_days < 1:
+        if self.expiring_high_fraction is not None and not 0 < self.expiring_high_fraction <= 1:
+            return (
+                "expiring_high_fraction: must be more than 0 and at most 1, "
+                f"got {self.expiring_high_fraction}"
+            )
+        if self.max_leaf_validity_days is not None and self.max_leaf_validity_days < 1:
             return f"max_leaf_validity_days: must be at least 1, got {self.max_leaf_validity_days}"
         for name in ("min_rsa_bits", "min_ec_bits"):
             if getattr(self, name) < 0:
@@ -278,6 +290,7 @@ _POLICY_INTS: Final[Mapping[str, str]] = {
 _POLICY_KEYS: Final[tuple[str, ...]] = (
     *_POLICY_INTS,
     "short_lived_fraction",
+    "expiring_high_fraction",
     "enabled",
     "disabled",
     "severity",
@@ -312,7 +325,7 @@ class _Reader:
                         where, f"expected a whole number of {_POLICY_INTS[key]}, got {_show(value)}"
                     )
                 values[key] = value
-            elif key == "short_lived_fraction":
+            elif key in ("short_lived_fraction", "expiring_high_fraction"):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     self.fail(where, f"expected a number between 0 and 1, got {_show(value)}")
                 values[key] = float(value)

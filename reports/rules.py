@@ -26,8 +26,10 @@ weak_key                high                 RSA/DSA below ``min_rsa_bits``, EC 
                                              ``min_ec_bits``
 weak_signature          high                 signed with MD2/MD4/MD5/SHA-1, except the signature of
                                              a self-signed certificate (it protects nothing)
-long_validity           low                  the leaf is valid longer than
-                                             ``max_leaf_validity_days`` (398)
+long_validity           low                  the leaf is valid longer than the CA/B Forum limit
+                                             at its notBefore (398, 200, 100, 47 days; see
+                                             :mod:`reports.validity`) or
+                                             ``max_leaf_validity_days`` when set
 no_san                  high                 the leaf has no DNS or IP SAN (clients ignore the CN);
                                              ``hostname_mismatch`` is then not reported
 hostname_mismatch       high (low by IP)     the SANs do not cover the SNI name; low when the scan
@@ -65,6 +67,8 @@ no_pq_key_exchange      info                 the key exchange has no post-quantu
 critical from 3.7 days before expiry, a 6-day certificate high from 2 days and critical from 11
 hours. There is no medium stage: for long-lived certificates "the last third" is months, which is
 not actionable, and for short-lived ones fixed day counts would keep them high all their life.
+With ``expiring_high_fraction`` set, ``expiring`` is high once less than that fraction of the
+lifetime is left, whatever the lifetime (the critical window is unchanged).
 
 Alternative chains (``EndpointInput.alt_chains``) go through :meth:`Rules.certificates` as the
 main chain does, with :attr:`Rules.alt` set to their number: :meth:`Rules.add` then prefixes the
@@ -92,6 +96,7 @@ from reports.names import clean, hostname_matches, quote
 from reports.policy import Policy
 from reports.renewal import renewal_not_observed, renews_late
 from reports.trust import ChainVerdict, TrustStore, evaluate_chain
+from reports.validity import max_validity_days
 from scanner.models import CertInfo, Finding, Severity
 
 __all__ = ["LEGACY_VERSIONS", "Rules", "expiry_severity"]
@@ -323,10 +328,15 @@ class Rules:
         who = _who(0, leaf)
         if leaf.not_before is not None and leaf.not_after is not None:
             lifetime = leaf.not_after - leaf.not_before
-            if lifetime > timedelta(days=self.policy.max_leaf_validity_days):
+            limit = self.policy.max_leaf_validity_days
+            source = "max_leaf_validity_days"
+            if limit is None:
+                limit = max_validity_days(leaf.not_before)
+                source = f"the CA/Browser Forum limit at {_iso(leaf.not_before)[:10]}"
+            if lifetime > timedelta(days=limit):
                 msg = (
                     f"{who} is valid for {_span(lifetime)} ({_iso(leaf.not_before)} to "
-                    f"{_iso(leaf.not_after)}), more than {self.policy.max_leaf_validity_days} days"
+                    f"{_iso(leaf.not_after)}), more than {limit} days ({source})"
                 )
                 self.add("long_validity", Severity.LOW, msg, leaf.sha256)
         if not leaf.san_dns and not leaf.san_ip:

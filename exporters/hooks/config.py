@@ -48,6 +48,8 @@ import httpx
 
 from exporters.hooks.base import Action
 from exporters.hooks.command import CommandAction
+from exporters.hooks.email import EMAIL_KEYS, parse_email_options
+from exporters.hooks.formats import FORMATS as WEBHOOK_FORMATS
 from exporters.hooks.webhook import WebhookAction
 from reports.policy import EXTERNAL_KINDS, KINDS
 from scanner.errors import UsageError
@@ -67,7 +69,7 @@ DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_TIMEOUT: Final = 300.0
 DEFAULT_VERIFY_WITHIN: Final = 600.0
 _UNITS: Final[Mapping[str, float]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme")
+ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme", "email")
 _COMMON: Final[tuple[str, ...]] = (
     "kinds",
     "min_severity",
@@ -83,7 +85,8 @@ _COMMON: Final[tuple[str, ...]] = (
 )
 _ACTION_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "command": ("command",),
-    "webhook": ("url", "hmac_key", "hmac_key_env"),
+    "webhook": ("url", "hmac_key", "hmac_key_env", "format"),
+    "email": EMAIL_KEYS,
 }
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -300,6 +303,8 @@ def _action(name: str, own: Mapping[str, Any], where: str) -> Action:
         if not argv[0]:
             raise UsageError(f"{where}.command: the program name is empty")
         return CommandAction(argv=tuple(argv))
+    if name == "email":
+        return parse_email_options(own, where)
     if name == "webhook":
         url = _webhook_url(f"{where}.url", own.get("url"))
         key, env = own.get("hmac_key"), own.get("hmac_key_env")
@@ -309,7 +314,10 @@ def _action(name: str, own: Mapping[str, Any], where: str) -> Action:
             raise UsageError(f"{where}.hmac_key: expected a non-empty string")
         if env is not None and (not isinstance(env, str) or not env):
             raise UsageError(f"{where}.hmac_key_env: expected an environment variable name")
-        return WebhookAction(url=url, hmac_key=key, hmac_key_env=env)
+        fmt = own.get("format", "generic")
+        if fmt not in WEBHOOK_FORMATS:
+            raise UsageError(f"{where}.format: expected one of {', '.join(WEBHOOK_FORMATS)}")
+        return WebhookAction(url=url, hmac_key=key, hmac_key_env=env, format=fmt)
     return _acme(own, where)
 
 

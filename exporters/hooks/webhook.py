@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import httpx
-
+from exporters.hooks import formats
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
+
+if TYPE_CHECKING:  # httpx comes with the serve extra; imported when a webhook runs
+    import httpx
 
 SIGNATURE_HEADER = "X-Certscan-Signature"
 TIMESTAMP_HEADER = "X-Certscan-Timestamp"
@@ -56,6 +57,8 @@ class WebhookAction:
     url: str
     hmac_key: str | None = field(default=None, repr=False)
     hmac_key_env: str | None = None
+    #: ``generic``, ``slack`` or ``teams`` (:mod:`exporters.hooks.formats`).
+    format: str = "generic"
 
     def _key(self) -> bytes | None:
         if self.hmac_key is not None:
@@ -72,7 +75,7 @@ class WebhookAction:
                 exit_status=None,
                 output_tail=f"environment variable {self.hmac_key_env} (hmac_key_env) is unset",
             )
-        body = json.dumps(dict(ctx.finding), ensure_ascii=True).encode()
+        body = formats.encoded(ctx, self.format)
         headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
         key = self._key()
         if key is not None:
@@ -80,6 +83,8 @@ class WebhookAction:
             headers[TIMESTAMP_HEADER] = str(stamp)
             headers[DELIVERY_HEADER] = secrets.token_hex(16)
             headers[SIGNATURE_HEADER] = signature(key, stamp, body)
+        import httpx  # the serve extra; a missing one is reported by the CLI
+
         received = bytearray()
         try:
             # The runner's cancel scope is the timeout; the answer is read up to a bound only.

@@ -10,7 +10,9 @@ a slow scrape never holds up the API and concurrent scrapes queue instead of pil
 
 No endpoint accepts a scan target: ``POST /api/v1/jobs/{name}/run`` starts a job named in the
 config (blackbox_exporter's ``/probe?target=`` is the SSRF hole this avoids), and only with the
-bearer token. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status.
+bearer token. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status. Reads are guarded by
+:mod:`exporters.serve.guard` (Host names, the optional read token, response headers); the live
+report is cached per inventory change (:mod:`exporters.serve.live`).
 
 Scans (``/api/v1/scans``, ``/api/v1/scans/{id}``) carry ``shards`` (None unless the scan is
 sharded) and ``shard_states`` (its shards per state: queued, running, done, failed,
@@ -40,20 +42,22 @@ import trio
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exporters.prometheus import CertscanCollector
+from exporters.serve.guard import ReadGuard
 from exporters.serve.job_metrics import JobCollector
+from exporters.serve.live import LiveReport
 from exporters.serve.openapi import openapi_document
 from exporters.serve.scheduler import Scheduler
 from reports import assess
-from reports.output import build_report
-from reports.render import get_renderer
 from reports.summary import estate, estate_dict
 from scanner.errors import CertscanError, StoreError, UsageError
 from scanner.inventory import hooks as store_hooks
+from scanner.inventory.changes import change_dict, read_changes
 from scanner.inventory.read import EndpointRecord, ScanRun
 from scanner.inventory.shards import ShardRecord
 from scanner.inventory.store import Inventory
@@ -101,6 +105,11 @@ class ApiState:
     token: str | None = None  # one unnamed token: accepted as "default"
     tokens: Mapping[str, str] = field(default_factory=dict)  # name -> bearer token
     scheduler: Scheduler | None = None
+    #: GETs need this bearer token (or ``token``) when set (:mod:`exporters.serve.guard`).
+    read_token: str | None = None
+    #: Host names answered (IP literals always are); None: no Host check (built by hand).
+    allowed_hosts: frozenset[str] | None = None
+    live: LiveReport = field(default_factory=LiveReport)
     registry: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
@@ -189,10 +198,7 @@ def create_app(state: ApiState) -> Starlette:
         return assess.select(found, flt, now=now), now
 
     async def home(request: Request) -> Response:
-        shown, now = await views(request, assess.ReportFilter())
-        html = await trio.to_thread.run_sync(
-            lambda: get_renderer("html").render(build_report(shown, generated_at=now, scan=None))
-        )
+        html = await state.live.page(state.reader, state.criteria)
         return Response(html, media_type="text/html; charset=utf-8")
 
     async def endpoints(request: Request) -> Response:
@@ -219,17 +225,20 @@ def create_app(state: ApiState) -> Starlette:
         records = await state.reader.call(lambda inv: inv.latest_endpoints(include_failures=True))
         cert, where = None, []
         for record in records:
-            for position, c in enumerate(record.chain):
-                if c.sha256 == sha256:
-                    cert = c
-                    where.append(
-                        {
-                            "address": record.address,
-                            "port": record.port,
-                            "sni": record.sni,
-                            "position": position,
-                        }
-                    )
+            # the main chain (chain 0) and the --all-certs chains (1, 2, ...)
+            for number, chain in enumerate((record.chain, *record.alt_chains)):
+                for position, c in enumerate(chain):
+                    if c.sha256 == sha256:
+                        cert = c
+                        where.append(
+                            {
+                                "address": record.address,
+                                "port": record.port,
+                                "sni": record.sni,
+                                "position": position,
+                                "chain": number,
+                            }
+                        )
         if cert is None:
             return _error(404, f"no endpoint presents certificate {sha256} in its latest scan")
         return JSONResponse({"certificate": cert_to_dict(cert), "endpoints": where})
@@ -395,6 +404,12 @@ def create_app(state: ApiState) -> Starlette:
         runs = await state.reader.call(lambda inv: inv.scans(limit=count))
         return JSONResponse(estate_dict(estate(shown, runs)))
 
+    async def changes(request: Request) -> Response:
+        window = assess.parse_window(request.query_params.get("since", "7d"), option="since")
+        start = datetime.now(UTC) - window
+        found = await state.reader.call(lambda inv: read_changes(inv.engine, start))
+        return JSONResponse({"since": iso(start), "changes": [change_dict(c) for c in found]})
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -418,6 +433,7 @@ def create_app(state: ApiState) -> Starlette:
             methods=["POST"],
         ),
         Route("/api/v1/summary", summary),
+        Route("/api/v1/changes", changes),
         Route("/api/v1/openapi.json", openapi),
     ]
     handlers: Mapping[Any, Any] = {
@@ -427,7 +443,11 @@ def create_app(state: ApiState) -> Starlette:
         CertscanError: _store_error,
         Exception: _internal_error,
     }
-    app = Starlette(routes=routes, exception_handlers=dict(handlers))
+    app = Starlette(
+        routes=routes,
+        exception_handlers=dict(handlers),
+        middleware=[Middleware(ReadGuard, state=state)],
+    )
     app.router.redirect_slashes = False
     return app
 

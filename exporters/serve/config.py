@@ -10,6 +10,8 @@ them into :class:`ServeSettings` and :class:`JobSpec`. Every error is a one-line
     token = "..."                 # CERTSCAN_API_TOKEN wins; protects POST /api/v1/jobs/NAME/run
     [serve.tokens]                # several named tokens: the name is who approved a hook run
     alice = "..."                 # (the API records "token:alice"); each at least 16 characters
+    read_token = "..."            # CERTSCAN_API_READ_TOKEN wins; then every GET needs a token
+    allowed_hosts = ["certscan.corp.example"]   # Host names answered besides IPs and listen
 
     [jobs.office]
     targets = ["10.1.0.0/24", "mail.example.org", "10.1.0.9:443=www.example.org"]
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from exporters.serve.defaults import DEFAULT_PORT
+from exporters.serve.job_options import JOB_SWEEP_KEYS, JobSweepOptions, job_sweep_options
 from exporters.serve.scheduler import Schedule, parse_schedule
 from reports.policy import Config
 from scanner.engine.syn.defaults import DEFAULT_RETRIES, DEFAULT_WAIT
@@ -95,11 +98,12 @@ _JOB_KEYS = (
     "files",
     "file_roots",
     "password_env",
+    *JOB_SWEEP_KEYS,
 )
 _ZONE_KEYS = ("shard_size", "broker", "ingest_queue")  # meaningful only with ``zone``
 #: Addresses a dispatched shard holds unless ``shard_size`` says otherwise (a /24).
 DEFAULT_SHARD_SIZE = 256
-_SERVE_KEYS = ("listen", "db", "token", "tokens")
+_SERVE_KEYS = ("listen", "db", "token", "tokens", "read_token", "allowed_hosts")
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
@@ -132,6 +136,8 @@ class JobSpec:
     files: tuple[str, ...] = ()
     file_roots: tuple[Path, ...] = ()
     password_env: str | None = None
+    #: SNI fan-out, blocklist, resolve mode... (:mod:`exporters.serve.job_options`).
+    sweep: JobSweepOptions = field(default_factory=JobSweepOptions)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +150,10 @@ class ServeSettings:
     #: Named bearer tokens (``[serve.tokens]``): name -> token; the name is the identity the
     #: API records for a decision made with that token.
     tokens: Mapping[str, str] = field(default_factory=dict)
+    #: GETs need this bearer token when set (CERTSCAN_API_READ_TOKEN wins).
+    read_token: str | None = None
+    #: Host names the API answers besides IP literals, the listen name and localhost.
+    allowed_hosts: tuple[str, ...] = ()
     jobs: Mapping[str, JobSpec]
 
 
@@ -224,7 +234,8 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
             raise UsageError(f"{source}: jobs.{name}: {exc}") from None
         raise sec.fail("every" if "every" in sec.data else "cron", str(exc)) from None
     try:
-        ports = targets.parse_port_specs(sec.get("ports", str, "443"))
+        default_ports = ",".join(str(p) for p in targets.DEFAULT_PORTS)  # as certscan sweep
+        ports = targets.parse_port_specs(sec.get("ports", str, default_ports))
         starttls = sec.get("starttls", str, "auto")
         starttls_default(starttls)
     except CertscanError as exc:
@@ -232,8 +243,13 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
     concurrency = sec.get("concurrency", int, EngineLimits().concurrency)
     if concurrency < 1:
         raise sec.fail("concurrency", "must be at least 1")
+    extra = job_sweep_options(sec, base)
     limits = EngineLimits(
         concurrency=concurrency,
+        handshakes=extra.handshakes,
+        rate=extra.rate,
+        per_address=extra.per_address,
+        all_certs=extra.all_certs,
         connect_timeout=sec.positive("connect_timeout", EngineLimits().connect_timeout),
         handshake_timeout=sec.positive("handshake_timeout", EngineLimits().handshake_timeout),
         target_deadline=sec.positive("deadline", EngineLimits().target_deadline),
@@ -254,7 +270,7 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         schedule=schedule,
         specs=tuple(specs),
         ports=ports,
-        excludes=sec.strings("exclude"),
+        excludes=sec.strings("exclude") + extra.excludes,
         starttls=starttls,
         sni=sec.get("sni", str),
         allow_public=sec.get("allow_public", bool, False),
@@ -266,6 +282,7 @@ def _job(name: str, raw: object, *, source: str, base: Path) -> JobSpec:
         files=files,
         file_roots=tuple(base / Path(r).expanduser() for r in sec.strings("file_roots")),
         password_env=sec.get("password_env", str),
+        sweep=extra,
     )
 
 
@@ -325,10 +342,23 @@ def serve_settings(config: Config) -> ServeSettings:
     if token is not None and len(token) < 16:
         raise serve.fail("token", "must be at least 16 characters")
     tokens = _tokens(serve)
+    read_token = serve.get("read_token", str)
+    if read_token is not None and len(read_token) < 16:
+        raise serve.fail("read_token", "must be at least 16 characters")
+    allowed_hosts = serve.strings("allowed_hosts")
+    for name in allowed_hosts:
+        if not name or any(c.isspace() or c in "/:@" for c in name) or not name.isascii():
+            raise serve.fail("allowed_hosts", f"not a host name: {name!r}")
     jobs_raw = config.sections.get("jobs", {})
     jobs = {name: _job(name, raw, source=source, base=base) for name, raw in jobs_raw.items()}
     return ServeSettings(
-        listen=listen, db=serve.get("db", str), token=token, tokens=tokens, jobs=jobs
+        listen=listen,
+        db=serve.get("db", str),
+        token=token,
+        tokens=tokens,
+        read_token=read_token,
+        allowed_hosts=allowed_hosts,
+        jobs=jobs,
     )
 
 

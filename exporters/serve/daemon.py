@@ -53,6 +53,7 @@ from exporters.hooks.runner import after_sweep
 from exporters.serve.api import ApiState, Reader, create_app
 from exporters.serve.config import JobSpec, ServeSettings, parse_listen, serve_settings
 from exporters.serve.defaults import DEFAULT_PORT
+from exporters.serve.guard import allowed_host_names, exposure_warning
 from exporters.serve.log import LogEvents
 from exporters.serve.scheduler import Scheduler
 from reports import assess
@@ -111,6 +112,7 @@ class Daemon:
         self.shutdown = trio.Event()
         self.interrupted = False
         self.reader: Reader | None = None  # the API lane, while serving
+        self.listen_host = "127.0.0.1"  # set by serve()
         self.scheduler = Scheduler(
             {n: j.schedule for n, j in loaded.settings.jobs.items()}, self.run_job
         )
@@ -127,6 +129,9 @@ class Daemon:
             named.setdefault("default", token)
         return named
 
+    def read_token(self) -> str | None:
+        return os.environ.get("CERTSCAN_API_READ_TOKEN") or self.loaded.settings.read_token
+
     async def run_job(self, name: str) -> None:
         """One run of job ``name`` as configured now: ``certscan sweep`` with its options."""
         job = self.loaded.settings.jobs[name]
@@ -136,8 +141,12 @@ class Daemon:
             protocols=tuple((port, p) for port, p in job.ports if p is not None),
             starttls=job.starttls,
             excludes=job.excludes,
+            blocklist=job.sweep.blocklist,
             sni=job.sni,
+            discovery=job.sweep.discovery,
             allow_public=job.allow_public,
+            max_targets=job.sweep.max_targets,
+            resolve_mode=job.sweep.resolve_mode,
             limits=job.limits,
             discover=job.discover,
             db_url=self.db_url,
@@ -287,12 +296,18 @@ class Daemon:
             log.warning("serve.listen and serve.db change only on restart")
         self.loaded = loaded
         state.criteria, state.tokens = loaded.criteria, self.tokens()
+        state.read_token = self.read_token()
+        state.allowed_hosts = allowed_host_names(self.listen_host, loaded.settings.allowed_hosts)
         self.scheduler.replace({n: j.schedule for n, j in loaded.settings.jobs.items()})
         log.info("config reloaded", extra={"jobs": sorted(loaded.settings.jobs)})
 
     async def serve(self) -> int:
         listen = self.options.listen or self.loaded.settings.listen or f"127.0.0.1:{DEFAULT_PORT}"
         host, port = parse_listen(listen)
+        self.listen_host = host
+        warning = exposure_warning(host, self.read_token())
+        if warning is not None:
+            log.warning(warning)
         reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
         self.reader = reader
         metrics_reader = Reader(await trio.to_thread.run_sync(Inventory, self.db_url))
@@ -302,6 +317,8 @@ class Daemon:
             criteria=self.loaded.criteria,
             tokens=self.tokens(),
             scheduler=self.scheduler,
+            read_token=self.read_token(),
+            allowed_hosts=allowed_host_names(host, self.loaded.settings.allowed_hosts),
         )
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]

@@ -3,8 +3,9 @@ object per line: ``ts``, ``level``, ``logger``, ``event`` and the record's extra
 
 Modules log with the standard library (``log.info("job finished", extra={"job": name})``);
 :func:`setup_logging` installs the one handler on the root logger. Messages and field values may
-carry text from the network (certificate names, server errors): JSON escapes them, and the text
-format replaces control characters, so one record is always one line.
+carry text from the network (certificate names, server errors): both formats escape every code
+point :func:`scanner.text.hostile` names (``\\u202e``), so one record is always one line and no
+log viewer reorders or hides text.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 from scanner.sweep.counters import SweepCounters
 from scanner.sweep.events import Tick, quiet_progress
+from scanner.text import escape
 
 __all__ = ["LogEvents", "setup_logging"]
 
@@ -33,7 +35,24 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+    return escape(text)
+
+
+def _lines(text: str) -> str:
+    """A traceback: each line escaped, the line breaks kept."""
+    return "\n".join(escape(line) for line in text.splitlines())
+
+
+def _clean_value(value: Any) -> Any:
+    """A field value for JSON: text with hostile code points escaped (inside lists and mappings
+    too), numbers and flags as they are."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, dict):
+        return {escape(k): _clean_value(v) for k, v in value.items()}
+    return escape(value)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,12 +61,12 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": escape(record.getMessage()),
         }
         for key, value in _fields(record).items():
-            out.setdefault(key, value)
+            out.setdefault(escape(key), _clean_value(value))
         if record.exc_info:
-            out["traceback"] = self.formatException(record.exc_info)
+            out["traceback"] = _lines(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
@@ -57,7 +76,7 @@ class TextFormatter(logging.Formatter):
         extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         line = _one_line(f"{ts} {record.levelname.lower()} {record.getMessage()} {extra}".rstrip())
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _lines(self.formatException(record.exc_info))
         return line
 
 

@@ -142,6 +142,12 @@ def openapi_document() -> dict[str, Any]:
                 [_path("scan_id", "Scan id", {"type": "integer", "minimum": 0})],
             ),
             "/api/v1/jobs": _get("The configured scan jobs and their state", _ok("Jobs")),
+            "/api/v1/changes": _get(
+                "What changed between scans: new, gone and back endpoints, certificate changes "
+                "(old and new sha256, issuer_changed, key_changed)",
+                _ok("Changes"),
+                [_query("since", "How far back (30d, 12h, 2w; default 7d)", {"type": "string"})],
+            ),
             "/api/v1/jobs/{name}/run": {
                 "post": {
                     "summary": "Start a configured job now",

@@ -1,10 +1,10 @@
 """Report renderers: one small class per format behind :class:`Renderer`.
 
 Theory of operation: ``interface`` declares the renderer contract and imports no format; each
-format module (``csv``, ``html``, ``json``) implements it and imports only the interface and
-``reports.output``; this face is the registry, the one place that knows every format, and the
-caller (the CLI, the daemon's live report) picks one with :func:`get_renderer`. Renderers do no
-I/O: writing the bytes is the caller's.
+format module (``csv``, ``html``, ``json``, ``sarif``, ``junit``) implements it and imports
+only the interface and ``reports.output``; this face is the registry, the one place that knows
+every format, and the caller (the CLI, the daemon's live report) picks one with
+:func:`get_renderer`. Renderers do no I/O: writing the bytes is the caller's.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
             from reports.render.json import JsonRenderer
 
             return JsonRenderer()
+        case "sarif":
+            from reports.render.sarif import SarifRenderer
+
+            return SarifRenderer()
+        case "junit":
+            from reports.render.junit import JunitRenderer
+
+            return JunitRenderer()
         case "csv":
             from reports.render.csv import CsvRenderer
 
@@ -49,5 +57,12 @@ def get_renderer(name: str, *, csv_kind: str = "findings") -> Renderer:
 
 def format_for_path(path: str) -> str | None:
     """The format a file name implies by its suffix (``report.html`` -> ``html``), else None."""
-    aliases = {".htm": "html", ".html": "html", ".csv": "csv", ".json": "json"}
+    aliases = {
+        ".htm": "html",
+        ".html": "html",
+        ".csv": "csv",
+        ".json": "json",
+        ".sarif": "sarif",
+        ".xml": "junit",
+    }
     return aliases.get(PurePath(path).suffix.lower())

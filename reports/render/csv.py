@@ -27,8 +27,14 @@ CRLF line endings and RFC 4180 quoting (the ``csv`` module's ``excel`` dialect, 
     stays right). Extra rows rather than ``alt_*`` columns keep every leaf in the same, sortable
     columns, and an endpoint may hold more than two certificates.
 
+Hostile text: in every *text* cell, each code point :func:`scanner.text.hostile` names (control
+characters including line breaks and tabs, bidi overrides such as U+202E, invisible format
+characters) is written as a ``\\xNN`` / ``\\uNNNN`` escape, so a cell can neither reorder what
+a spreadsheet shows nor hide part of a name.
+
 Spreadsheet formula injection: every *text* cell whose first character is ``=``, ``+``, ``-``,
-``@``, tab or carriage return gets a leading ``'`` so a spreadsheet shows it as text. Text comes
+``@``, tab or carriage return (after escaping, only the first four remain) gets a leading ``'``
+so a spreadsheet shows it as text. Text comes
 from certificates and servers and is attacker-controlled. Numeric cells (``port``, ``days_left``,
 ``findings``) are integers certscan computes; they are written as plain numbers and never
 prefixed, so ``days_left`` stays ``-12`` (numeric, sortable) for a certificate expired 12 days ago.
@@ -46,6 +52,7 @@ from reports.model import EndpointView
 from reports.output import Report, days_left, key_label
 from reports.render.interface import CsvKind, Renderer
 from scanner.serialize import iso
+from scanner.text import escape
 
 __all__ = ["FINDINGS_COLUMNS", "INVENTORY_COLUMNS", "CsvRenderer", "neutralise"]
 
@@ -99,7 +106,7 @@ def _cell(value: Cell) -> str | int:
         return ""
     if isinstance(value, int):
         return value
-    return neutralise(value)
+    return neutralise(escape(value))
 
 
 class CsvRenderer(Renderer):

@@ -8,9 +8,10 @@ data and code apart in four ways:
 * The page is rendered by jinja2 with ``autoescape=True`` from ``reports/templates``; templates
   never mark data ``|safe``. The only :class:`~markupsafe.Markup` values are this package's own
   static stylesheet and script (``_style.html.j2``, ``_script.html.j2``), rendered without data.
-* Every ``{{ }}`` passes through :func:`_finalize`: ``None`` prints as nothing and control,
-  bidi-override and invisible format characters in text are shown as ``⟨U+202E⟩`` markers, so a
-  name cannot hide or visually reorder itself. Escaping then happens as usual.
+* Every ``{{ }}`` passes through :func:`_finalize`: ``None`` prints as nothing and every code
+  point :func:`scanner.text.hostile` names (control, bidi, invisible format characters, tag
+  characters, Hangul fillers) is shown as a ``⟨U+202E⟩`` marker, so a name cannot hide or
+  visually reorder itself. Escaping then happens as usual.
 * The page's script reads what it needs (sort keys, severity ranks) from the DOM; no data is
   ever written into JavaScript. Attribute values that carry data are quoted and escaped; ids and
   anchors are counters (``c12``), never names from a certificate; URLs from certificates (OCSP,
@@ -42,7 +43,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
@@ -56,6 +56,7 @@ from reports.render.charts import EstateCharts, estate_charts
 from reports.render.interface import Renderer
 from reports.render.timeline import Timeline, timeline
 from scanner.models import CertInfo, Finding
+from scanner.text import marked
 
 __all__ = ["MAX_DETAILS", "MAX_PLACEMENTS", "PAGE_ROWS", "HtmlRenderer", "content_security_policy"]
 
@@ -63,17 +64,6 @@ MAX_PLACEMENTS = 20  # endpoints listed per certificate; the rest are counted
 MAX_CHAINS = 3  # distinct presented chains listed per leaf certificate
 MAX_DETAILS = 1000  # certificates given a details section by default
 PAGE_ROWS = 1000  # table rows the page shows before "Show all" (layout of 10,000 rows is slow)
-
-# Control characters, bidi controls and invisible format characters (not ZWJ/ZWNJ, which
-# scripts such as Persian and Devanagari need).
-_HIDDEN = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064"
-    "\u2066-\u206f\ufeff\ufff9-\ufffb]"
-)
-
-
-def _mark(match: re.Match[str]) -> str:
-    return f"⟨U+{ord(match.group()):04X}⟩"
 
 
 def _finalize(value: object) -> object:
@@ -83,7 +73,7 @@ def _finalize(value: object) -> object:
     if isinstance(value, Markup):  # our own static assets only
         return value
     if isinstance(value, str):
-        return _HIDDEN.sub(_mark, value)
+        return marked(value)
     return value
 
 

@@ -15,7 +15,7 @@ from reports.output import Report
 __all__ = ["CSV_KINDS", "FORMATS", "CsvKind", "Renderer"]
 
 #: The report formats, as ``--format`` spells them.
-FORMATS: tuple[str, ...] = ("html", "csv", "json")
+FORMATS: tuple[str, ...] = ("html", "csv", "json", "sarif", "junit")
 
 CsvKind = Literal["findings", "inventory"]
 #: ``--csv-kind`` values: one row per endpoint x finding, or one row per endpoint.

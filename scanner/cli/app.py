@@ -17,6 +17,8 @@ import typer
 from typer.main import get_command
 
 from scanner import __version__
+from scanner.cli import changes as commands_changes
+from scanner.cli import check as commands_check
 from scanner.cli import db as commands_db
 from scanner.cli import export as commands_export
 from scanner.cli import files as commands_files
@@ -30,6 +32,7 @@ from scanner.cli import serve as commands_serve
 from scanner.cli import summary as commands_summary
 from scanner.cli import sweep as commands_sweep
 from scanner.cli import zones as commands_zones
+from scanner.cli.extras import missing_extra_message
 from scanner.cli.report import open_existing
 from scanner.errors import CertscanError
 from scanner.inventory.location import db_url
@@ -55,6 +58,7 @@ app.add_typer(commands_hooks.hooks_app, name="hooks")
 app.add_typer(commands_scans.scans_app, name="scans")
 app.add_typer(commands_db.db_app, name="db")
 app.command()(commands_sweep.sweep)
+app.command()(commands_check.check)
 
 
 def _version(value: bool) -> None:
@@ -86,8 +90,18 @@ def inventory(
         bool, typer.Option("--all", help="Include endpoints that yielded no certificate.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per endpoint.")] = False,
+    changes: Annotated[
+        bool,
+        typer.Option("--changes", help="List what changed between scans instead (see --since)."),
+    ] = False,
+    since: Annotated[
+        str, typer.Option("--since", metavar="DURATION", help="With --changes: this far back.")
+    ] = "7d",
 ) -> int:
     """List endpoints and their certificates from the inventory, soonest expiry first."""
+    if changes:
+        return commands_changes.print_changes(db, since, json_out=json_out)
+
     from scanner.cli.console import inventory_table, stdout_console
 
     url = db_url(db)
@@ -165,11 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         ctx = getattr(exc, "ctx", None)
         where = getattr(ctx, "command_path", "certscan") or "certscan"
+        if where == "certscan check":  # a monitoring plugin: usage errors are UNKNOWN (3)
+            return commands_check.unknown(f"{message} (see '{where} --help')")
         _error_line(f"certscan: error: {safe(message, 300)} (see '{where} --help')")
         return 2
     except (Exception, KeyboardInterrupt, BaseExceptionGroup) as raised:
         # A user error raised inside a trio nursery arrives wrapped in an exception group.
         found = _sole(raised)
+        extra = missing_extra_message(found)
+        if extra is not None:
+            _error_line(f"certscan: error: {extra}")
+            return 2
         if isinstance(found, CertscanError):
             _error_line(f"certscan: error: {_one_line(found)}")
             return found.exit_code

@@ -19,6 +19,8 @@ the number of scans an endpoint has seen:
 * **scans** -- the latest finished scan run of each job (the spec's ``job``).
 * **progress** -- the latest scan of each job, running or not (the one started last, the
   highest id): its status, total and done.
+* **presented** -- the other certificates of each endpoint's latest chain
+  (:mod:`scanner.inventory.presented`).
 * **shard states** -- the latest *sharded* scan of each job (again the one started last,
   whatever its status: while a distributed scan runs it is that one, after it the one that
   ran last) and how many of its shards are in each state, counted in SQL.
@@ -46,6 +48,7 @@ from scanner.errors import StoreError
 from scanner.inventory import read as store_read
 from scanner.inventory import shards as store_shards
 from scanner.inventory import tables as t
+from scanner.inventory.presented import PresentedRow, read_presented
 from scanner.inventory.read import CHAIN_STATUSES, ScanRun
 from scanner.inventory.shards import SHARD_STATUSES
 
@@ -155,6 +158,9 @@ class MetricsSnapshot:
     progress: list[ScanProgress] = field(default_factory=list)
     #: The latest sharded scan of each job, newest first.
     shard_states: list[ShardStates] = field(default_factory=list)
+    #: Every certificate of each endpoint's latest chain beyond its leaf (intermediates, the
+    #: leaves and intermediates of ``--all-certs`` chains).
+    presented: list[PresentedRow] = field(default_factory=list)
 
     @property
     def scan(self) -> ScanRun | None:
@@ -273,6 +279,7 @@ def read(conn: Connection) -> MetricsSnapshot:
         scans=list(scans.items()),
         progress=progress,
         shard_states=sharded,
+        presented=read_presented(conn),
     )
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.pool import StaticPool
 
 from scanner.errors import StoreError
 from scanner.inventory import tables as t
+from scanner.inventory.location import default_db_path
 from scanner.inventory.migrations import HEAD_REVISION
 
 #: How long SQLite waits for another connection's lock before giving up.
@@ -60,10 +61,11 @@ _LOCK_KEY = int.from_bytes(b"certscan", "big")
 def make_engine(url: URL) -> Engine:
     """An engine for a SQLite or PostgreSQL ``url``, set up as the inventory needs it.
 
-    SQLite: the file's directory is created; WAL, ``synchronous=NORMAL`` (a committed
-    transaction survives the process being killed), foreign keys on, and connections usable from
-    any one thread at a time (the writer runs in a worker thread). PostgreSQL: session time zone
-    UTC, so the driver converts timestamps near year 1 or 9999 without overflowing.
+    SQLite: the file's directory is created when it is the default one (else it must exist);
+    WAL, ``synchronous=NORMAL`` (a committed transaction survives the process being killed),
+    foreign keys on, and connections usable from any one thread at a time (the writer runs in a
+    worker thread). PostgreSQL: session time zone UTC, so the driver converts timestamps near
+    year 1 or 9999 without overflowing.
     """
     if url.get_backend_name() == "postgresql":
         engine = sa.create_engine(url, pool_pre_ping=True)
@@ -72,7 +74,7 @@ def make_engine(url: URL) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in str(url.query)
     if not in_memory and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_directory(Path(database))
     engine = sa.create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_SECONDS},
@@ -80,6 +82,21 @@ def make_engine(url: URL) -> Engine:
     )
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _sqlite_directory(path: Path) -> None:
+    """Create the default inventory's directory (``$XDG_DATA_HOME/certscan``) when it is missing;
+    any other missing directory is an error, as with ``sqlite3``: a typo in ``--db`` must not
+    leave a new directory tree behind."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if parent == default_db_path().parent:
+        parent.mkdir(parents=True, exist_ok=True)
+        return
+    if parent.exists():
+        raise NotADirectoryError(f"{parent} is not a directory")
+    raise FileNotFoundError(f"directory {parent} does not exist")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

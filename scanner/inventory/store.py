@@ -54,7 +54,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from scanner import __version__
-from scanner.errors import StoreError
+from scanner.errors import StoreError, UsageError
 from scanner.inventory import connect, location
 from scanner.inventory import findings as store_findings
 from scanner.inventory import history as store_history
@@ -121,7 +121,9 @@ class Inventory:
             raise StoreError(f"unsupported database {self.backend!r}: use sqlite or postgresql")
         try:
             self.engine = store_schema.make_engine(parsed)
-        except (sa_exc.SQLAlchemyError, OSError, ImportError) as exc:
+        except ImportError as exc:  # the postgres extra is not installed: a usage problem
+            raise UsageError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open inventory {self.label}: {self._reason(exc)}") from exc
         try:
             connect.prepare(self.engine, self.label)
@@ -139,7 +141,7 @@ class Inventory:
         lines = str(exc).strip().splitlines()
         text = lines[0].strip() if lines else type(exc).__name__
         if isinstance(exc, ImportError):
-            text = f"database driver missing ({text})"
+            text = f"database driver missing ({text}): pip install 'certscan[postgres]'"
         if self._password:
             text = text.replace(self._password, "***")
         return text

@@ -362,6 +362,12 @@ def _address_set(entries: Sequence[str], kind: str) -> Intervals:
     return _union(*sets)
 
 
+def check_address_entries(entries: Sequence[str], kind: str) -> None:
+    """Raise TargetError for the first entry that is not an address, CIDR or range (as
+    ``--exclude``/``--blocklist`` entries must be); ``kind`` names them in the message."""
+    _address_set(entries, kind)
+
+
 def hostnames_in(specs: Sequence[str]) -> list[str]:
     """Normalised hostnames among ``specs`` that need DNS (deduplicated, first-seen order).
     These are the keys ``build_plan`` looks up in ``resolved``. Bad entries raise TargetError."""

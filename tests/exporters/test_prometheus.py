@@ -139,7 +139,10 @@ def endpoint(address: str, port: int = 443, sni: str = "") -> dict[str, str]:
 
 
 def cert_labels(address: str, leaf: certgen.Issued, port: int = 443) -> dict[str, str]:
-    return endpoint(address, port) | {"sha256": hashlib.sha256(leaf.der).hexdigest()}
+    return endpoint(address, port) | {
+        "sha256": hashlib.sha256(leaf.der).hexdigest(),
+        "position": "leaf",
+    }
 
 
 def expiry(leaf: certgen.Issued) -> float:
@@ -464,9 +467,8 @@ def test_unparsable_leaf_keeps_its_series_with_the_reason(sqlite_inventory: Inve
     assert value("certscan_certificate_error", reason) == 1
     empty = dict.fromkeys(("subject_cn", "issuer_cn", "serial", "key_type", "key_bits"), "")
     assert value("certscan_certificate_info", {"sha256": sha, "signature_hash": ""} | empty) == 1
-    assert (
-        value("certscan_certificate_not_after_timestamp_seconds", labels | {"sha256": sha}) is None
-    )
+    leaf_labels = labels | {"sha256": sha, "position": "leaf"}
+    assert value("certscan_certificate_not_after_timestamp_seconds", leaf_labels) is None
     promtool_accepts(generate_latest(registry))
 
 

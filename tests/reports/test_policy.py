@@ -28,7 +28,8 @@ def test_defaults_follow_the_issue() -> None:
     policy = Policy()
     assert (policy.expiring_high_days, policy.expiring_critical_days) == (30, 7)
     assert policy.short_lived_fraction == pytest.approx(1 / 3)
-    assert policy.max_leaf_validity_days == 398
+    assert policy.max_leaf_validity_days is None  # the CA/B Forum limit at each notBefore
+    assert policy.expiring_high_fraction is None
     assert (policy.min_rsa_bits, policy.min_ec_bits) == (2048, 256)
     assert all(policy.is_enabled(kind) for kind in KINDS)
     assert policy.severity_of("expired", Severity.CRITICAL) is Severity.CRITICAL

@@ -136,7 +136,7 @@ async def test_metrics(client: httpx.AsyncClient, db_file: tuple[str, dict[str, 
     expiry = [
         s
         for s in families["certscan_certificate_not_after_timestamp_seconds"].samples
-        if s.labels["address"] == "127.0.9.1"
+        if s.labels["address"] == "127.0.9.1" and s.labels["position"] == "leaf"
     ]
     assert [s.labels["sha256"] for s in expiry] == [db_file[1]["a"]]
     jobs = {s.name: s.value for s in families["certscan_job_runs"].samples}
@@ -160,7 +160,9 @@ async def test_certificate(client: httpx.AsyncClient, db_file: tuple[str, dict[s
     sha = db_file[1]["b"]
     body = (await client.get(f"/api/v1/certificates/{sha.upper()}")).json()
     assert body["certificate"]["sha256"] == sha
-    assert body["endpoints"] == [{"address": "127.0.9.2", "port": 8443, "sni": None, "position": 0}]
+    assert body["endpoints"] == [
+        {"address": "127.0.9.2", "port": 8443, "sni": None, "position": 0, "chain": 0}
+    ]
     missing = await client.get("/api/v1/certificates/" + "0" * 64)
     assert missing.status_code == 404
     assert "no endpoint" in missing.json()["error"]

@@ -165,7 +165,7 @@ async def test_serve_scraped_by_prometheus_then_sigterm_during_a_scan(
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{prom_port}") as api:
                 query = (
                     "certscan_certificate_not_after_timestamp_seconds"
-                    f'{{address="{good.address}",port="{good.port}"}}'
+                    f'{{address="{good.address}",port="{good.port}",position="leaf"}}'
                 )
 
                 async def result() -> list[Any]:

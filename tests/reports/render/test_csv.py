@@ -123,7 +123,7 @@ def test_inventory_rows_one_per_endpoint() -> None:
     assert by_address["127.0.0.6"]["findings"] == "0"
 
 
-def test_awkward_text_round_trips_with_rfc4180_quoting() -> None:
+def test_awkward_text_is_quoted_and_line_breaks_escaped() -> None:
     awkward = 'a "quoted", name\r\nwith a line break'
     leaf = CertInfo(
         der=b"",
@@ -156,8 +156,8 @@ def test_awkward_text_round_trips_with_rfc4180_quoting() -> None:
     )
     report = build_report([view], generated_at=NOW, scan=None)
     (row,) = _rows(CsvRenderer(kind="inventory").render(report))
-    assert row["subject_cn"] == awkward
-    assert row["issuer_cn"] == "'\tTab CA"
+    assert row["subject_cn"] == 'a "quoted", name\\x0d\\x0awith a line break'
+    assert row["issuer_cn"] == "\\x09Tab CA"  # escaped, so no longer a formula start
     assert row["days_left"] == "1"
     (finding,) = _rows(CsvRenderer().render(report))
     assert finding["message"] == "'+CBC, with SHA-1"

@@ -327,3 +327,14 @@ def test_reading_a_missing_inventory_is_exit_3_and_creates_nothing(
     one_line_error(err)
     assert "run certscan sweep first" in err
     assert not db.exists()
+
+
+def test_database_in_a_missing_directory_is_one_line_exit_3(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "nonexistent" / "dir" / "x.db"
+    code, _, err = run_main(["sweep", "127.0.0.1", "-p", "9", "--db", str(db)], capsys)
+    assert code == 3, err
+    one_line_error(err)
+    assert "does not exist" in err
+    assert not db.parent.parent.exists()

@@ -424,8 +424,8 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Inventory(url)
 
 
-def test_sqlite_settings_and_directory_creation(tmp_path: Path) -> None:
-    path = tmp_path / "new" / "dir" / "inv.db"
+def test_sqlite_settings(tmp_path: Path) -> None:
+    path = tmp_path / "inv.db"
     with Inventory(str(path)) as inv, inv.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
@@ -484,3 +484,19 @@ def test_unanswered_targets_are_counted_not_stored(inventory: Inventory) -> None
     inventory.record_batch(scan, quiet[:1], watermark=3)
     (run,) = inventory.scans()
     assert run.done == 3
+
+
+def test_an_explicit_path_in_a_missing_directory_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir"
+    with pytest.raises(StoreError) as caught:
+        Inventory(db_url(str(missing / "x.db")))
+    assert str(caught.value) == (
+        f"cannot open inventory sqlite:///{missing}/x.db: directory {missing} does not exist"
+    )
+    assert not (tmp_path / "nonexistent").exists()  # nothing was created
+
+
+def test_the_default_directory_is_created(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    Inventory(db_url(None)).close()
+    assert (tmp_path / "xdg" / "certscan" / "inventory.db").is_file()
