@@ -13,6 +13,7 @@ cannot resolve, or resolves differently).
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,19 @@ def dispatch(options: DispatchOptions) -> Dispatched:
     try:
         scan_id = inventory.start_scan(spec=spec, total=plan.count, shards=shards)
         inventory.add_shards(scan_id, totals, zone=options.zone)
+        template = ShardTask(
+            scan_id=scan_id,
+            shard=0,
+            shards=shards,
+            seed=seed,
+            total=plan.count,
+            plan=inputs,
+            limits=sweep.limits,
+            discovery=sweep.discovery,
+            ingest_queue=options.ingest_queue,
+        )
+        # Ingest checks what agents report against this; `scans retry` sends it again.
+        inventory.save_plan(scan_id, inputs.digest(), json.dumps(template.to_wire()))
         tasks = (
             ShardTask(
                 scan_id=scan_id,

@@ -44,7 +44,7 @@ from tests.scanner.inventory.test_findings import make_v1_database
 
 T0 = datetime(2032, 7, 1, 8, 30, 0, 500000, tzinfo=UTC)
 SHA = "ab" * 32
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 VERSIONS = Path(migrations.__file__).parent / "versions"
 
 
@@ -184,8 +184,8 @@ def test_head_constant_is_alembics_head() -> None:
     assert scripts.get_heads() == [migrations.HEAD_REVISION]
     assert store_migrate.head_revision() == store_schema.head_revision() == migrations.HEAD_REVISION
     history = store_migrate.history()
-    assert [r.revision for r in history] == ["0001", "0002"]
-    assert [r.down_revision for r in history] == [None, "0001"]
+    assert [r.revision for r in history] == ["0001", "0002", "0005_zones"]
+    assert [r.down_revision for r in history] == [None, "0001", "0002"]
     assert all(r.additive for r in history)
     assert all(r.message and "\n" not in r.message for r in history)
 
@@ -193,7 +193,7 @@ def test_head_constant_is_alembics_head() -> None:
 def test_revisions_are_frozen_history() -> None:
     # A revision must not change meaning when scanner.inventory.tables changes: no certscan imports.
     files = sorted(VERSIONS.glob("0*.py"))
-    assert [f.name[:4] for f in files] == ["0001", "0002"]
+    assert [f.name[:4] for f in files] == ["0001", "0002", "0005"]
     for path in files:
         tree = ast.parse(path.read_text())
         imported = [
@@ -216,7 +216,7 @@ def test_a_new_database_is_built_to_the_head_and_matches_the_tables(
     with Inventory(url):
         pass
     assert facts(engine) == (migrations.HEAD_REVISION, str(t.SCHEMA_VERSION))
-    assert store_schema.current_revision(engine) == "0002"
+    assert store_schema.current_revision(engine) == "0005_zones"
     assert_matches_tables(engine)
 
 
@@ -236,9 +236,37 @@ def test_revision_0002_adds_exactly_what_0001_lacks(url: str, engine: Engine) ->
     assert found == {
         ("add_table", "scan_shard"),
         ("add_table", "ingested_batch"),
+        ("add_table", "scan_plan"),  # revision 0005_zones, after it
         ("add_column scan_run", "shards"),
         ("add_column observation", "shard"),
     }
+
+
+def test_revision_0005_adds_exactly_what_0002_lacks(url: str, engine: Engine) -> None:
+    store_migrate.upgrade(engine, "x", "0002")
+    with engine.connect() as conn:
+        diff = schema_diff(conn)
+    found = set()
+    for change in diff:
+        match change:
+            case ("add_table", sa.Table() as table):
+                found.add(("add_table", table.name))
+            case ("add_column", _schema, str(table), sa.Column() as column):
+                found.add((f"add_column {table}", column.name))
+            case _:
+                found.add(("unexpected", repr(change)))
+    assert found == {
+        ("add_table", "scan_plan"),
+        *(
+            ("add_column scan_shard", name)
+            for name in ("rejected", "announced", "pending", "dead_letters")
+        ),
+    }
+    store_migrate.upgrade(engine, "x")
+    store_migrate.downgrade(engine, "x", "0002")
+    with engine.connect() as conn:
+        assert "scan_plan" not in sa.inspect(conn).get_table_names()
+        assert "rejected" not in columns(conn, "scan_shard")
 
 
 def test_sqlite_tables_are_column_for_column_those_of_create_all(tmp_path: Path) -> None:
@@ -272,7 +300,11 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
         pass
     seed(engine)
     change = store_migrate.downgrade(engine, "x", "0001")
-    assert (change.before, change.after, change.applied) == ("0002", "0001", ("0002",))
+    assert (change.before, change.after, change.applied) == (
+        "0005_zones",
+        "0001",
+        ("0005_zones", "0002"),
+    )
     assert facts(engine) == ("0001", "4")
     with engine.connect() as conn:
         assert not {"scan_shard", "ingested_batch"} & set(sa.inspect(conn).get_table_names())
@@ -283,7 +315,7 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     # Opening applies the additive revision again; the dropped columns come back empty.
     with Inventory(url):
         pass
-    assert facts(engine) == ("0002", "4")
+    assert facts(engine) == ("0005_zones", "4")
     with engine.connect() as conn:
         assert_seed_kept(conn)
         assert conn.execute(sa.select(t.OBSERVATION.c.shard)).scalar_one() is None
@@ -292,13 +324,13 @@ def test_down_and_up_again_keeps_the_surviving_rows(url: str, engine: Engine) ->
     assert_matches_tables(engine)
 
     change = store_migrate.downgrade(engine, "x", "base")
-    assert change.applied == ("0002", "0001")
+    assert change.applied == ("0005_zones", "0002", "0001")
     with engine.connect() as conn:
         assert sa.inspect(conn).get_table_names() == ["alembic_version"]
         assert count(conn, "alembic_version") == 0
     assert store_schema.current_revision(engine) is None
-    assert store_migrate.upgrade(engine, "x").applied == ("0001", "0002")
-    assert facts(engine) == ("0002", "4")
+    assert store_migrate.upgrade(engine, "x").applied == ("0001", "0002", "0005_zones")
+    assert facts(engine) == ("0005_zones", "4")
     assert_matches_tables(engine)
     assert store_migrate.upgrade(engine, "x").applied == ()  # nothing left to do
 
@@ -340,7 +372,7 @@ def test_a_database_from_before_alembic_is_adopted_with_its_rows(
         _make_v4(engine, drop_hook_run=version == 3)
     assert facts(engine) == (None, str(version))
     with Inventory(url) as inv:
-        assert facts(engine) == ("0002", "4")
+        assert facts(engine) == ("0005_zones", "4")
         rows = inv.latest_endpoints(include_failures=True)
     assert_matches_tables(engine)
     if version == 1:
@@ -389,7 +421,8 @@ def test_a_revision_that_is_not_additive_waits_for_db_upgrade(
     with pytest.raises(StoreError, match=r"needs revision 0002, .*: run certscan db upgrade"):
         Inventory(url)
     assert facts(engine) == ("0001", "4")
-    assert store_migrate.upgrade(engine, "x").applied == ("0002",)  # what certscan db upgrade does
+    applied = store_migrate.upgrade(engine, "x").applied  # what certscan db upgrade does
+    assert applied == ("0002", "0005_zones")
     with Inventory(url):
         pass
 
@@ -414,7 +447,7 @@ def test_threads_opening_a_new_database_at_once(url: str, engine: Engine) -> Non
     for thread in threads:
         thread.join(timeout=90)
     assert errors == []
-    assert facts(engine) == ("0002", "4")
+    assert facts(engine) == ("0005_zones", "4")
     with engine.connect() as conn:
         assert (count(conn, "alembic_version"), count(conn, "certscan_meta")) == (1, 1)
     assert_matches_tables(engine)
@@ -451,7 +484,7 @@ def test_processes_opening_a_new_database_at_once(
     assert codes == [0] * 4, [log.read_text() for log in logs]
     made = store_schema.make_engine(sa.make_url(url))
     try:
-        assert facts(made) == ("0002", "4")
+        assert facts(made) == ("0005_zones", "4")
         assert_matches_tables(made)
     finally:
         made.dispose()
@@ -502,22 +535,22 @@ def test_db_commands(
     assert certscan("db", "upgrade", "--to", "0001", *db)[:2] == (
         0, f"inventory {sa.make_url(url).render_as_string()}: upgraded from none to 0001\n"
     )  # fmt: skip
-    assert certscan("db", "current", *db)[:2] == (0, "0001 (head 0002)\n")
+    assert certscan("db", "current", *db)[:2] == (0, "0001 (head 0005_zones)\n")
     code, out, _ = certscan("db", "upgrade", *db)
-    assert (code, out.endswith("upgraded from 0001 to 0002\n")) == (0, True)
+    assert (code, out.endswith("upgraded from 0001 to 0005_zones\n")) == (0, True)
     code, out, _ = certscan("db", "current", "--json", *db)
     record = json.loads(out)
     assert (code, record["revision"], record["head"], record["up_to_date"]) == (
         0,
-        "0002",
-        "0002",
+        "0005_zones",
+        "0005_zones",
         True,
     )
     assert record["schema_version"] == 4
     code, out, _ = certscan("db", "history", *db)
     assert code == 0
-    assert [line.split()[0] for line in out.splitlines()] == ["0001", "0002"]
-    assert out.splitlines()[1].endswith("[additive]  <- current")
+    assert [line.split()[0] for line in out.splitlines()] == ["0001", "0002", "0005_zones"]
+    assert out.splitlines()[2].endswith("[additive]  <- current")
 
     for args, message in (
         (("db", "downgrade", *db), "needs --to REV"),
@@ -528,13 +561,13 @@ def test_db_commands(
         code, out, err = certscan(*args)
         assert (code, out, err.count("\n")) == (2, "", 1), args
         assert message in err
-    assert facts(engine) == ("0002", "4")
+    assert facts(engine) == ("0005_zones", "4")
 
     code, out, _ = certscan("db", "downgrade", "--to", "0001", *db)
-    assert (code, out.endswith("downgraded from 0002 to 0001\n")) == (0, True)
+    assert (code, out.endswith("downgraded from 0005_zones to 0001\n")) == (0, True)
     code, out, _ = certscan("db", "downgrade", "--to", "base", "--yes", *db)
     assert (code, out.endswith("downgraded from 0001 to none\n")) == (0, True)
-    assert certscan("db", "current", *db)[:2] == (0, "none (head 0002)\n")
+    assert certscan("db", "current", *db)[:2] == (0, "none (head 0005_zones)\n")
 
     store_migrate.upgrade(engine, "x")
     with engine.begin() as conn:
