@@ -39,6 +39,7 @@ import io
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -65,7 +66,7 @@ from reports.policy import load_config
 from scanner.cli.report import findings_line
 from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import Inventory, db_url
-from scanner.sweep.run import EXIT_INTERRUPTED, SweepOptions
+from scanner.sweep.run import EXIT_INTERRUPTED, SweepOptions, sweep_spec
 from scanner.sweep.run import run as run_sweep
 
 __all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "run_daemon"]
@@ -159,7 +160,7 @@ class Daemon:
         except trio.Cancelled:
             # stopped before the sweep took the signal itself: close what it started
             with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):
-                await self._interrupt_running(after=before)
+                await self._interrupt_running(after=before, spec=sweep_spec(options))
             raise
         c = report.counters
         log.info(
@@ -218,18 +219,11 @@ class Daemon:
         newest = await self.reader.call(lambda inv: inv.latest_scan())
         return 0 if newest is None else newest.id
 
-    async def _interrupt_running(self, *, after: int) -> None:
+    async def _interrupt_running(self, *, after: int, spec: Mapping[str, object]) -> None:
         reader = self.reader
         if reader is None:
             return
-
-        def close(inv: Inventory) -> list[int]:
-            stuck = [s.id for s in inv.scans(limit=10) if s.id > after and s.status == "running"]
-            for scan_id in stuck:
-                inv.finish_scan(scan_id, "interrupted")
-            return stuck
-
-        closed = await reader.call(close)
+        closed = await reader.call(lambda inv: interrupt_own(inv, after=after, spec=spec))
         if closed:
             log.info("scans marked interrupted", extra={"scan_ids": closed})
 
@@ -342,6 +336,17 @@ class Daemon:
         if self.interrupted:
             return EXIT_INTERRUPTED
         return 0 if ok else 3
+
+
+def interrupt_own(inv: Inventory, *, after: int, spec: Mapping[str, object]) -> list[int]:
+    """Mark ``interrupted`` the scan this daemon's sweep started (newer than scan ``after``,
+    still running, with the sweep's own ``spec``); never another process's scan, nor a
+    dispatched zone scan, whose agents and ingest go on without the daemon."""
+    own = inv.find_resumable(spec)
+    if own is None or own.id <= after or own.status != "running" or own.shards is not None:
+        return []
+    inv.finish_scan(own.id, "interrupted")
+    return [own.id]
 
 
 def _sole(exc: BaseException) -> BaseException:

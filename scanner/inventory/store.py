@@ -151,6 +151,17 @@ class Inventory:
             ) from exc
 
     @contextmanager
+    def _snapshot(self, action: str) -> Iterator[Connection]:
+        """A read transaction: every SELECT in it sees one snapshot (``read_snapshot``)."""
+        try:
+            with store_schema.read_snapshot(self.engine) as conn:
+                yield conn
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(
+                f"inventory {self.label}: cannot {action}: {self._reason(exc)}"
+            ) from exc
+
+    @contextmanager
     def _write(self, action: str) -> Iterator[Connection]:
         """A write transaction. SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting
         up to the busy timeout) so that two writing processes queue instead of failing when a
@@ -497,7 +508,7 @@ class Inventory:
         """Every endpoint's latest observation (or every observation of ``scan_id``) with its
         chain, soonest leaf ``not_after`` first (no leaf, or no expiry, last). Without
         ``include_failures``, endpoints whose chosen observation is a failure are left out."""
-        with self._begin("read the inventory") as conn:
+        with self._snapshot("read the inventory") as conn:
             return store_read.latest_endpoints(
                 conn, scan_id=scan_id, include_failures=include_failures
             )
@@ -507,7 +518,7 @@ class Inventory:
         observation WITH a chain that is older than its latest observation (with ``scan_id``:
         older than its observation in that scan; endpoints that scan did not observe are left
         out). Endpoints with no such earlier observation are absent."""
-        with self._begin("read the inventory") as conn:
+        with self._snapshot("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
 
     # --- findings ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Kept out of ``cli.py`` so ``demo`` runs exactly the same path as ``sweep``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -26,7 +27,7 @@ from scanner.cli.console import ProgressDisplay, SweepCounters, safe, summary_ta
 from scanner.cli.report import ReportOutput, findings_line, write_report
 from scanner.engine import crew as engine
 from scanner.engine.discovery import DiscoveryOptions
-from scanner.errors import TargetError, UsageError
+from scanner.errors import StoreError, TargetError, UsageError
 from scanner.inventory.store import FindingChanges, Inventory
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
 from scanner.parse import CertCache
@@ -42,6 +43,7 @@ from scanner.sweep.pipeline import (
     scan_spec,
     until_signalled,
 )
+from scanner.sweep.resumable import check_resumable, digest_of
 
 if TYPE_CHECKING:
     from exporters.hooks.config import HooksConfig
@@ -279,7 +281,16 @@ async def run(
             report = await _sweep_into(
                 inventory, shard_plan(plan, options.shard), limits, options, out=out, err=err
             )
-        await _judge(inventory, report, options, out=out, err=err)
+        # Findings first, then the status: a scan marked finished has its findings recorded,
+        # and one whose findings could not be stored is failed (and resumable), not finished.
+        status = "interrupted" if report.interrupted else "finished"
+        try:
+            await _judge(inventory, report, options, out=out, err=err)
+        except StoreError:
+            status = "failed"
+            raise
+        finally:
+            await _close_scan(inventory, report.scan_id, status)
         if options.hooks is not None and not report.interrupted:
             await run_hooks_after(inventory, options.hooks, err=err)
         return report
@@ -355,18 +366,24 @@ async def _sweep_into(
 ) -> SweepReport:
     spec = sweep_spec(options)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
+    digest = digest_of(plan)
     previous = inventory.find_resumable(spec) if options.resume else None
     if previous is not None:
         scan_id = previous.id
+        await trio.to_thread.run_sync(lambda: check_resumable(inventory, scan_id, digest))
         watermark, done_set = await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
         start, done = watermark, frozenset(done_set)
         err.print(f"resuming scan {scan_id} at target {start} of {plan.count}", markup=False)
     else:
         if options.resume:
             err.print("note: no interrupted sweep with these options; starting a new one")
-        scan_id = await trio.to_thread.run_sync(
-            lambda: inventory.start_scan(spec=spec, total=plan.count)
-        )
+
+        def start_scan() -> int:
+            new = inventory.start_scan(spec=spec, total=plan.count)
+            inventory.save_plan(new, digest)
+            return new
+
+        scan_id = await trio.to_thread.run_sync(start_scan)
     counters = SweepCounters(total=plan.count)
     counters.done = start
     job = SweepJob(
@@ -381,19 +398,20 @@ async def _sweep_into(
     emit = _json_writer(options, out, cache)
     display = ProgressDisplay(err, counters, enabled=options.progress)
     with display:
-        interrupted = await until_signalled(
-            lambda: run_sweep(
-                job,
-                inventory_sink(inventory, scan_id),
-                counters,
-                on_result=emit,
-                on_tick=display.refresh,
-                cache=cache,
+        try:
+            interrupted = await until_signalled(
+                lambda: run_sweep(
+                    job,
+                    inventory_sink(inventory, scan_id),
+                    counters,
+                    on_result=emit,
+                    on_tick=display.refresh,
+                    cache=cache,
+                )
             )
-        )
-    status = "interrupted" if interrupted else "finished"
-    with trio.CancelScope(shield=True):
-        await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
+        except Exception:  # the writer failed (a StoreError, perhaps in a group): not running
+            await _close_scan(inventory, scan_id, "failed")
+            raise
     if options.summary:
         err.print(summary_table(counters, scan_id=scan_id, db_label=options.db_label))
     if interrupted:
@@ -403,6 +421,15 @@ async def _sweep_into(
             markup=False,
         )
     return SweepReport(scan_id, counters, interrupted)
+
+
+async def _close_scan(inventory: Inventory, scan_id: int | None, status: str) -> None:
+    """Set the scan's final status, shielded; a store that fails here too is left as it is
+    (the error that brought us here is the one reported)."""
+    if scan_id is None:
+        return
+    with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
+        await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
 
 
 def join_specs(*groups: Sequence[str]) -> tuple[str, ...]:

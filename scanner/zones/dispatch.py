@@ -22,6 +22,7 @@ import trio
 
 from scanner.errors import OperationalError, TargetError
 from scanner.inventory.store import Inventory
+from scanner.plan.digest import plan_digest
 from scanner.plan.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
 from scanner.sweep.pipeline import scan_spec
 from scanner.sweep.run import SweepOptions, resolve_hostnames, starttls_default, sweep_spec
@@ -122,7 +123,7 @@ def dispatch(options: DispatchOptions) -> Dispatched:
             ingest_queue=options.ingest_queue,
         )
         # Ingest checks what agents report against this; `scans retry` sends it again.
-        inventory.save_plan(scan_id, inputs.digest(), json.dumps(template.to_wire()))
+        inventory.save_plan(scan_id, plan_digest(plan), json.dumps(template.to_wire()))
         tasks = (
             ShardTask(
                 scan_id=scan_id,

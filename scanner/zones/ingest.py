@@ -21,7 +21,8 @@ scan (local shards are never touched), the shard one of it, the attempt time pla
 dispatched with, so an agent holding credentials for one zone's queue cannot write another's.
 A malformed or refused message is logged on one line and dropped: it would be as wrong the next
 time. A database error retries the message with a growing pause (the broker keeps it); after
-:data:`STORE_RETRIES` it goes to the dead-letter queue ``<queue>.dead``, counted on the shard.
+:data:`STORE_RETRIES` (``CERTSCAN_INGEST_RETRIES``) it goes to the dead-letter queue
+``<queue>.dead``, counted on the shard.
 The inventory is opened once per worker process, lazily (after the fork).
 """
 
@@ -68,6 +69,15 @@ STORE_MAX_SECONDS = 300.0
 MOOT_ATTEMPTS = 4096
 PLANS = 8
 SHARD_PLANS = 64
+
+
+def store_retries() -> int:
+    """Retries before a message is dead-lettered (``CERTSCAN_INGEST_RETRIES`` overrides)."""
+    raw = os.environ.get("CERTSCAN_INGEST_RETRIES", "")
+    try:
+        return min(max(int(raw), 0), 10_000) if raw else STORE_RETRIES
+    except ValueError:
+        return STORE_RETRIES
 
 
 def backoff(retries: int) -> float:
@@ -276,12 +286,12 @@ def register(app: Any, db_url: str) -> None:
             log.error("rejected %s message: %s", kind_of(message), exc)
         except StoreError as exc:
             retries = int(task.request.retries or 0)
-            if retries >= STORE_RETRIES:
+            if retries >= store_retries():
                 dead_letter(task, message, str(exc))
                 return
             pause = backoff(retries)
             log.error("%s; retrying in %.0f s (retry %d)", exc, pause, retries + 1)
-            raise task.retry(countdown=pause, max_retries=None) from None
+            raise task.retry(countdown=pause) from None
 
     def settle_after(scan_id: int) -> None:
         status = ingest.settle(scan_id)
@@ -323,10 +333,13 @@ def register(app: Any, db_url: str) -> None:
 
         guarded(self, message, work)
 
-    app.task(**zapp.task_options(zapp.STARTED_TASK))(shard_started)
-    app.task(**zapp.task_options(zapp.BATCH_TASK))(batch)
-    app.task(**zapp.task_options(zapp.FINISHED_TASK))(shard_finished)
-    app.task(**zapp.task_options(zapp.FINALIZE_TASK))(finalize)
+    # No Celery retry limit (its default is 3): guarded() bounds the retries itself and then
+    # dead-letters the message, instead of Celery acknowledging it and dropping it.
+    unbounded = {"max_retries": None}
+    app.task(**zapp.task_options(zapp.STARTED_TASK), **unbounded)(shard_started)
+    app.task(**zapp.task_options(zapp.BATCH_TASK), **unbounded)(batch)
+    app.task(**zapp.task_options(zapp.FINISHED_TASK), **unbounded)(shard_finished)
+    app.task(**zapp.task_options(zapp.FINALIZE_TASK), **unbounded)(finalize)
 
 
 def run_ingest(db_url: str, broker: str, *, queue: str, concurrency: int) -> None:

@@ -9,8 +9,6 @@ batch use :mod:`scanner.zones.wire`. Pure: no broker, no database.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,11 +103,6 @@ class PlanInputs:
             protocols=dict(self.protocols),
             default_protocol=self.default_protocol,
         )
-
-    def digest(self) -> str:
-        """SHA-256 (hex) of these inputs: the same plan, names resolved alike, same digest."""
-        text = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
 
     def to_wire(self) -> dict[str, Any]:
         return {
