@@ -45,6 +45,7 @@ from exporters.prometheus import CertscanCollector
 from exporters.serve.job_metrics import JobCollector
 from exporters.serve.openapi import openapi_document
 from exporters.serve.scheduler import Scheduler
+from exporters.snapshot import SnapshotCollector
 from reports import assess
 from reports.output import build_report
 from reports.render import get_renderer
@@ -97,10 +98,13 @@ class ApiState:
     token: str | None = None
     scheduler: Scheduler | None = None
     registry: CollectorRegistry = field(init=False)
+    #: ``/metrics`` is served from a snapshot (``exporters.snapshot``); invalidated per scan.
+    metrics: SnapshotCollector = field(init=False)
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CertscanCollector(self.metrics_reader.inventory))
+        self.metrics = SnapshotCollector(CertscanCollector(self.metrics_reader.inventory).collect)
+        self.registry.register(self.metrics)
         if self.scheduler is not None:
             self.registry.register(JobCollector(self.scheduler))
 
@@ -190,10 +194,25 @@ def create_app(state: ApiState) -> Starlette:
 
     async def endpoints(request: Request) -> Response:
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+        if "cursor" in request.query_params:  # keyset pages: each costs one page, not the whole
+            cursor = request.query_params["cursor"] or "0"
+            if not cursor.isdigit() or len(cursor) > 19:
+                raise UsageError(f"cursor must be one this API returned (got {cursor[:40]!r})")
+            after = int(cursor)
+            page, following = await state.reader.call(
+                lambda inv: inv.endpoints_page(after=after, limit=limit)
+            )
+            return JSONResponse(
+                {
+                    "endpoints": [_endpoint(r) for r in page],
+                    "next_cursor": None if following is None else str(following),
+                }
+            )
+        # Offset pages (the first API): every page reads the whole inventory.
         offset = _int_param(request, "offset", 0, 0, 10**9)
         records = await state.reader.call(lambda inv: inv.latest_endpoints(include_failures=True))
-        page = [_endpoint(r) for r in records[offset : offset + limit]]
-        return JSONResponse({"total": len(records), "offset": offset, "endpoints": page})
+        shown = [_endpoint(r) for r in records[offset : offset + limit]]
+        return JSONResponse({"total": len(records), "offset": offset, "endpoints": shown})
 
     async def certificate(request: Request) -> Response:
         sha256 = str(request.path_params["sha256"])

@@ -116,6 +116,7 @@ class Daemon:
         self.db_label = sa.make_url(url).render_as_string(hide_password=True)
         self.shutdown = trio.Event()
         self.interrupted = False
+        self.state: ApiState | None = None
         self.reader: Reader | None = None  # the API lane, while serving
         self.scheduler = Scheduler(
             {n: j.schedule for n, j in loaded.settings.jobs.items()}, self.run_job
@@ -162,6 +163,8 @@ class Daemon:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):
                 await self._interrupt_running(after=before, spec=sweep_spec(options))
             raise
+        if self.state is not None:
+            self.state.metrics.invalidate()  # /metrics shows this scan at the next scrape
         c = report.counters
         log.info(
             "scan stored",
@@ -264,6 +267,7 @@ class Daemon:
             token=self.token(),
             scheduler=self.scheduler,
         )
+        self.state = state
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None

@@ -31,6 +31,9 @@ from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import FindingRecord, Inventory, db_url
 from scanner.serialize import iso, json_line
 
+#: The most endpoints an HTML report shows: past it the page would run to hundreds of
+#: megabytes, so ``certscan report`` refuses (exit 2) and points to JSON/CSV or a filter.
+HTML_MAX_ENDPOINTS = 20_000
 SEVERITY_NAMES = "|".join(s.label for s in sorted(Severity, reverse=True))
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red",
@@ -326,6 +329,12 @@ def report(
     finally:
         inventory.close()
     shown = assess.select(views, flt, now=now)
+    if target.format == "html" and len(shown) > HTML_MAX_ENDPOINTS:
+        raise UsageError(
+            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
+            f"{len(shown):,} are selected: narrow it (--severity, --kind, --expiring-within, "
+            "--scan) or use --format json or csv"
+        )
     size = write_report(build_report(shown, generated_at=now, scan=info), target)
     if not target.to_stdout:
         _err().print(

@@ -71,6 +71,8 @@ class EndpointRecord:
     #: The other chains presented when only one key type was offered (``--all-certs``), each
     #: in presented order; ``()`` when none was seen or the probe was not run.
     alt_chains: tuple[tuple[CertInfo, ...], ...] = ()
+    #: The endpoint's row id (the cursor of ``Inventory.endpoints_page``); None when unknown.
+    endpoint_id: int | None = None
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -110,13 +112,42 @@ def _newest_first() -> Any:
     )
 
 
+def endpoints_page(
+    conn: Connection, *, after: int, limit: int
+) -> tuple[list[EndpointRecord], int | None]:
+    """The latest observation of the ``limit`` endpoints whose id follows ``after``, in id
+    order, and the cursor of the next page (None on the last). Costs one page, not the
+    inventory: the endpoints come from the primary key, their observations from
+    ``ix_observation_endpoint_time``."""
+    e = t.ENDPOINT
+    ids = [
+        int(i)
+        for (i,) in conn.execute(
+            sa.select(e.c.id).where(e.c.id > after).order_by(e.c.id).limit(limit)
+        )
+    ]
+    if not ids:
+        return [], None
+    records = latest_endpoints(conn, scan_id=None, include_failures=True, endpoint_ids=ids)
+    records.sort(key=lambda r: r.endpoint_id or 0)
+    return records, ids[-1] if len(ids) == limit else None
+
+
 def latest_endpoints(
-    conn: Connection, *, scan_id: int | None, include_failures: bool
+    conn: Connection,
+    *,
+    scan_id: int | None,
+    include_failures: bool,
+    endpoint_ids: Sequence[int] | None = None,
 ) -> list[EndpointRecord]:
-    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`."""
+    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`; ``endpoint_ids``: only
+    those endpoints (a page)."""
     o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
     if scan_id is None:
-        ranked = sa.select(o.c.id, _newest_first().label("rank")).subquery()
+        ranking = sa.select(o.c.id, _newest_first().label("rank"))
+        if endpoint_ids is not None:
+            ranking = ranking.where(o.c.endpoint_id.in_(list(endpoint_ids)))
+        ranked = ranking.subquery()
         chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
     else:
         chosen = sa.select(o.c.id).where(o.c.scan_id == scan_id)
@@ -165,6 +196,7 @@ def latest_endpoints(
             chain=tuple(chains.get(m["id"], ())),
             alt_chains=tuple(tuple(v) for _, v in sorted(alts.get(m["id"], {}).items())),
             legacy_versions=t.decode_versions(m["legacy_versions"]),
+            endpoint_id=m["endpoint_id"],
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -513,6 +513,14 @@ class Inventory:
                 conn, scan_id=scan_id, include_failures=include_failures
             )
 
+    def endpoints_page(
+        self, *, after: int = 0, limit: int = 1000
+    ) -> tuple[list[EndpointRecord], int | None]:
+        """One page of every endpoint's latest observation, in endpoint order (one snapshot):
+        the records and the cursor of the next page (None on the last page)."""
+        with self._snapshot("read the inventory") as conn:
+            return store_read.endpoints_page(conn, after=after, limit=limit)
+
     def previous_leaves(self, scan_id: int | None = None) -> dict[EndpointKey, str]:
         """For ``certificate_changed``: each endpoint's leaf SHA-256 in its most recent
         observation WITH a chain that is older than its latest observation (with ``scan_id``:
