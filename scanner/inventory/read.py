@@ -128,7 +128,9 @@ def endpoints_page(
     ]
     if not ids:
         return [], None
-    records = latest_endpoints(conn, scan_id=None, include_failures=True, endpoint_ids=ids)
+    records = latest_endpoints(
+        conn, scan_id=None, include_failures=True, endpoint_range=(after, ids[-1])
+    )
     records.sort(key=lambda r: r.endpoint_id or 0)
     return records, ids[-1] if len(ids) == limit else None
 
@@ -138,15 +140,17 @@ def latest_endpoints(
     *,
     scan_id: int | None,
     include_failures: bool,
-    endpoint_ids: Sequence[int] | None = None,
+    endpoint_range: tuple[int, int] | None = None,
 ) -> list[EndpointRecord]:
-    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`; ``endpoint_ids``: only
-    those endpoints (a page)."""
+    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`; ``endpoint_range``
+    ``(after, last)``: only the endpoints with ``after < id <= last`` (a page; a range, so that
+    PostgreSQL walks ``ix_observation_endpoint_time`` instead of scanning observations)."""
     o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
     if scan_id is None:
         ranking = sa.select(o.c.id, _newest_first().label("rank"))
-        if endpoint_ids is not None:
-            ranking = ranking.where(o.c.endpoint_id.in_(list(endpoint_ids)))
+        if endpoint_range is not None:
+            low, high = endpoint_range
+            ranking = ranking.where(o.c.endpoint_id > low, o.c.endpoint_id <= high)
         ranked = ranking.subquery()
         chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
     else:
