@@ -24,8 +24,10 @@ import hashlib
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,18 +172,19 @@ def main(argv: list[str]) -> int:
         record_findings(args.db, args.scan)
         return 0
     me = [sys.executable, "-m", "bench.scale", "--db", args.db]
+    scratch = Path(tempfile.mkdtemp(prefix="certscan-scale-"))  # outputs, deleted at the end
     certscan = [sys.executable, "-m", "scanner"]
     print(f"inventory: {args.endpoints:,} endpoints, {certs:,} certificates, {args.db}")
     steps = [
         ("fill (record_batch)", [*me, "--step", "fill", "--endpoints", str(args.endpoints),
                                  "--certs", str(certs)]),
         ("record findings", [*me, "--step", "findings"]),
-        ("metrics exposition", [*certscan, "export", "prometheus", "-o", "/dev/null",
+        ("metrics exposition", [*certscan, "export", "prometheus", "-o", str(scratch / "m.prom"),
                                 "--db", args.db]),
         ("certscan findings", [*certscan, "findings", "--db", args.db]),
-        ("report json", [*certscan, "report", "--format", "json", "-o", "/dev/null",
+        ("report json", [*certscan, "report", "--format", "json", "-o", str(scratch / "r.json"),
                          "--db", args.db]),
-        ("report csv", [*certscan, "report", "--format", "csv", "-o", "/dev/null",
+        ("report csv", [*certscan, "report", "--format", "csv", "-o", str(scratch / "r.csv"),
                         "--db", args.db]),
     ]  # fmt: skip
     for step, command in steps:
@@ -189,6 +192,7 @@ def main(argv: list[str]) -> int:
             continue
         seconds, rss, code = timed(command)
         line(step, seconds, rss, args.db, "" if code in (0, 1) else f"exit {code}")
+    shutil.rmtree(scratch, ignore_errors=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"(this driver's own peak RSS: {own / 1024:.0f} MB)")
     return 0
