@@ -73,11 +73,11 @@ def cluster() -> Iterator[Cluster]:
     data = top / "data"
     if os.geteuid() == 0:
         shutil.chown(top, "postgres")
-    as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
     port = _free_port()
     pg = Cluster(data, port, f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off")
-    pg.ctl("-o", pg.options, "-l", str(top / "log"), "start")
     try:
+        as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
+        pg.ctl("-o", pg.options, "-l", str(top / "log"), "start")
         yield pg
     finally:
         subprocess.run(
