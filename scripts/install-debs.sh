@@ -2,7 +2,7 @@
 # Install the Debian packages a make target needs, only those missing. Usage: install-debs.sh test|bench
 set -euo pipefail
 case "${1:-}" in
-  test)  packages=(openssl chromium prometheus pebble) ;;
+  test)  packages=(openssl chromium prometheus pebble postgresql util-linux) ;;
   bench) packages=(nginx-light libnginx-mod-mail nmap nftables time util-linux iproute2) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
