@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 CORE    := $(VENV)/.core-stamp
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest debs bench clean
+.PHONY: install demo test lint typecheck pytest debs bench bench-scale clean
 
 # The demo needs certscan's core only (sweep, inventory, findings, reports): no extras, no
 # test tools.
@@ -47,6 +47,13 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	bash scripts/install-debs.sh bench
 	CERTSCAN_BIN=$(CURDIR)/$(BIN)/certscan bash bench/run.sh $(BENCH_ARGS)
+
+## make bench-scale: the inventory at SCALE endpoints (default 100000; minutes, not in `bench`).
+## SCALE_DB: an inventory URL or SQLite path to fill (default: a fresh file under bench/out).
+SCALE ?= 100000
+bench-scale: $(STAMP)
+	mkdir -p bench/out && rm -f bench/out/scale-$(SCALE).db*
+	$(BIN)/python -m bench.scale --endpoints $(SCALE) --db $(or $(SCALE_DB),bench/out/scale-$(SCALE).db)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache bench/out

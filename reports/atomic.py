@@ -7,7 +7,8 @@ temporary file is removed and the target is untouched.
 
 The temporary file is created with mode 0o666 filtered by the process umask, like any new file;
 when it replaces an existing regular file, that file's permission bits are kept (a report
-deliberately made private stays private). ``-`` (stdout) is the caller's business: passing it
+deliberately made private stays private). A target that is a device or a pipe (``/dev/null``,
+a FIFO) is written into, not replaced. ``-`` (stdout) is the caller's business: passing it
 here is an error rather than a file literally named ``-``.
 """
 
@@ -26,6 +27,12 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     if os.fspath(path) == "-":
         raise ValueError("'-' means stdout: write it there instead of calling write_atomic")
     target = Path(path)
+    if _is_special(target):
+        # A device or a pipe (``-o /dev/null``, a FIFO): renaming over it would put a regular
+        # file in its place (as root, a regular file at /dev/null); write into it instead.
+        with open(target, "wb") as out:
+            out.write(data)
+        return
     directory = target.parent
     temp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -46,6 +53,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         temp.unlink(missing_ok=True)
         raise
     _fsync_directory(directory)
+
+
+def _is_special(target: Path) -> bool:
+    """True for an existing target that is neither a regular file nor a directory."""
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _keep_mode(fd: int, target: Path) -> None:

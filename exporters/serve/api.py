@@ -53,6 +53,7 @@ from exporters.serve.job_metrics import JobCollector
 from exporters.serve.live import LiveReport
 from exporters.serve.openapi import openapi_document
 from exporters.serve.scheduler import Scheduler
+from exporters.snapshot import SnapshotCollector
 from reports import assess
 from reports.summary import estate, estate_dict
 from scanner.errors import CertscanError, StoreError, UsageError
@@ -111,12 +112,15 @@ class ApiState:
     allowed_hosts: frozenset[str] | None = None
     live: LiveReport = field(default_factory=LiveReport)
     registry: CollectorRegistry = field(init=False)
+    #: ``/metrics`` is served from a snapshot (``exporters.snapshot``); invalidated per scan.
+    metrics: SnapshotCollector = field(init=False)
 
     def __post_init__(self) -> None:
         if self.token is not None and self.token not in self.tokens.values():
             self.tokens = {**self.tokens, "default": self.token}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CertscanCollector(self.metrics_reader.inventory))
+        self.metrics = SnapshotCollector(CertscanCollector(self.metrics_reader.inventory).collect)
+        self.registry.register(self.metrics)
         if self.scheduler is not None:
             self.registry.register(JobCollector(self.scheduler))
 
@@ -203,19 +207,34 @@ def create_app(state: ApiState) -> Starlette:
 
     async def endpoints(request: Request) -> Response:
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+        if "cursor" in request.query_params:  # keyset pages: each costs one page, not the whole
+            cursor = request.query_params["cursor"] or "0"
+            if not cursor.isdigit() or len(cursor) > 19:
+                raise UsageError(f"cursor must be one this API returned (got {cursor[:40]!r})")
+            after = int(cursor)
+            page, following = await state.reader.call(
+                lambda inv: inv.endpoints_page(after=after, limit=limit)
+            )
+            return JSONResponse(
+                {
+                    "endpoints": [_endpoint(r) for r in page],
+                    "next_cursor": None if following is None else str(following),
+                }
+            )
+        # Offset pages (the first API): every page reads the whole inventory.
         offset = _int_param(request, "offset", 0, 0, 10**9)
         records, owners = await state.reader.call(
             lambda inv: (inv.latest_endpoints(include_failures=True), inv.owners())
         )
-        page = []
+        items = []
         for record in records[offset : offset + limit]:
             item = _endpoint(record)
             owned = owners.get((record.address, record.port, record.sni))
             item["owner"] = None if owned is None else owned.owner
             item["environment"] = None if owned is None else owned.environment
             item["tags"] = [] if owned is None else list(owned.tags)
-            page.append(item)
-        return JSONResponse({"total": len(records), "offset": offset, "endpoints": page})
+            items.append(item)
+        return JSONResponse({"total": len(records), "offset": offset, "endpoints": items})
 
     async def certificate(request: Request) -> Response:
         sha256 = str(request.path_params["sha256"])

@@ -39,6 +39,7 @@ import io
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -60,7 +61,7 @@ from reports import assess
 from reports.policy import load_config
 from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import Inventory, db_url
-from scanner.sweep.options import EXIT_INTERRUPTED, SweepOptions
+from scanner.sweep.options import EXIT_INTERRUPTED, SweepOptions, sweep_spec
 from scanner.sweep.run import run as run_sweep
 
 __all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "run_daemon"]
@@ -111,6 +112,7 @@ class Daemon:
         self.db_label = sa.make_url(url).render_as_string(hide_password=True)
         self.shutdown = trio.Event()
         self.interrupted = False
+        self.state: ApiState | None = None
         self.reader: Reader | None = None  # the API lane, while serving
         self.listen_host = "127.0.0.1"  # set by serve()
         self.scheduler = Scheduler(
@@ -170,8 +172,10 @@ class Daemon:
         except trio.Cancelled:
             # stopped before the sweep took the signal itself: close what it started
             with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):
-                await self._interrupt_running(after=before)
+                await self._interrupt_running(after=before, spec=sweep_spec(options))
             raise
+        if self.state is not None:
+            self.state.metrics.invalidate()  # /metrics shows this scan at the next scrape
         c = report.counters
         log.info(
             "scan stored",
@@ -260,18 +264,11 @@ class Daemon:
         newest = await self.reader.call(lambda inv: inv.latest_scan())
         return 0 if newest is None else newest.id
 
-    async def _interrupt_running(self, *, after: int) -> None:
+    async def _interrupt_running(self, *, after: int, spec: Mapping[str, object]) -> None:
         reader = self.reader
         if reader is None:
             return
-
-        def close(inv: Inventory) -> list[int]:
-            stuck = [s.id for s in inv.scans(limit=10) if s.id > after and s.status == "running"]
-            for scan_id in stuck:
-                inv.finish_scan(scan_id, "interrupted")
-            return stuck
-
-        closed = await reader.call(close)
+        closed = await reader.call(lambda inv: interrupt_own(inv, after=after, spec=spec))
         if closed:
             log.info("scans marked interrupted", extra={"scan_ids": closed})
 
@@ -320,6 +317,7 @@ class Daemon:
             read_token=self.read_token(),
             allowed_hosts=allowed_host_names(host, self.loaded.settings.allowed_hosts),
         )
+        self.state = state
         config = HypercornConfig()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         config.accesslog = None
@@ -392,6 +390,17 @@ class Daemon:
         if self.interrupted:
             return EXIT_INTERRUPTED
         return 0 if ok else 3
+
+
+def interrupt_own(inv: Inventory, *, after: int, spec: Mapping[str, object]) -> list[int]:
+    """Mark ``interrupted`` the scan this daemon's sweep started (newer than scan ``after``,
+    still running, with the sweep's own ``spec``); never another process's scan, nor a
+    dispatched zone scan, whose agents and ingest go on without the daemon."""
+    own = inv.find_resumable(spec)
+    if own is None or own.id <= after or own.status != "running" or own.shards is not None:
+        return []
+    inv.finish_scan(own.id, "interrupted")
+    return [own.id]
 
 
 def _sole(exc: BaseException) -> BaseException:

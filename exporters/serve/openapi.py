@@ -75,8 +75,13 @@ def openapi_document() -> dict[str, Any]:
                     ),
                     _query(
                         "offset",
-                        "Endpoints to skip",
+                        "Endpoints to skip (reads the whole inventory; prefer cursor)",
                         {"type": "integer", "minimum": 0, "default": 0},
+                    ),
+                    _query(
+                        "cursor",
+                        "Keyset pages in endpoint order: '' for the first, then next_cursor",
+                        {"type": "string", "pattern": "^[0-9]{0,19}$"},
                     ),
                 ],
             ),
@@ -198,6 +203,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "total": {"type": "integer"},
                         "offset": {"type": "integer"},
+                        "next_cursor": {"type": ["string", "null"]},
                         "endpoints": {"type": "array", "items": {"type": "object"}},
                     },
                 },

@@ -25,7 +25,7 @@ from scanner.cli.options import (
     DbOption,
     FailOnOption,
 )
-from scanner.errors import OperationalError
+from scanner.errors import OperationalError, UsageError
 from scanner.models import Severity
 from scanner.serialize import iso, json_line
 from scanner.text import safe
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from reports.model import EndpointView
     from scanner.inventory.store import FindingRecord, Inventory
 
+#: The most endpoints an HTML report shows: past it the page would run to hundreds of
+#: megabytes, so ``certscan report`` refuses (exit 2) and points to JSON/CSV or a filter.
+HTML_MAX_ENDPOINTS = 20_000
 SEVERITY_STYLE = {
     Severity.CRITICAL: "bold red",
     Severity.HIGH: "red",
@@ -242,6 +245,12 @@ def report(
     finally:
         inventory.close()
     shown = assess.select(views, flt, now=now)
+    if target.format == "html" and len(shown) > HTML_MAX_ENDPOINTS:
+        raise UsageError(
+            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
+            f"{len(shown):,} are selected: narrow it (--severity, --kind, --expiring-within, "
+            "--scan) or use --format json or csv"
+        )
     size = write_report(build_report(shown, generated_at=now, scan=info), target)
     if not target.to_stdout:
         _err().print(

@@ -185,8 +185,53 @@ def show(
         sys.stdout.write(json_line(body) + "\n")
         return 0
     _print_header(run, counts, now=datetime.now(UTC))
+    rejected = sum(s.rejected or 0 for s in shards)
+    dead = sum(s.dead_letters or 0 for s in shards)
+    if rejected or dead:
+        typer.echo(
+            f"ingest:   {rejected} outcomes rejected (not in the plan, malformed or hostile), "
+            f"{dead} messages dead-lettered"
+        )
     if run.shards is not None:
         stdout_console().print(_shard_table(shards))
+    for s in shards:
+        if s.rejected or s.dead_letters:
+            typer.echo(
+                f"shard {s.shard}: {s.rejected or 0} outcomes rejected, "
+                f"{s.dead_letters or 0} messages dead-lettered"
+            )
+    return 0
+
+
+@scans_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    scan_id: Annotated[int, typer.Argument(metavar="ID", help="A dispatched scan's id.")],
+    shard: Annotated[
+        int | None, typer.Option("--shard", metavar="N", help="Only this shard.")
+    ] = None,
+    db: DbOption = None,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", metavar="URL", envvar="CERTSCAN_BROKER", show_envvar=True),
+    ] = None,
+) -> int:
+    """Send the failed or stuck shards of a dispatched scan to their zone's agents again (all
+    that are not done, or --shard N); the scan runs again until they settle."""
+    from scanner.zones import app as zapp
+    from scanner.zones.retry import retry_shards
+
+    chosen = db if db is not None else ctx.obj
+    if not 0 <= scan_id < 2**62 or (shard is not None and not 0 <= shard < 2**31):
+        raise UsageError(f"no scan {scan_id} in the inventory (see certscan scans)")
+    url = zapp.broker_url(broker)
+    with open_existing(chosen) as inv:
+        sent = retry_shards(inv, scan_id, shard, url)
+    if not sent:
+        typer.echo(f"scan {scan_id}: no failed or stuck shard to retry")
+        return 0
+    listed = ", ".join(str(n) for n in sent[:20]) + (" ..." if len(sent) > 20 else "")
+    typer.echo(f"scan {scan_id}: {len(sent)} shards queued again ({listed})")
     return 0
 
 

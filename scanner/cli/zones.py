@@ -162,20 +162,53 @@ def agent(
             "(30 minutes by default). The sweep stops itself a little before.",
         ),
     ] = 1500.0,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow",
+            metavar="CIDR",
+            help="A network this agent may scan (repeatable). Every target of a task is checked; "
+            "a task with one outside is refused. Default: the local ranges (10/8, 172.16/12, "
+            "192.168/16, 100.64/10, 127/8, link-local, ULA).",
+        ),
+    ] = None,
+    allow_public: Annotated[
+        bool,
+        typer.Option(
+            "--allow-public", help="Accept tasks that scan public addresses (inside --allow)."
+        ),
+    ] = False,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option("--max-concurrency", metavar="N", help="Most connections a task may use."),
+    ] = None,
+    max_rate: Annotated[
+        float | None,
+        typer.Option("--max-rate", metavar="PER_SECOND", help="Fastest rate a task may ask for."),
+    ] = None,
 ) -> int:
     """Run a zone agent: a Celery worker that sweeps the zone's shard tasks and sends the
-    results to the ingest queue. It needs no database."""
+    results to the ingest queue. It needs no database, and does only what its own policy
+    (--allow, --allow-public, --max-*) permits, whatever a task asks."""
     from scanner.zones import app as zapp
     from scanner.zones.agent import run_agent
+    from scanner.zones.policy import make_policy
 
     zapp.zone_queue(zone)
     if not 1 <= concurrency <= 256:
         raise UsageError("--concurrency must be between 1 and 256")
+    policy = make_policy(
+        allow or [],
+        allow_public=allow_public,
+        max_concurrency=max_concurrency,
+        max_rate=max_rate,
+    )
     run_agent(
         zone,
         zapp.broker_url(broker),
         concurrency=concurrency,
         time_limit=sa.positive("--time-limit", time_limit),
+        policy=policy,
     )
     return 0
 

@@ -83,6 +83,8 @@ class EndpointRecord:
     #: The chain came with no proof that the server holds its key (``Handshake.key_proven``
     #: false); such a chain drives no hook and counts for no ``key_reuse``.
     key_unproven: bool = False
+    #: The endpoint's row id (the cursor of ``Inventory.endpoints_page``); None when unknown.
+    endpoint_id: int | None = None
 
     @property
     def leaf(self) -> CertInfo | None:
@@ -125,13 +127,46 @@ def _newest_first() -> Any:
     )
 
 
+def endpoints_page(
+    conn: Connection, *, after: int, limit: int
+) -> tuple[list[EndpointRecord], int | None]:
+    """The latest observation of the ``limit`` endpoints whose id follows ``after``, in id
+    order, and the cursor of the next page (None on the last). Costs one page, not the
+    inventory: the endpoints come from the primary key, their observations from
+    ``ix_observation_endpoint_time``."""
+    e = t.ENDPOINT
+    ids = [
+        int(i)
+        for (i,) in conn.execute(
+            sa.select(e.c.id).where(e.c.id > after).order_by(e.c.id).limit(limit)
+        )
+    ]
+    if not ids:
+        return [], None
+    records = latest_endpoints(
+        conn, scan_id=None, include_failures=True, endpoint_range=(after, ids[-1])
+    )
+    records.sort(key=lambda r: r.endpoint_id or 0)
+    return records, ids[-1] if len(ids) == limit else None
+
+
 def latest_endpoints(
-    conn: Connection, *, scan_id: int | None, include_failures: bool
+    conn: Connection,
+    *,
+    scan_id: int | None,
+    include_failures: bool,
+    endpoint_range: tuple[int, int] | None = None,
 ) -> list[EndpointRecord]:
-    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`."""
+    """See :meth:`scanner.inventory.store.Inventory.latest_endpoints`; ``endpoint_range``
+    ``(after, last)``: only the endpoints with ``after < id <= last`` (a page; a range, so that
+    PostgreSQL walks ``ix_observation_endpoint_time`` instead of scanning observations)."""
     o = t.OBSERVATION
     if scan_id is None:
-        ranked = sa.select(o.c.id, _newest_first().label("rank")).subquery()
+        ranking = sa.select(o.c.id, _newest_first().label("rank"))
+        if endpoint_range is not None:
+            low, high = endpoint_range
+            ranking = ranking.where(o.c.endpoint_id > low, o.c.endpoint_id <= high)
+        ranked = ranking.subquery()
         chosen = sa.select(ranked.c.id).where(ranked.c.rank == 1)
     else:
         chosen = sa.select(o.c.id).where(o.c.scan_id == scan_id)
@@ -238,6 +273,7 @@ def records_of(conn: Connection, picked_ids: Any) -> list[EndpointRecord]:
             legacy_versions=t.decode_versions(m["legacy_versions"]),
             group=m["tls_group"],
             key_unproven=bool(m.get("key_unproven")),
+            endpoint_id=m["endpoint_id"],
             **{name: m[name] for name in _RECORD_COLUMNS},
         )
         for m in (row._mapping for row in rows)

@@ -262,3 +262,26 @@ def sqlite_immediate(engine: Engine) -> Iterator[Connection]:
                 conn.exec_driver_sql("ROLLBACK")
             raise
         conn.exec_driver_sql("COMMIT")
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction, so that several SELECTs see one snapshot of the inventory (a sweep
+    writing meanwhile cannot make an endpoint show one observation with another's chain).
+    SQLite: an explicit ``BEGIN`` (pysqlite runs each SELECT in its own autocommit snapshot
+    otherwise; in WAL mode the snapshot is taken at the first read and writers go on).
+    PostgreSQL: ``REPEATABLE READ, READ ONLY`` (READ COMMITTED takes one per statement)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                with suppress(sa_exc.DBAPIError):
+                    conn.exec_driver_sql("COMMIT")
+            return
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn

@@ -10,16 +10,8 @@ Two ways of writing, one per kind of writer:
 
 * **Local workers** (``--workers``) write their own batches (:func:`advance`): counters add
   up, exactly as an unsharded scan's do, and ``resume`` restarts each shard at its watermark.
-* **Zone agents** have no database; ``certscan ingest`` writes for them, and every message may
-  arrive twice (a duplicated task, a redelivered one after an agent died, a retried publish).
-  So nothing is added up: a batch is stored once by its natural key ``(scan, shard, attempt,
-  seq)`` in ``ingested_batch`` (:func:`claim_batch`); its observations are upserts; and progress
-  is a *snapshot* the agent took when it cut the batch, applied only if it belongs to the
-  attempt that owns the shard and moves forward (:func:`apply_progress`). An attempt is one run
-  of a shard task; a later-started attempt takes the shard over (the earlier agent died or its
-  task was redelivered), an earlier one is ignored. A shard is done when its owning attempt says
-  so AND every batch it announced is stored (:func:`finish`); the call that settles the scan's
-  last shard is told so, exactly once, because it holds the scan row's lock while it looks.
+* **Zone agents** have no database; ``certscan ingest`` writes for them through
+  :mod:`scanner.inventory.zone`, idempotently and only for shards dispatched to a zone.
 
 The scan's own counters are the sums of its shards' (:func:`sum_into_scan`).
 """
@@ -64,9 +56,17 @@ class ShardRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    rejected: int | None = None  # outcomes ingest refused (not planned, hostile), None: none
+    announced: int | None = None  # batches the owning attempt announced in its finish
+    dead_letters: int | None = None  # messages ingest gave up storing (dead-letter queue)
 
 
 _FIELDS = tuple(f.name for f in fields(ShardRecord))
+
+
+class ShardRejected(ValueError):
+    """A zone message names no shard it may change (unknown scan or shard, a local shard, a
+    scan no longer running, an attempt time out of bounds): rejected, on one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,7 @@ def resume(conn: Connection, scan_id: int, shard: int) -> tuple[int, set[tuple[s
         sa.select(s.c.watermark).where(_where(scan_id, shard))
     ).scalar_one_or_none()
     if watermark is None:
-        raise ValueError(f"scan {scan_id} has no shard {shard}")
+        raise ShardRejected(f"scan {scan_id} has no shard {shard}")
     rows = conn.execute(
         sa.select(e.c.address, e.c.port, e.c.sni)
         .join_from(o, e, o.c.endpoint_id == e.c.id)
@@ -182,183 +182,6 @@ def resume(conn: Connection, scan_id: int, shard: int) -> tuple[int, set[tuple[s
         .where(sa.or_(o.c.target_index >= watermark, o.c.target_index.is_(None)))
     ).all()
     return int(watermark), {(a, p, sni) for a, p, sni in rows}
-
-
-def started(
-    conn: Connection,
-    scan_id: int,
-    shard: int,
-    *,
-    attempt: str,
-    started_at: datetime,
-    agent: str,
-    now: datetime,
-) -> bool:
-    """An agent started ``attempt`` of a shard: it takes the shard over unless the shard is
-    settled or a later attempt owns it. Returns False when the shard is settled already."""
-    s = t.SCAN_SHARD
-    lock_scan(conn, scan_id)
-    took = _adopt(conn, scan_id, shard, attempt, started_at, now, agent=agent)
-    if took:
-        sum_into_scan(conn, scan_id)
-        return True
-    status = conn.execute(sa.select(s.c.status).where(_where(scan_id, shard))).scalar_one_or_none()
-    if status is None:
-        raise ValueError(f"scan {scan_id} has no shard {shard}")
-    return status not in FINAL
-
-
-def claim_batch(
-    conn: Connection, scan_id: int, shard: int, attempt: str, seq: int, items: int, now: datetime
-) -> bool:
-    """Record that a batch is being stored; False when it was stored before (a duplicate) or
-    its shard is settled (a duplicated task ran it again: nothing of it is needed)."""
-    s = t.SCAN_SHARD
-    status = conn.execute(sa.select(s.c.status).where(_where(scan_id, shard))).scalar_one_or_none()
-    if status is None:
-        raise ValueError(f"scan {scan_id} has no shard {shard}")
-    if status in FINAL:
-        return False
-    row = {
-        "scan_id": scan_id,
-        "shard": shard,
-        "attempt": attempt,
-        "seq": seq,
-        "items": items,
-        "ingested_at": now,
-    }
-    b = t.INGESTED_BATCH
-    stmt = insert_for(conn, b).on_conflict_do_nothing().returning(b.c.seq)
-    return conn.execute(stmt, row).first() is not None
-
-
-def apply_progress(
-    conn: Connection,
-    scan_id: int,
-    shard: int,
-    *,
-    attempt: str,
-    attempt_started_at: datetime,
-    watermark: int,
-    done: int,
-    ok: int,
-    failed: int,
-    now: datetime,
-) -> None:
-    """Apply an agent's progress snapshot, if its attempt owns (or may take over) the shard."""
-    s = t.SCAN_SHARD
-    lock_scan(conn, scan_id)
-    _adopt(conn, scan_id, shard, attempt, attempt_started_at, now)
-    conn.execute(
-        sa.update(s)
-        .where(_where(scan_id, shard), s.c.attempt == attempt, s.c.status.not_in(FINAL))
-        .where(s.c.done <= done)
-        .values(
-            watermark=sa.case((s.c.watermark < watermark, watermark), else_=s.c.watermark),
-            done=sa.func.least(done, s.c.total) if _pg(conn) else sa.func.min(done, s.c.total),
-            ok=ok,
-            failed=failed,
-            updated_at=now,
-        )
-    )
-    sum_into_scan(conn, scan_id)
-
-
-def _pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
-
-
-def _adopt(
-    conn: Connection,
-    scan_id: int,
-    shard: int,
-    attempt: str,
-    started_at: datetime,
-    now: datetime,
-    *,
-    agent: str | None = None,
-) -> bool:
-    """Let ``attempt`` own the shard if no attempt does or an earlier-started one does (its
-    ``shard_started`` message may arrive after its batches); its counters start again from
-    nothing. Returns whether it took the shard."""
-    s = t.SCAN_SHARD
-    agent_value: Any = s.c.agent if agent is None else t.clean_text(agent)
-    took = conn.execute(
-        sa.update(s)
-        .where(_where(scan_id, shard), s.c.status.not_in(FINAL))
-        .where(sa.or_(s.c.attempt.is_(None), s.c.attempt_started_at < started_at))
-        .values(
-            status="running",
-            attempt=attempt,
-            attempt_started_at=started_at,
-            attempts=s.c.attempts + 1,
-            agent=agent_value,
-            started_at=sa.func.coalesce(s.c.started_at, started_at),
-            watermark=0,
-            done=0,
-            ok=0,
-            failed=0,
-            updated_at=now,
-        )
-    )
-    return bool(took.rowcount)
-
-
-def finish(
-    conn: Connection,
-    scan_id: int,
-    shard: int,
-    *,
-    attempt: str,
-    attempt_started_at: datetime,
-    batches: int,
-    watermark: int,
-    done: int,
-    ok: int,
-    failed: int,
-    error: str | None,
-    now: datetime,
-) -> ShardFinish:
-    """An attempt finished its shard (``error``: it gave up). See the module docstring."""
-    s, b = t.SCAN_SHARD, t.INGESTED_BATCH
-    # Concurrent finishes of a scan's shards queue on the scan's row, so exactly one of them
-    # sees the last shard settle.
-    lock_scan(conn, scan_id)
-    _adopt(conn, scan_id, shard, attempt, attempt_started_at, now)
-    row = conn.execute(sa.select(s.c.status, s.c.attempt).where(_where(scan_id, shard))).first()
-    if row is None:
-        raise ValueError(f"scan {scan_id} has no shard {shard}")
-    if row.status in FINAL or row.attempt != attempt:
-        return ShardFinish("stale")
-    stored = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(b)
-        .where(b.c.scan_id == scan_id, b.c.shard == shard, b.c.attempt == attempt)
-    ).scalar_one()
-    if stored < batches:
-        return ShardFinish("incomplete")
-    state = "failed" if error else "done"
-    conn.execute(
-        sa.update(s)
-        .where(_where(scan_id, shard))
-        .values(
-            status=state,
-            watermark=watermark,
-            done=done,
-            ok=ok,
-            failed=failed,
-            error=t.clean_text(error),
-            finished_at=now,
-            updated_at=now,
-        )
-    )
-    sum_into_scan(conn, scan_id)
-    open_shards = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(s)
-        .where(s.c.scan_id == scan_id, s.c.status.not_in(FINAL))
-    ).scalar_one()
-    return ShardFinish(state, scan_settled=open_shards == 0)
 
 
 def lock_scan(conn: Connection, scan_id: int) -> None:
@@ -370,7 +193,7 @@ def lock_scan(conn: Connection, scan_id: int) -> None:
         sa.select(r.c.id).where(r.c.id == scan_id).with_for_update()
     ).scalar_one_or_none()
     if found is None:
-        raise ValueError(f"no scan {scan_id} in the inventory")
+        raise ShardRejected(f"no scan {scan_id} in the inventory")
 
 
 def sum_into_scan(conn: Connection, scan_id: int) -> None:

@@ -59,11 +59,13 @@ from scanner.inventory import connect, location
 from scanner.inventory import findings as store_findings
 from scanner.inventory import history as store_history
 from scanner.inventory import owners as store_owners
+from scanner.inventory import plans as store_plans
 from scanner.inventory import read as store_read
 from scanner.inventory import schema as store_schema
 from scanner.inventory import shards as store_shards
 from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
+from scanner.inventory import zone as store_zone
 from scanner.inventory.findings import FindingChanges, FindingRecord
 from scanner.inventory.history import LeafRun
 from scanner.inventory.location import db_url, default_db_path
@@ -150,6 +152,17 @@ class Inventory:
     def _begin(self, action: str) -> Iterator[Connection]:
         try:
             with self.engine.begin() as conn:
+                yield conn
+        except sa_exc.DBAPIError as exc:
+            raise StoreError(
+                f"inventory {self.label}: cannot {action}: {self._reason(exc)}"
+            ) from exc
+
+    @contextmanager
+    def _snapshot(self, action: str) -> Iterator[Connection]:
+        """A read transaction: every SELECT in it sees one snapshot (``read_snapshot``)."""
+        try:
+            with store_schema.read_snapshot(self.engine) as conn:
                 yield conn
         except sa_exc.DBAPIError as exc:
             raise StoreError(
@@ -316,7 +329,7 @@ class Inventory:
         the shard is settled already."""
         return self._retrying(
             "start a shard",
-            lambda conn: store_shards.started(
+            lambda conn: store_zone.started(
                 conn,
                 scan_id,
                 shard,
@@ -339,18 +352,29 @@ class Inventory:
         indices: Sequence[int],
         alt_chains: Sequence[Sequence[Sequence[CertInfo]]] | None,
         progress: Progress,
+        rejected: int = 0,
     ) -> bool:
         """Store batch ``seq`` of ``attempt`` of a distributed shard, in ONE transaction; False
         (and nothing changed) when it was stored before. Idempotent: see
-        scanner.inventory.shards."""
+        scanner.inventory.zone. ``rejected``: outcomes ingest refused, counted on the shard."""
         batch = store_write.Pending.of(items, indices, alt_chains)
 
         def work(conn: Connection) -> bool:
             now = _now()
-            if not store_shards.claim_batch(conn, scan_id, shard, attempt, seq, len(items), now):
+            if not store_zone.claim_batch(
+                conn,
+                scan_id,
+                shard,
+                attempt=attempt,
+                started_at=attempt_started_at,
+                seq=seq,
+                items=len(items),
+                rejected=rejected,
+                now=now,
+            ):
                 return False
             store_write.store_items(conn, scan_id, batch, shard)
-            store_shards.apply_progress(
+            store_zone.apply_progress(
                 conn,
                 scan_id,
                 shard,
@@ -359,7 +383,6 @@ class Inventory:
                 watermark=progress.watermark,
                 done=progress.done,
                 ok=progress.ok,
-                failed=progress.failed,
                 now=now,
             )
             return True
@@ -380,7 +403,7 @@ class Inventory:
         """``attempt`` finished its shard after ``batches`` batches (``error``: it failed)."""
         return self._retrying(
             "finish a shard",
-            lambda conn: store_shards.finish(
+            lambda conn: store_zone.finish(
                 conn,
                 scan_id,
                 shard,
@@ -390,11 +413,36 @@ class Inventory:
                 watermark=progress.watermark,
                 done=progress.done,
                 ok=progress.ok,
-                failed=progress.failed,
                 error=error,
                 now=_now(),
             ),
         )
+
+    def settled_scans(self) -> list[int]:
+        """Running dispatched scans whose every shard is final (to finalise)."""
+        with self._begin("read shards") as conn:
+            return store_zone.settled_scans(conn)
+
+    def dead_letter(self, scan_id: int, shard: int) -> None:
+        """Count a message of the shard that ingest gave up storing."""
+        with self._write("count a dead letter") as conn:
+            store_zone.dead_letter(conn, scan_id, shard, _now())
+
+    def requeue_shards(self, scan_id: int, shard: int | None = None) -> list[int]:
+        """Failed or stuck shards of a dispatched scan back to ``queued`` (``scans retry``)."""
+        return self._retrying(
+            "requeue shards", lambda conn: store_zone.requeue(conn, scan_id, shard, _now())
+        )
+
+    def save_plan(self, scan_id: int, digest: str, task: str | None = None) -> None:
+        """Keep what the scan was planned from (``scanner.inventory.plans``)."""
+        with self._write("store a plan") as conn:
+            store_plans.save(conn, scan_id, digest, task, _now())
+
+    def plan(self, scan_id: int) -> tuple[str, str | None] | None:
+        """The scan's plan digest and shard task template, or None for a scan without one."""
+        with self._begin("read a plan") as conn:
+            return store_plans.load(conn, scan_id)
 
     def shards(self, scan_id: int) -> list[ShardRecord]:
         """The shards of a scan, by number (empty for a scan that is not sharded)."""
@@ -468,7 +516,7 @@ class Inventory:
         """Every endpoint's latest observation (or every observation of ``scan_id``) with its
         chain, soonest leaf ``not_after`` first (no leaf, or no expiry, last). Without
         ``include_failures``, endpoints whose chosen observation is a failure are left out."""
-        with self._begin("read the inventory") as conn:
+        with self._snapshot("read the inventory") as conn:
             return store_read.latest_endpoints(
                 conn, scan_id=scan_id, include_failures=include_failures
             )
@@ -493,12 +541,20 @@ class Inventory:
         with self._begin("read the inventory") as conn:
             return store_read.leaf_keys(conn)
 
+    def endpoints_page(
+        self, *, after: int = 0, limit: int = 1000
+    ) -> tuple[list[EndpointRecord], int | None]:
+        """One page of every endpoint's latest observation, in endpoint order (one snapshot):
+        the records and the cursor of the next page (None on the last page)."""
+        with self._snapshot("read the inventory") as conn:
+            return store_read.endpoints_page(conn, after=after, limit=limit)
+
     def previous_leaves(self, scan_id: int | None = None) -> dict[EndpointKey, str]:
         """For ``certificate_changed``: each endpoint's leaf SHA-256 in its most recent
         observation WITH a chain that is older than its latest observation (with ``scan_id``:
         older than its observation in that scan; endpoints that scan did not observe are left
         out). Endpoints with no such earlier observation are absent."""
-        with self._begin("read the inventory") as conn:
+        with self._snapshot("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
 
     def leaf_runs(self, scan_id: int | None = None) -> dict[EndpointKey, tuple[LeafRun, ...]]:
@@ -546,7 +602,7 @@ class Inventory:
         kind, sha256) the more severe is kept. Raises ValueError for an unknown scan, a naive
         ``now``, or a finding of an endpoint not evaluated or not stored.
         """
-        with self._begin("store findings") as conn:
+        with self._write("store findings") as conn:
             return store_findings.record(conn, scan_id, findings, evaluated=evaluated, now=now)
 
     def findings(

@@ -170,6 +170,26 @@ class ScanShard(SQLModel, table=True):
     started_at: datetime | None = _time(nullable=True)
     finished_at: datetime | None = _time(nullable=True)
     updated_at: datetime = _time()
+    # Added in revision 0005_zones (NULL: none yet, or a shard from before it):
+    rejected: int | None = Field(default=None, sa_column=Column(BigInt, nullable=True))
+    announced: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    pending: str | None = _text()  # the owner's shard_finished, waiting for its batches (JSON)
+    dead_letters: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+
+
+class ScanPlan(SQLModel, table=True):
+    """What a scan was planned from (revision 0005_zones): ``digest`` of the resolved plan
+    (``--resume`` refuses a plan that resolves differently now) and, for a dispatched scan, the
+    shard task template (JSON) that ingest checks outcomes against and ``scans retry`` sends."""
+
+    __tablename__ = "scan_plan"
+
+    scan_id: int = Field(
+        sa_column=Column(BigInt, ForeignKey("scan_run.id"), primary_key=True, autoincrement=False)
+    )
+    digest: str = Field(sa_column=Column(Text(), nullable=False))
+    task: str | None = _text()
+    created_at: datetime = _time()
 
 
 class IngestedBatch(SQLModel, table=True):
@@ -446,6 +466,7 @@ ARI_WINDOW: Table = SQLModel.metadata.tables["ari_window"]
 SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
 INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
 ENDPOINT_OWNER: Table = SQLModel.metadata.tables["endpoint_owner"]
+SCAN_PLAN: Table = SQLModel.metadata.tables["scan_plan"]
 #: Every certscan table, parents before children.
 ALL_TABLES = (
     META,
@@ -462,6 +483,7 @@ ALL_TABLES = (
     ENDPOINT_OWNER,
     RENEWAL_ENDPOINT,
     ARI_WINDOW,
+    SCAN_PLAN,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).

@@ -511,6 +511,15 @@ class TargetPlan:
         return list(islice(self, n))
 
 
+def first_outside(plan: TargetPlan, networks: Sequence[str]) -> str | None:
+    """The lowest address of ``plan`` outside every one of ``networks`` (CIDR text), or None
+    when the plan lies inside them; costs O(intervals), never enumerates the targets."""
+    allowed = _union([_net(n) for n in networks])
+    spans = _union([iv for run in plan.runs for seg in run.segments for iv in seg.intervals])
+    rest = _subtract(spans, allowed)
+    return _address(rest[0][0]) if rest else None
+
+
 def _reserved_label(removed: Intervals) -> str:
     labels = [_V4_RESERVED] if removed[0][0] < _V6 else []
     other = _subtract(removed, _LINK_LOCAL_V6)

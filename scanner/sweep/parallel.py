@@ -16,6 +16,7 @@ from scanner.sweep.discover import CONNECT, Choice, summary, syn_settings
 from scanner.sweep.events import SweepEvents, quiet_progress
 from scanner.sweep.options import SweepOptions, SweepReport, sweep_spec
 from scanner.sweep.pool import Pool, WorkerJob, per_worker_limits, run_workers, shard_totals
+from scanner.sweep.resumable import check_resumable, digest_of
 from scanner.text import safe
 
 
@@ -36,9 +37,11 @@ async def sweep_with_workers(
 
     workers, seed = options.workers, options.seed
     spec = sweep_spec(options)
+    digest = digest_of(plan)
     previous = inventory.find_resumable(spec) if options.resume else None
     if previous is not None:
         scan_id = previous.id
+        await trio.to_thread.run_sync(lambda: check_resumable(inventory, scan_id, digest))
         await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
         events.note(f"resuming scan {scan_id} ({workers} shards)")
     else:
@@ -48,6 +51,7 @@ async def sweep_with_workers(
         def start() -> int:
             scan = inventory.start_scan(spec=spec, total=plan.count, shards=workers)
             inventory.add_shards(scan, shard_totals(plan.count, seed, workers))
+            inventory.save_plan(scan, digest)
             return scan
 
         scan_id = await trio.to_thread.run_sync(start)
@@ -85,7 +89,8 @@ async def sweep_with_workers(
         for shard in result.unfinished:
             if shard not in settled:  # its worker died before it could say so
                 inventory.mark_shard(scan_id, shard, "interrupted")
-        inventory.finish_scan(scan_id, status)
+        if status == "failed":  # otherwise run() closes it once its findings are recorded
+            inventory.finish_scan(scan_id, status)
 
     with trio.CancelScope(shield=True):
         await trio.to_thread.run_sync(close)

@@ -9,6 +9,7 @@ and writes only data to ``out`` (``--json`` lines, ``--dry-run`` targets, ``--re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import trio
 
-from scanner.errors import TargetError
+from scanner.errors import StoreError, TargetError
 from scanner.models import CertInfo, EngineLimits, Handshake, Outcome, ScanFailure
 from scanner.plan import resolve, targets
 from scanner.plan.shards import Plan, shard_plan
@@ -157,7 +158,16 @@ async def run(
                 events=events,
                 choice=choice,
             )
-        await _judge(inventory, report, options, out=out, events=events)
+        # Findings first, then the status: a scan marked finished has its findings recorded,
+        # and one whose findings could not be stored is failed (and resumable), not finished.
+        status = "interrupted" if report.interrupted else "finished"
+        try:
+            await _judge(inventory, report, options, out=out, events=events)
+        except StoreError:
+            status = "failed"
+            raise
+        finally:
+            await _close_scan(inventory, report.scan_id, status)
         if options.after is not None and not report.interrupted:
             await options.after(inventory, events)
         return report
@@ -237,21 +247,28 @@ async def _sweep_into(
         run_sweep,
         until_signalled,
     )
+    from scanner.sweep.resumable import check_resumable, digest_of
 
     spec = sweep_spec(options)
+    digest = digest_of(plan)
     start, done = 0, frozenset[tuple[str, int, str | None]]()
     previous = inventory.find_resumable(spec) if options.resume else None
     if previous is not None:
         scan_id = previous.id
+        await trio.to_thread.run_sync(lambda: check_resumable(inventory, scan_id, digest))
         watermark, done_set = await trio.to_thread.run_sync(inventory.resume_scan, scan_id)
         start, done = watermark, frozenset(done_set)
         events.note(f"resuming scan {scan_id} at target {start} of {plan.count}")
     else:
         if options.resume:
             events.note("note: no interrupted sweep with these options; starting a new one")
-        scan_id = await trio.to_thread.run_sync(
-            lambda: inventory.start_scan(spec=spec, total=plan.count)
-        )
+
+        def start_scan() -> int:
+            new = inventory.start_scan(spec=spec, total=plan.count)
+            inventory.save_plan(new, digest)
+            return new
+
+        scan_id = await trio.to_thread.run_sync(start_scan)
     counters = SweepCounters(total=plan.count)
     counters.done = start
     choice = choice or CONNECT
@@ -271,19 +288,20 @@ async def _sweep_into(
     cache = CertCache(CACHE_ENTRIES)
     emit = _json_writer(options, out, cache)
     with events.live(counters) if options.progress else quiet_progress() as tick:
-        interrupted = await until_signalled(
-            lambda: run_sweep(
-                job,
-                inventory_sink(inventory, scan_id),
-                counters,
-                on_result=emit,
-                on_tick=tick,
-                cache=cache,
+        try:
+            interrupted = await until_signalled(
+                lambda: run_sweep(
+                    job,
+                    inventory_sink(inventory, scan_id),
+                    counters,
+                    on_result=emit,
+                    on_tick=tick,
+                    cache=cache,
+                )
             )
-        )
-    status = "interrupted" if interrupted else "finished"
-    with trio.CancelScope(shield=True):
-        await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))
+        except Exception:  # the writer failed (a StoreError, perhaps in a group): not running
+            await _close_scan(inventory, scan_id, "failed")
+            raise
     if options.summary:
         events.finished(counters, scan_id=scan_id, db_label=options.db_label)
         events.note(f"discovery: {summary(choice, syn_stats)}")
@@ -293,3 +311,12 @@ async def _sweep_into(
             "run the same command with --resume to continue"
         )
     return SweepReport(scan_id, counters, interrupted)
+
+
+async def _close_scan(inventory: Inventory, scan_id: int | None, status: str) -> None:
+    """Set the scan's final status, shielded; a store that fails here too is left as it is
+    (the error that brought us here is the one reported)."""
+    if scan_id is None:
+        return
+    with trio.CancelScope(shield=True), contextlib.suppress(StoreError):
+        await trio.to_thread.run_sync(lambda: inventory.finish_scan(scan_id, status))

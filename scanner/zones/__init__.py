@@ -17,7 +17,15 @@ to the ingest queue: ``shard_started``, then numbered ``batch`` messages, then
 ``certscan ingest`` (:mod:`scanner.zones.ingest`) runs next to the database and stores each
 message idempotently (the inventory keys batches by attempt and sequence number and endpoints by
 scan), so any message may arrive twice, late or after another attempt took the shard over.
-When the last shard of a scan settles, it records the scan's findings and closes it.
+When every shard of a scan is final it records the scan's findings and closes it
+(:mod:`scanner.zones.settle`: by state, from any message or a periodic check).
+
+Agents are trusted less than ingest. An agent checks each task against its own policy
+(:mod:`scanner.zones.policy`: ``--allow`` networks, ``--allow-public``, clamped limits); ingest
+checks each outcome against the shard's plan, rebuilt from the shard task stored at dispatch
+(:mod:`scanner.zones.vet`), and each message against the shard it names
+(:mod:`scanner.inventory.zone`). ``certscan scans retry`` (:mod:`scanner.zones.retry`) sends
+failed or stuck shards out again.
 
 Delivery: tasks are acknowledged late (after the work), one at a time per worker process, and
 requeued when the worker dies, so a killed agent's shard runs again elsewhere; Celery's hard

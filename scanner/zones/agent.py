@@ -4,7 +4,9 @@ One shard task, :func:`run_shard`, in a worker process (prefork: one shard per p
 time, ``--concurrency`` processes):
 
 1. check the message (:class:`~scanner.zones.messages.ShardTask`); a malformed one is logged on
-   one line and dropped;
+   one line and dropped; then check it against the agent's own policy
+   (:mod:`scanner.zones.policy`: ``--allow`` networks, ``--allow-public``, limits clamped,
+   discovery names), failing the shard with the reason when it is refused;
 2. start a new *attempt* (uuid4 hex, start time) and publish ``shard_started``;
 3. rebuild the plan from the task's inputs, take the shard, and sweep it with the trio engine
    through :func:`scanner.sweep.pipeline.run_sweep`, whose sink publishes each batch (numbered from
@@ -50,6 +52,13 @@ from scanner.zones.messages import (
     ShardFinished,
     ShardStarted,
     ShardTask,
+)
+from scanner.zones.policy import (
+    AgentPolicy,
+    PolicyError,
+    check_discovery,
+    check_plan,
+    clamp_limits,
 )
 from scanner.zones.wire import DEFAULT_LIMITS, WireError
 
@@ -196,7 +205,23 @@ async def _publish(publish: Publish, task: str, message: dict[str, Any]) -> None
         raise PublishFailed(f"publishing a {task} message failed: {exc}") from exc
 
 
-def run_shard(message: object, publish_to: Callable[[str], Publish], soft_limit: float) -> None:
+def policed(task: ShardTask, policy: AgentPolicy) -> tuple[ShardTask, ShardedPlan]:
+    """The task within the agent's policy and its shard's plan; PolicyError (or the plan's
+    own errors) when the agent refuses it."""
+    plan = task.sharded_plan()
+    check_plan(policy, plan.plan)
+    task = dataclasses.replace(
+        task, limits=clamp_limits(policy, task.limits), discovery=check_discovery(task.discovery)
+    )
+    return task, plan
+
+
+def run_shard(
+    message: object,
+    publish_to: Callable[[str], Publish],
+    soft_limit: float,
+    policy: AgentPolicy | None = None,
+) -> None:
     """The body of the shard task (see the module docstring). Raises PublishFailed."""
     try:
         task = ShardTask.from_wire(message)
@@ -213,7 +238,11 @@ def run_shard(message: object, publish_to: Callable[[str], Publish], soft_limit:
     _send(publish, zapp.STARTED_TASK, ShardStarted(key=key, agent=agent_name()).to_wire())
     log.info("scan %d shard %d/%d: attempt %s", task.scan_id, task.shard, task.shards, key.attempt)
     try:
-        plan = task.sharded_plan()
+        task, plan = policed(task, policy or AgentPolicy())
+    except PolicyError as exc:
+        log.error("scan %d shard %d: refused: %s", task.scan_id, task.shard, exc)
+        error = f"refused by the agent's policy: {exc}"
+        finished = ShardFinished(key=key, batches=0, progress=_NO_PROGRESS, error=error)
     except (WireError, CertscanError, ValueError) as exc:
         finished = ShardFinished(key=key, batches=0, progress=_NO_PROGRESS, error=str(exc))
     else:
@@ -237,8 +266,8 @@ def _send(publish: Publish, task: str, message: dict[str, Any]) -> None:
         raise PublishFailed(f"publishing a {task} message failed: {exc}") from exc
 
 
-def register(app: Any) -> None:
-    """Add the shard task to ``app``."""
+def register(app: Any, policy: AgentPolicy | None = None) -> None:
+    """Add the shard task to ``app``, run under ``policy`` (default: local networks only)."""
 
     def publish_to(queue: str) -> Publish:
         def publish(task: str, message: dict[str, Any]) -> None:
@@ -248,7 +277,7 @@ def register(app: Any) -> None:
 
     def shard(self: Any, message: object) -> None:
         try:
-            run_shard(message, publish_to, float(app.conf.task_soft_time_limit))
+            run_shard(message, publish_to, float(app.conf.task_soft_time_limit), policy)
         except PublishFailed as exc:
             log.error("%s; retrying the shard in %d s", exc, RETRY_SECONDS)
             raise self.retry(countdown=RETRY_SECONDS) from None
@@ -256,13 +285,20 @@ def register(app: Any) -> None:
     app.task(**zapp.task_options(zapp.SHARD_TASK), max_retries=PUBLISH_RETRIES)(shard)
 
 
-def run_agent(zone: str, broker: str, *, concurrency: int, time_limit: float) -> None:
+def run_agent(
+    zone: str,
+    broker: str,
+    *,
+    concurrency: int,
+    time_limit: float,
+    policy: AgentPolicy | None = None,
+) -> None:
     """Run the agent worker for ``zone`` until stopped (SIGTERM: warm shutdown)."""
     queue = zapp.zone_queue(zone)
     app = zapp.make_app(broker, hard_limit=time_limit)
     zapp.check_broker(app)
     engine.raise_open_files_limit()  # inherited by the worker processes
-    register(app)
+    register(app, policy)
     zapp.run_worker(
         app,
         queue=queue,

@@ -13,6 +13,7 @@ cannot resolve, or resolves differently).
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import trio
 
 from scanner.errors import OperationalError, TargetError
 from scanner.inventory.store import Inventory
+from scanner.plan.digest import plan_digest
 from scanner.plan.shards import MAX_SEED, ShardSpec, address_count, shard_size, split_count
 from scanner.sweep.modes import DiscoverOptions
 from scanner.sweep.options import SweepOptions, starttls_default, sweep_spec
@@ -111,6 +113,19 @@ def dispatch(options: DispatchOptions) -> Dispatched:
     try:
         scan_id = inventory.start_scan(spec=spec, total=plan.count, shards=shards)
         inventory.add_shards(scan_id, totals, zone=options.zone)
+        template = ShardTask(
+            scan_id=scan_id,
+            shard=0,
+            shards=shards,
+            seed=seed,
+            total=plan.count,
+            plan=inputs,
+            limits=sweep.limits,
+            discovery=sweep.discovery,
+            ingest_queue=options.ingest_queue,
+        )
+        # Ingest checks what agents report against this; `scans retry` sends it again.
+        inventory.save_plan(scan_id, plan_digest(plan), json.dumps(template.to_wire()))
         tasks = (
             ShardTask(
                 scan_id=scan_id,

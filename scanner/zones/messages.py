@@ -22,6 +22,7 @@ from scanner.plan.shards import MAX_SEED, ShardedPlan, ShardSpec, shard_size
 from scanner.sweep.modes import MAX_RETRIES, DiscoverOptions
 from scanner.sweep.modes import parse_options as parse_discover
 from scanner.zones.app import QUEUE_NAME
+from scanner.zones.policy import MAXIMA as LIMIT_MAXIMA
 from scanner.zones.wire import (
     DEFAULT_LIMITS,
     DerTable,
@@ -173,8 +174,9 @@ def _limits_from_wire(value: object) -> EngineLimits:
             out[name] = None
             continue
         got: object = typed(data, name, _LIMIT_TYPES[kind.removesuffix(" | None")])
-        if isinstance(got, int | float) and not isinstance(got, bool) and not 0 < got < 2**40:
-            raise WireError(f"limits.{name}: out of range")
+        top = getattr(LIMIT_MAXIMA, name)
+        if isinstance(got, int | float) and not isinstance(got, bool) and not 0 < got <= top:
+            raise WireError(f"limits.{name}: out of range (at most {top:g})")
         out[name] = got
     return EngineLimits(**out)
 
@@ -378,9 +380,12 @@ class BatchMessage:
     outcomes: tuple[Outcome, ...]
     indices: tuple[int, ...]
     progress: Progress
+    #: Items dropped on arrival (malformed), and why the first was; never sent.
+    dropped: int = 0
+    problem: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        certs = DerTable()
+        certs = DerTable()  # dropped and problem are the receiver's: never on the wire
         wired = [outcome_to_wire(o, certs) for o in self.outcomes]
         return {
             "v": VERSION,
@@ -399,15 +404,29 @@ class BatchMessage:
         data = _header(value, "batch", keys)
         certs = DerTable.from_wire(data.get("certs"), limits)
         raw = items(data.get("items"), "items", MAX_ITEMS)
-        indices = _ints(data.get("indices"), "indices", -1, MAX_INDEX)
-        if len(indices) != len(raw):
+        raw_indices = items(data.get("indices"), "indices", MAX_ITEMS)
+        if len(raw_indices) != len(raw):
             raise WireError("indices: not one per item")
+        # One malformed item is dropped, not the batch: the others are real observations.
+        outcomes: list[Outcome] = []
+        indices: list[int] = []
+        problems: list[str] = []
+        for item, index in zip(raw, raw_indices, strict=True):
+            try:
+                if type(index) is not int or not -1 <= index <= MAX_INDEX:
+                    raise WireError(f"indices: each entry must be an integer in -1..{MAX_INDEX}")
+                outcomes.append(outcome_from_wire(item, certs, limits))
+                indices.append(index)
+            except WireError as exc:
+                problems.append(str(exc))
         return cls(
             key=Attempt.from_wire(data),
             seq=integer(data, "seq", 0, MAX_INDEX),
-            outcomes=tuple(outcome_from_wire(item, certs, limits) for item in raw),
-            indices=indices,
+            outcomes=tuple(outcomes),
+            indices=tuple(indices),
             progress=_progress_from_wire(data.get("progress")),
+            dropped=len(problems),
+            problem=problems[0] if problems else None,
         )
 
 

@@ -54,3 +54,14 @@ def test_rules_use_only_exported_metrics() -> None:
     exported = {family.name for family in build_metrics(empty)}
     assert used, "no certscan metric in the rules"
     assert used <= exported, used - exported
+
+
+def test_rule_unit_tests_notice_a_changed_stuck_window(tmp_path: Path) -> None:
+    shutil.copy(RULES_TEST, tmp_path)
+    text = RULES.read_text(encoding="utf-8")
+    assert text.count("changes(certscan_scan_progress_ratio[1h]) == 0") == 1
+    changed = text.replace("progress_ratio[1h]", "progress_ratio[10m]")
+    (tmp_path / RULES.name).write_text(changed, "utf-8")
+    result = promtool("test", "rules", RULES_TEST.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "CertscanScanStuck" in result.stdout + result.stderr

@@ -156,6 +156,22 @@ async def test_endpoints_page(client: httpx.AsyncClient) -> None:
     assert page["endpoints"][0]["chain"][0]["subject"]
 
 
+async def test_endpoints_by_cursor(client: httpx.AsyncClient) -> None:
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 2, "cursor": ""}
+    for _ in range(5):  # bounded: 3 endpoints, 2 a page
+        body = (await client.get("/api/v1/endpoints", params=params)).json()
+        seen += [e["address"] for e in body["endpoints"]]
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert sorted(seen) == ["127.0.9.1", "127.0.9.2", "127.0.9.3"]
+    assert len(seen) == 3  # each once
+    bad = await client.get("/api/v1/endpoints", params={"cursor": "x'; drop"})
+    assert bad.status_code == 400
+    assert "cursor" in bad.json()["error"]
+
+
 async def test_certificate(client: httpx.AsyncClient, db_file: tuple[str, dict[str, str]]) -> None:
     sha = db_file[1]["b"]
     body = (await client.get(f"/api/v1/certificates/{sha.upper()}")).json()

@@ -314,6 +314,41 @@ def test_findings_table_prints_certificate_text_literally(
     assert "\\x1b" in out
 
 
+def test_an_html_report_past_its_size_refuses_and_json_does_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner.cli import report as report_cli
+
+    now = datetime.now(UTC)
+    leaf = certgen.make_leaf(certgen.make_ca(), cn="a.example", dns_names=["a.example"])
+    db = tmp_path / "inv.db"
+    with Inventory(str(db)) as inv:
+        scan = inv.start_scan(spec={"t": "three"}, total=3)
+        items = [
+            (
+                Handshake(
+                    target=Target(address=f"127.0.9.{n}", port=443),
+                    started_at=now,
+                    chain=(leaf.der,),
+                    tls_version="TLSv1.3",
+                    cipher="TLS_AES_128_GCM_SHA256",
+                ),
+                (parse_certificate(leaf.der),),
+            )
+            for n in (1, 2, 3)
+        ]
+        inv.record_batch(scan, items, watermark=3)
+    monkeypatch.setattr(report_cli, "HTML_MAX_ENDPOINTS", 2)
+    html = tmp_path / "r.html"
+    code, _, err = run_main(["report", "-o", str(html), "--db", str(db)], capsys)
+    assert code == 2
+    one_line_error(err)
+    assert "at most 2 endpoints and 3 are selected" in err
+    assert not html.exists()
+    code, _, err = run_main(["report", "-o", str(tmp_path / "r.json"), "--db", str(db)], capsys)
+    assert code in (0, 1), err
+
+
 # --- errors: one line, exit 2 for usage, 3 for operational ------------------------------------
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from scanner.cli.scans import rate, shards_cell, spec_summary
 from scanner.inventory.read import ScanRun
@@ -103,6 +104,39 @@ def test_show_a_sharded_scan(
     assert "\x1b" not in out
     assert "\u202e" not in out
     assert "\\x1b[2J\\u202eevil [bold]markup[/bold]" in out
+
+
+def test_show_counts_rejected_outcomes_and_dead_letters(
+    filled: tuple[str, int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _, sharded = filled
+    engine = sa.create_engine(db_url(path))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE scan_shard SET rejected = 5, dead_letters = 1 WHERE shard = 1")
+    engine.dispose()
+    code, out, _ = run_main(["scans", "show", str(sharded), "--db", path], capsys)
+    assert code == 0
+    assert "ingest:   5 outcomes rejected" in out
+    assert "1 messages dead-lettered" in out
+    assert "shard 1: 5 outcomes rejected, 1 messages dead-lettered" in out
+    code, out, _ = run_main(["scans", "show", str(sharded), "--db", path, "--json"], capsys)
+    shards = json.loads(out)["shards"]
+    assert [(s["rejected"], s["dead_letters"]) for s in shards][1] == (5, 1)
+
+
+def test_retry_refuses_a_scan_not_dispatched(
+    filled: tuple[str, int, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, plain, _ = filled
+    for scan in (str(plain), "999"):
+        code, out, err = run_main(
+            ["scans", "retry", scan, "--db", path, "--broker", "amqp://127.0.0.1:1//"], capsys
+        )
+        assert (code, out, err.count("\n")) == (2, "", 1)
+    assert (
+        "was not dispatched to a zone"
+        in run_main(["scans", "retry", str(plain), "--db", path], capsys)[2]
+    )
 
 
 def test_show_a_plain_scan_and_json(

@@ -43,7 +43,15 @@ from scanner.lab import certgen
 from tests.scanner.inventory.test_findings import make_v1_database
 
 #: Every revision, oldest first; the newest is the head.
-CHAIN = ("0001", "0002", "0003_tls_details", "0004_renewal", "0006_sni", "0008_fleet")
+CHAIN = (
+    "0001",
+    "0002",
+    "0003_tls_details",
+    "0004_renewal",
+    "0005_zones",
+    "0006_sni",
+    "0008_fleet",
+)
 HEAD = CHAIN[-1]
 
 T0 = datetime(2032, 7, 1, 8, 30, 0, 500000, tzinfo=UTC)
@@ -240,6 +248,7 @@ def test_revisions_0002_and_0003_add_exactly_what_0001_lacks(url: str, engine: E
     assert found == {
         ("add_table", "scan_shard"),
         ("add_table", "ingested_batch"),
+        ("add_table", "scan_plan"),  # revision 0005_zones, after it
         ("add_column scan_run", "shards"),
         ("add_column observation", "shard"),
         ("add_column observation", "ocsp_next_update"),  # revision 0006_sni
@@ -299,7 +308,15 @@ def test_revision_0004_adds_exactly_its_tables_and_columns(url: str, engine: Eng
                 assert column.nullable, column.name  # additive: nullable columns only
             case _:
                 found.add(("unexpected", repr(change)))
-    later = {("add_column observation", "ocsp_next_update"), ("add_table", "endpoint_owner")}
+    later = {  # 0005_zones, 0006_sni, 0008_fleet
+        ("add_table", "scan_plan"),
+        ("add_column scan_shard", "rejected"),
+        ("add_column scan_shard", "dead_letters"),
+        ("add_column scan_shard", "announced"),
+        ("add_column scan_shard", "pending"),
+        ("add_column observation", "ocsp_next_update"),
+        ("add_table", "endpoint_owner"),
+    }
     assert found - later == {
         ("add_table", "renewal_endpoint"),
         ("add_table", "ari_window"),

@@ -5,7 +5,7 @@ one call that settles a scan, and concurrent writers upserting overlapping endpo
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +13,9 @@ from scanner.inventory.store import Inventory
 from scanner.lab import certgen
 from scanner.models import FailureKind, Progress, ScanFailure
 from tests.scanner.inventory.test_store import T0, Item, handshake, target
+
+#: Attempt start times: ingest accepts them only near its own clock (scanner.inventory.zone).
+A0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
 
 def refused(n: int) -> Item:
@@ -69,7 +72,8 @@ def _ingest(
     inv: Inventory, scan: int, shard: int, attempt: str, seq: int, items: list[Item], **kw: object
 ) -> bool:
     progress = kw.pop("progress", Progress(len(items), len(items), len(items), 0))
-    started = kw.pop("started", T0)
+    started = kw.pop("started", A0)
+    rejected = kw.pop("rejected", 0)
     return inv.ingest_batch(
         scan,
         shard,
@@ -80,6 +84,7 @@ def _ingest(
         indices=list(range(len(items))),
         alt_chains=None,
         progress=progress,  # type: ignore[arg-type]
+        rejected=rejected,  # type: ignore[arg-type]
     )
 
 
@@ -88,14 +93,14 @@ def test_duplicated_batches_and_attempts_change_nothing(
 ) -> None:
     scan = sharded_scan(inventory, [2, 1], zone="dmz")
     first = [handshake(target(1), pki["a"]), handshake(target(2), pki["b"])]
-    assert inventory.shard_started(scan, 0, attempt="a1", started_at=T0, agent="h/1")
+    assert inventory.shard_started(scan, 0, attempt="a1", started_at=A0, agent="h/1")
     assert _ingest(inventory, scan, 0, "a1", 0, first)
     before = inventory.stats()
     assert not _ingest(inventory, scan, 0, "a1", 0, first)  # the same message again
     assert inventory.stats() == before
     # The agent died; the redelivered task starts attempt a2, which takes the shard over and
     # redoes the same targets: nothing new is stored, and progress is counted once.
-    later = T0 + timedelta(minutes=1)
+    later = A0 + timedelta(minutes=1)
     assert inventory.shard_started(scan, 0, attempt="a2", started_at=later, agent="h/2")
     shard0 = inventory.shards(scan)[0]
     assert (shard0.attempt, shard0.attempts, shard0.done) == ("a2", 2, 0)
@@ -105,7 +110,7 @@ def test_duplicated_batches_and_attempts_change_nothing(
     assert _ingest(inventory, scan, 0, "a1", 1, [refused(5)], progress=Progress(9, 9, 0, 9))
     assert inventory.shards(scan)[0].done == 2
     stale = inventory.shard_finished(
-        scan, 0, attempt="a1", attempt_started_at=T0, batches=2, progress=Progress(2, 2, 2, 0)
+        scan, 0, attempt="a1", attempt_started_at=A0, batches=2, progress=Progress(2, 2, 2, 0)
     )
     assert stale.state == "stale"
     # a2 announces 2 batches but only one is in: not done yet.
@@ -113,12 +118,11 @@ def test_duplicated_batches_and_attempts_change_nothing(
         scan, 0, attempt="a2", attempt_started_at=later, batches=2, progress=Progress(2, 2, 2, 0)
     )
     assert early.state == "incomplete"
+    # The finish is kept: the batch it waited for settles the shard, no retry needed.
     assert _ingest(inventory, scan, 0, "a2", 1, [], progress=Progress(2, 2, 2, 0), started=later)
-    done = inventory.shard_finished(
-        scan, 0, attempt="a2", attempt_started_at=later, batches=2, progress=Progress(2, 2, 2, 0)
-    )
-    assert done.state == "done"
-    assert not done.scan_settled
+    shard0 = inventory.shards(scan)[0]
+    assert (shard0.status, shard0.announced, shard0.done) == ("done", 2, 2)
+    assert inventory.settled_scans() == []
     again = inventory.shard_finished(
         scan, 0, attempt="a2", attempt_started_at=later, batches=2, progress=Progress(2, 2, 2, 0)
     )
@@ -133,7 +137,7 @@ def test_duplicated_batches_and_attempts_change_nothing(
         scan,
         1,
         attempt="b1",
-        attempt_started_at=T0,
+        attempt_started_at=A0,
         batches=1,
         progress=Progress(1, 1, 1, 0),
         error="agent gave up",
@@ -145,6 +149,7 @@ def test_duplicated_batches_and_attempts_change_nothing(
     assert (run.done, run.ok, run.failed) == (3, 3, 0)
     assert {s.status for s in inventory.shards(scan)} == {"done", "failed"}
     assert inventory.shards(scan)[1].error == "agent gave up"
+    assert inventory.settled_scans() == [scan]
 
 
 WRITERS = 4
@@ -221,7 +226,7 @@ def test_a_hostile_certificate_round_trips_through_ingest(
         org="O\x00rg",
         dns_names=["evil.example"],
     )
-    scan = sharded_scan(inventory, [1])
+    scan = sharded_scan(inventory, [1], zone="dmz")
     item = handshake(target(1), evil, pki["inter"])
     assert _ingest(inventory, scan, 0, "a", 0, [item])
     [record] = inventory.latest_endpoints(scan_id=scan)

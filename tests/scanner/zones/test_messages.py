@@ -216,3 +216,28 @@ def test_shard_task_carries_discover_only_when_given() -> None:
 def test_malformed_discover_is_refused(discover: object, needle: str) -> None:
     with pytest.raises(WireError, match=needle):
         ShardTask.from_wire({**task().to_wire(), "discover": discover})
+
+
+def test_one_bad_item_is_dropped_not_the_batch() -> None:
+    good = ScanFailure(
+        target=Target(address="10.0.0.1", port=443),
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        kind=FailureKind.REFUSED,
+        detail="refused",
+    )
+    sent = BatchMessage(
+        key=KEY, seq=3, outcomes=(good, good), indices=(0, 1), progress=Progress(2, 2, 0, 2)
+    ).to_wire()
+    sent["items"].insert(1, {"type": "failure", "target": {"address": "10.0.0.01"}})
+    sent["indices"].insert(1, 1)
+    sent["items"].append(sent["items"][0])
+    sent["indices"].append(True)  # not an integer
+    back = BatchMessage.from_wire(through_json(sent))
+    assert back.outcomes == (good, good)
+    assert back.indices == (0, 1)
+    assert back.dropped == 2
+    assert back.problem is not None
+    assert "to_wire" not in str(back.problem)
+    assert "dropped" not in back.to_wire()
+    with pytest.raises(WireError, match="not one per item"):
+        BatchMessage.from_wire({**sent, "indices": [0]})

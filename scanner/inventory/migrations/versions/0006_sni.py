@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_sni"
-down_revision = "0004_renewal"
+down_revision = "0005_zones"
 branch_labels = None
 depends_on = None
 
