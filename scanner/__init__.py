@@ -20,6 +20,7 @@ Top to bottom:
 ``scanner.lab``,         certificate files, bundles and keystores read from disk (bounded)
 ``scanner.files``
 ``scanner.plan``         what to scan: targets, shards, resolution, list files
+``scanner.staple``       the stapled OCSP response, parsed
 ``scanner.parse``,       DER to ``CertInfo``; outcomes to JSON
 ``scanner.serialize``
 ``scanner.models``,      the shared vocabulary: data types, the error tree, safe text
