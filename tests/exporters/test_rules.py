@@ -27,7 +27,7 @@ def promtool(*args: str | Path, cwd: Path = RULES_DIR) -> subprocess.CompletedPr
 def test_promtool_checks_the_rules() -> None:
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
