@@ -260,8 +260,8 @@ def build_metrics(
             not_after.add(cert, row.not_after)
         if row.not_before is not None:
             not_before.add(cert, row.not_before)
-        if row.ocsp_next_update is not None:
-            next_update.add(cert, row.ocsp_next_update)
+        if row.ocsp_next_update is not None:  # about the leaf: no position label
+            next_update.add({**labels, "sha256": sha256}, row.ocsp_next_update)
         if row.parse_error:
             problems.add((address, port, sni, sha256, "unparsable_certificate"))
         if sha256 not in described:

@@ -75,6 +75,7 @@ def _options(
         db_label="memory",
         progress=False,
         summary=False,
+        keep_views=True,  # the verdict is made from the judged views
     )
 
 

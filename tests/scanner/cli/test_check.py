@@ -42,7 +42,7 @@ async def test_states_and_exit_codes(lab: lab_mod.Lab, ca: str) -> None:
     assert out.startswith("CERTSCAN OK - healthy-rsa.lab.certscan.test on ")
     days = float(re.search(r"\| days=([-0-9.]+);30;7;;", out)[1])  # type: ignore[index]
     assert 85 < days < 95
-    assert "findings=0;;;0; endpoints=1;;;0;" in out
+    assert "findings=1;;;0; endpoints=1;;;0;"  # the info no_pq_key_exchange in out
 
     code, out = await _check(_where(lab, "expiring"), *trust)
     assert (code, out.split(" - ")[0]) == (2, "CERTSCAN CRITICAL"), out
