@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import resource
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import lab_manifest
@@ -50,27 +49,14 @@ def big_addresses() -> Iterator[str]:
 
 
 def _generate(root: Path) -> None:
-    h = lab_manifest.make_hierarchy(root, "10k ", RSA_KEYS)
-    endpoints: list[dict[str, object]] = []
-    not_after: datetime | None = None
-    for index, address in enumerate(big_addresses()):
-        entry, not_after = lab_manifest.issue_endpoint(
-            h,
-            address=address,
-            name=f"ep{index:05d}.bench10k.certscan.test",
-            kind="ec" if index % 2 == 0 else "rsa",
-            rsa_index=(index // 2) % RSA_KEYS,
-            stem=f"{index:05d}",
-        )
-        endpoints.append(entry)
-    assert not_after is not None
-    lab_manifest.write_manifest(
+    lab_manifest.write_https_lab(
         root,
-        h,
-        endpoints,
+        label="10k ",
+        addresses=list(big_addresses()),
+        rsa_keys=RSA_KEYS,
+        domain="bench10k.certscan.test",
+        digits=5,
         layout_version=BIG_LAYOUT_VERSION,
-        not_after=not_after,
-        columns=("address", "leaf_sha256", "intermediate_sha256", "key_type"),
         network=str(BIG_NETWORK),
         port=nginx_lab.LAB_PORT,
     )

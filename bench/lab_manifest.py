@@ -188,6 +188,47 @@ def write_manifest(
     (lab_root / "fingerprints.txt").write_text(header + lines)
 
 
+def write_https_lab(
+    root: Path,
+    *,
+    label: str,
+    addresses: Sequence[str],
+    rsa_keys: int,
+    domain: str,
+    digits: int,
+    layout_version: int,
+    network: str,
+    port: int,
+) -> None:
+    """One HTTPS endpoint per address (``ep<index>.<domain>``, zero-padded to ``digits``),
+    alternating ECDSA (even index) and RSA leaves over ``rsa_keys`` shared RSA keys, each sent
+    with its intermediate; then the manifest. The 1,000 and 10,000 labs both are this."""
+    h = make_hierarchy(root, label, rsa_keys)
+    endpoints: list[dict[str, object]] = []
+    not_after: datetime | None = None
+    for index, address in enumerate(addresses):
+        entry, not_after = issue_endpoint(
+            h,
+            address=address,
+            name=f"ep{index:0{digits}d}.{domain}",
+            kind="ec" if index % 2 == 0 else "rsa",
+            rsa_index=(index // 2) % rsa_keys,
+            stem=f"{index:0{digits}d}",
+        )
+        endpoints.append(entry)
+    assert not_after is not None
+    write_manifest(
+        root,
+        h,
+        endpoints,
+        layout_version=layout_version,
+        not_after=not_after,
+        columns=("address", "leaf_sha256", "intermediate_sha256", "key_type"),
+        network=network,
+        port=port,
+    )
+
+
 def load_endpoints(
     lab_root: Path,
     *,

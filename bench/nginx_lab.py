@@ -30,7 +30,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import lab_manifest
@@ -56,27 +55,14 @@ def lab_addresses() -> Iterator[str]:
 
 def _generate(root: Path) -> None:
     """Write certificates, keys and the manifest for a fresh lab into ``root``."""
-    h = lab_manifest.make_hierarchy(root, "", RSA_KEYS)
-    endpoints: list[dict[str, object]] = []
-    not_after: datetime | None = None
-    for index, address in enumerate(lab_addresses()):
-        entry, not_after = lab_manifest.issue_endpoint(
-            h,
-            address=address,
-            name=f"ep{index:04d}.bench.certscan.test",
-            kind="ec" if index % 2 == 0 else "rsa",
-            rsa_index=(index // 2) % RSA_KEYS,
-            stem=f"{index:04d}",
-        )
-        endpoints.append(entry)
-    assert not_after is not None
-    lab_manifest.write_manifest(
+    lab_manifest.write_https_lab(
         root,
-        h,
-        endpoints,
+        label="",
+        addresses=list(lab_addresses()),
+        rsa_keys=RSA_KEYS,
+        domain="bench.certscan.test",
+        digits=4,
         layout_version=LAYOUT_VERSION,
-        not_after=not_after,
-        columns=("address", "leaf_sha256", "intermediate_sha256", "key_type"),
         network=str(LAB_NETWORK),
         port=LAB_PORT,
     )
