@@ -9,7 +9,9 @@ ocsp_staple_stale       medium               that answer's ``next_update`` has p
                                              ignore it (and a must-staple leaf fails)
 ocsp_staple_mismatch    medium               the staple vouches for no certificate presented: it
                                              answers for another certificate, says ``unknown``,
-                                             is not ``successful`` or cannot be parsed
+                                             is not ``successful``, cannot be parsed, or its
+                                             signature is not the issuer's or its delegated
+                                             responder's
 must_staple_missing     high                 the leaf carries the TLS Feature ``status_request``
                                              (must staple) and the server stapled nothing:
                                              browsers that honour it refuse the connection
@@ -17,9 +19,11 @@ must_staple_missing     high                 the leaf carries the TLS Feature ``
 
 Only the main chain is judged: the engine records the staple of the first handshake, and an
 alternative chain (``--all-certs``) comes with none. Parsing and CertID matching are in
-:mod:`scanner.staple`; this module only decides, from plain values, so it is pure. The staple's
-signature is not verified: a server that staples a forged ``revoked`` answer only harms itself,
-and a forged ``good`` one hides nothing that the missing staple would have shown.
+:mod:`scanner.staple`; this module only decides, from plain values, so it is pure. A staple
+whose signature does not check out (:func:`scanner.staple.signature_problem`) is judged as a
+mismatch and nothing else: clients discard it, so what it says (``revoked``, a ``next_update``)
+is not reported as the leaf's status. With the issuer absent from the chain the signature cannot
+be checked and the staple is judged as it reads.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from scanner.models import CertInfo, Severity
-from scanner.staple import answer_for, must_staple, parse_staple
+from scanner.staple import answer_for, must_staple, parse_staple, signature_problem
 
 __all__ = ["KINDS", "Verdict", "judge"]
 
@@ -81,6 +85,11 @@ def judge(chain: tuple[CertInfo, ...], staple: bytes | None, now: datetime) -> t
                 "the stapled OCSP response is for another certificate "
                 f"(serial {serials}; the leaf's is {chain[0].serial or '?'})"
             ),
+        )
+    problem = signature_problem(parsed, ders)
+    if problem is not None:
+        return (
+            _mismatch(f"the stapled OCSP response's signature does not vouch for it: {problem}"),
         )
     out: list[Verdict] = []
     if answer.cert_status == "revoked":

@@ -16,8 +16,14 @@ issuer-name hash, and, when the leaf's issuer is among the certificates presente
 issuer-key hash (with the issuer absent, serial and name are all that can be compared). None
 means the staple speaks of another certificate. At most :data:`MAX_ANSWERS` answers are read.
 
-The signature of the response is not checked here: the staple is evidence the server itself
-chose to send, and ``reports.revocation`` judges what it says. :func:`must_staple` reads the
+:func:`signature_problem` checks who signed the response (RFC 6960 section 4.2.2.2): the leaf's
+issuer itself, or a delegated responder whose certificate travels in the response, was issued
+directly by that issuer, carries the ``OCSPSigning`` extended key usage and was valid when the
+response was produced; the signer must match the response's responder ID and its key must
+verify the signature over the response data. Without the issuer among the certificates
+presented there is no key to check against, and the staple is taken as it is (as the CertID
+match is). At most :data:`MAX_RESPONDER_CERTS` certificates of a response are looked at.
+``reports.revocation`` judges what a staple says. :func:`must_staple` reads the
 leaf's TLS Feature extension (RFC 7633), :func:`next_update_for` the time the inventory stores
 for the ``certscan_ocsp_next_update_timestamp_seconds`` metric. Pure; no I/O.
 """
@@ -31,14 +37,18 @@ from datetime import datetime
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from scanner.parse import WARNINGS_LOCK
 
 #: Single answers read from one response; a staple about one certificate holds one.
 MAX_ANSWERS: Final = 16
+#: Certificates of one response tried as its delegated signer; a responder sends one.
+MAX_RESPONDER_CERTS: Final = 4
 
 _ERRORS = (ValueError, TypeError, KeyError, UnsupportedAlgorithm)
 _STATUS = {
@@ -70,6 +80,22 @@ class Staple:
     error: str | None = None
     answers: tuple[Answer, ...] = ()
     produced_at: datetime | None = None  # UTC
+    signed: Signed | None = None  # what the signature check needs; None with ``error``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signed:
+    """The signed part of a response: the bytes signed, the signature, how it was made, who
+    claims to have made it, and the certificates sent along (DER, at most
+    :data:`MAX_RESPONDER_CERTS`)."""
+
+    tbs: bytes
+    signature: bytes
+    hash_algorithm: hashes.HashAlgorithm | None  # None for Ed25519 and Ed448
+    pss: bool  # RSASSA-PSS rather than PKCS #1 v1.5
+    responder_name: bytes | None  # DER of the responder's name, when identified by name
+    responder_key_hash: bytes | None  # SHA-1 of its public key, when identified by key
+    certificates: tuple[bytes, ...]
 
 
 def _answer(single: ocsp.OCSPSingleResponse) -> Answer:
@@ -102,9 +128,27 @@ def parse_staple(der: bytes) -> Staple:
             if len(answers) >= MAX_ANSWERS:
                 break
             answers.append(_answer(single))
-        return Staple(answers=tuple(answers), produced_at=response.produced_at_utc)
+        return Staple(
+            answers=tuple(answers), produced_at=response.produced_at_utc, signed=_signed(response)
+        )
     except _ERRORS as exc:
         return Staple(error=f"unreadable OCSP response: {exc}")
+
+
+def _signed(response: ocsp.OCSPResponse) -> Signed:
+    name = response.responder_name
+    return Signed(
+        tbs=response.tbs_response_bytes,
+        signature=response.signature,
+        hash_algorithm=response.signature_hash_algorithm,
+        pss=response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS,
+        responder_name=None if name is None else name.public_bytes(),
+        responder_key_hash=response.responder_key_hash,
+        certificates=tuple(
+            c.public_bytes(serialization.Encoding.DER)
+            for c in response.certificates[:MAX_RESPONDER_CERTS]
+        ),
+    )
 
 
 #: The hashes a CertID may use; SHA-1 is what most responders still put there.
@@ -181,6 +225,89 @@ def answer_for(staple: Staple, chain: Sequence[bytes]) -> Answer | None:
     return None
 
 
+def signature_problem(staple: Staple, chain: Sequence[bytes]) -> str | None:
+    """Why the signature of ``staple`` does not vouch for it, as a phrase; None when the leaf's
+    issuer or its delegated responder signed it, or when the issuer is not among ``chain``
+    (DER, leaf first) and nothing can be checked (module docstring)."""
+    signed = staple.signed
+    leaf = _load(chain[0]) if chain else None
+    if signed is None or leaf is None:
+        return None
+    issuer = _issuer_of(leaf, chain[1:])
+    if issuer is None:
+        return None
+    if _names(signed, issuer):
+        return None if _verifies(issuer, signed) else "it was not made with the issuer's key"
+    for der in signed.certificates:
+        delegate = _load(der)
+        if delegate is None or not _names(signed, delegate):
+            continue
+        problem = _delegation_problem(delegate, issuer, staple.produced_at)
+        if problem is not None:
+            return problem
+        return None if _verifies(delegate, signed) else "it was not made with the responder's key"
+    return "its responder ID names neither the issuer nor a responder certificate it carries"
+
+
+def _names(signed: Signed, cert: x509.Certificate) -> bool:
+    """Whether the response's responder ID identifies ``cert`` (by name or by key hash)."""
+    try:
+        if signed.responder_name is not None:
+            return cert.subject.public_bytes() == signed.responder_name
+        if signed.responder_key_hash is not None:
+            key_id = x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+            return key_id.digest == signed.responder_key_hash
+    except _ERRORS:
+        return False
+    return False
+
+
+def _delegation_problem(
+    delegate: x509.Certificate, issuer: x509.Certificate, produced_at: datetime | None
+) -> str | None:
+    try:
+        delegate.verify_directly_issued_by(issuer)
+    except (*_ERRORS, InvalidSignature):
+        return "its responder certificate was not issued by the leaf's issuer"
+    try:
+        usage = delegate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
+            return "its responder certificate lacks the OCSPSigning extended key usage"
+        valid = produced_at is None or (
+            delegate.not_valid_before_utc <= produced_at <= delegate.not_valid_after_utc
+        )
+    except x509.ExtensionNotFound:
+        return "its responder certificate lacks the OCSPSigning extended key usage"
+    except (*_ERRORS, x509.DuplicateExtension):
+        return "its responder certificate cannot be read"
+    return None if valid else "its responder certificate was not valid when the response was made"
+
+
+def _verifies(signer: x509.Certificate, signed: Signed) -> bool:
+    """Whether ``signer``'s public key verifies the signature over the response data."""
+    algorithm = signed.hash_algorithm
+    try:
+        key = signer.public_key()
+        if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO)
+                if signed.pss
+                else padding.PKCS1v15()
+            )
+            key.verify(signed.signature, signed.tbs, pad, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:
+            key.verify(signed.signature, signed.tbs, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey) and algorithm is not None:
+            key.verify(signed.signature, signed.tbs, algorithm)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(signed.signature, signed.tbs)
+        else:
+            return False
+    except (*_ERRORS, InvalidSignature):
+        return False
+    return True
+
+
 def must_staple(leaf_der: bytes) -> bool:
     """Whether the certificate demands a staple: a TLS Feature extension listing
     ``status_request`` (RFC 7633 "must staple"). False when it cannot be read."""
@@ -198,8 +325,12 @@ def must_staple(leaf_der: bytes) -> bool:
 
 def next_update_for(staple: bytes | None, chain: Sequence[bytes]) -> datetime | None:
     """The ``next_update`` of the staple's answer about the leaf of ``chain``; None without a
-    staple, without such an answer, or when the answer gives none."""
+    staple, without such an answer, when its signature does not vouch for it, or when the
+    answer gives none."""
     if not staple or not chain:
         return None
-    answer = answer_for(parse_staple(staple), chain)
-    return None if answer is None else answer.next_update
+    parsed = parse_staple(staple)
+    answer = answer_for(parsed, chain)
+    if answer is None or signature_problem(parsed, chain) is not None:
+        return None
+    return answer.next_update

@@ -11,8 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509 import ReasonFlags, ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -139,6 +142,141 @@ def test_mismatch_for_another_certificate_or_issuer(
     # SHA-256 CertIDs match as well as SHA-1 ones.
     sha256 = staple(leaf, inter, algorithm=hashes.SHA256())
     assert judge(chain(leaf, inter), sha256, NOW) == ()
+
+
+def responder(
+    issuer: certgen.Issued,
+    *,
+    eku: bool = True,
+    days: tuple[int, int] = (-1, 30),
+    key: object = None,
+) -> certgen.Issued:
+    """A delegated OCSP responder certificate issued by ``issuer`` (OCSPSigning unless not
+    ``eku``), valid from ``days[0]`` to ``days[1]`` days from now."""
+    own = key or certgen.make_key("ec")
+    usage = [ExtendedKeyUsageOID.OCSP_SIGNING if eku else ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certscan responder")]))
+        .issuer_name(issuer.cert.subject)
+        .public_key(own.public_key())  # type: ignore[attr-defined]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + timedelta(days=days[0]))
+        .not_valid_after(NOW + timedelta(days=days[1]))
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return certgen.Issued(cert, own)  # type: ignore[arg-type]
+
+
+def signed_by(
+    leaf: certgen.Issued,
+    issuer: certgen.Issued,
+    signer: certgen.Issued,
+    *,
+    send: tuple[certgen.Issued, ...] = (),
+    by_name: bool = False,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
+    """An OCSP response about ``leaf`` (issued by ``issuer``) signed with ``signer``'s key, its
+    responder ID naming ``signer``, carrying the certificates ``send``."""
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf.cert,
+            issuer=issuer.cert,
+            algorithm=hashes.SHA1(),
+            cert_status=status,
+            this_update=NOW - HOUR,
+            next_update=NOW + 24 * HOUR,
+            revocation_time=NOW - HOUR if status is ocsp.OCSPCertStatus.REVOKED else None,
+            revocation_reason=None,
+        )
+        .responder_id(
+            ocsp.OCSPResponderEncoding.NAME if by_name else ocsp.OCSPResponderEncoding.HASH,
+            signer.cert,
+        )
+    )
+    if send:
+        builder = builder.certificates([c.cert for c in send])
+    chosen = None if isinstance(signer.key, ed25519.Ed25519PrivateKey) else algorithm
+    if chosen is None and not isinstance(signer.key, ed25519.Ed25519PrivateKey):
+        chosen = hashes.SHA256()
+    return builder.sign(signer.key, chosen).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
+
+
+def test_staple_signature_must_be_the_issuers_or_its_delegated_responders(
+    ca: tuple[certgen.Issued, certgen.Issued],
+) -> None:
+    root, inter = ca
+    leaf = certgen.make_leaf(inter, dns_names=["sig.test"])
+    path = chain(leaf, inter)
+    # The issuer itself, identified by key hash or by name: vouched for.
+    assert judge(path, signed_by(leaf, inter, inter), NOW) == ()
+    assert judge(path, signed_by(leaf, inter, inter, by_name=True), NOW) == ()
+    # A delegated responder the issuer certified for OCSP signing, sent along: vouched for, and
+    # a revoked answer from it counts.
+    delegate = responder(inter)
+    assert judge(path, signed_by(leaf, inter, delegate, send=(delegate,)), NOW) == ()
+    revoked = signed_by(leaf, inter, delegate, send=(delegate,), status=ocsp.OCSPCertStatus.REVOKED)
+    assert kinds(judge(path, revoked, NOW)) == [("revoked", Severity.CRITICAL)]
+
+    def problem(response: bytes) -> str:
+        found = judge(path, response, NOW)
+        assert kinds(found) == [("ocsp_staple_mismatch", Severity.MEDIUM)], found
+        assert "signature does not vouch for it" in found[0].message
+        return found[0].message
+
+    # Anyone else's signature, even over a revoked answer: a mismatch and nothing more.
+    stranger = certgen.make_ca("certscan OCSP test CA")  # same name, another key
+    assert "issuer's key" in problem(signed_by(leaf, inter, stranger, by_name=True))
+    forged = signed_by(leaf, inter, stranger, status=ocsp.OCSPCertStatus.REVOKED)
+    assert "responder ID names neither" in problem(forged)
+    # A responder certificate the issuer never signed, or without OCSPSigning, or expired.
+    rogue = responder(root)
+    assert "not issued by the leaf's issuer" in problem(
+        signed_by(leaf, inter, rogue, send=(rogue,))
+    )
+    plain = responder(inter, eku=False)
+    assert "OCSPSigning" in problem(signed_by(leaf, inter, plain, send=(plain,)))
+    old = responder(inter, days=(-30, -2))
+    assert "not valid when" in problem(signed_by(leaf, inter, old, send=(old,)))
+    # The responder ID names the delegated responder, whose certificate is sent, but another
+    # key (of a certificate with the same name) signed: caught by the signature.
+    impostor = responder(root)
+    forged = signed_by(leaf, inter, impostor, send=(delegate,), by_name=True)
+    assert "responder's key" in problem(forged)
+    # The responder named but its certificate not sent: nothing to check the key against.
+    assert "responder ID names neither" in problem(signed_by(leaf, inter, delegate))
+    # Without the issuer in the chain there is no key to check: judged as it reads.
+    assert judge(chain(leaf), signed_by(leaf, inter, stranger), NOW) == ()
+    # The metric ignores a staple whose signature fails.
+    assert next_update_for(signed_by(leaf, inter, stranger), (leaf.der, inter.der)) is None
+    assert next_update_for(signed_by(leaf, inter, inter), (leaf.der, inter.der)) is not None
+
+
+def test_staple_signatures_of_every_key_type(ca: tuple[certgen.Issued, certgen.Issued]) -> None:
+    root, _ = ca
+    for make in (lambda: certgen.make_key("rsa"), lambda: certgen.make_key("ec", 384)):
+        issuer = certgen.make_ca("certscan OCSP key-type CA", issuer=root, key=make())
+        leaf = certgen.make_leaf(issuer, dns_names=["kt.test"])
+        path = chain(leaf, issuer)
+        assert judge(path, signed_by(leaf, issuer, issuer), NOW) == ()
+        # A CA of the same name (so the responder ID, by name, matches the issuer) with a key
+        # of the same type that is not the issuer's.
+        twin = certgen.make_ca("certscan OCSP key-type CA", issuer=root, key=make())
+        assert kinds(judge(path, signed_by(leaf, issuer, twin, by_name=True), NOW)) == [
+            ("ocsp_staple_mismatch", Severity.MEDIUM)
+        ]
+        # Delegated responders with RSA, EC and Ed25519 keys.
+        for key in (
+            certgen.make_key("rsa"),
+            certgen.make_key("ec"),
+            ed25519.Ed25519PrivateKey.generate(),
+        ):
+            delegate = responder(issuer, key=key)
+            assert judge(path, signed_by(leaf, issuer, delegate, send=(delegate,)), NOW) == ()
 
 
 def test_unknown_unsuccessful_and_garbage_staples(
