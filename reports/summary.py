@@ -1,5 +1,6 @@
-"""The estate at a glance: endpoints and certificates by owner, issuer, key type, TLS version and
-lifetime, the share that looks automated, and a trend over the last scans. Pure.
+"""The estate at a glance: endpoints and certificates by owner, issuer, key type, TLS version,
+key-exchange group and lifetime, the share that looks automated, and a trend over the last
+scans. Pure.
 
 Theory of operation
 -------------------
@@ -9,7 +10,9 @@ certificates are distinct leaves (by SHA-256). Issuers are grouped by organisati
 else by common name. Lifetime buckets follow the CA/Browser Forum schedule (at most 47, 100,
 200 and 398 days) plus "longer". "Automated" is :mod:`reports.renewal`'s verdict, over the
 endpoints whose history shows at least two renewals (the others cannot tell). The key-exchange
-group is not recorded by the engine, so it is not a dimension. The trend lists, per scan,
+group is the one the handshake negotiated (``x25519``, ``X25519MLKEM768``...); observations
+stored before the engine recorded it, and handshakes without one, count as "not recorded",
+certificate files as "file". The trend lists, per scan,
 targets done, endpoints that presented a chain, and failures, oldest first.
 """
 
@@ -66,6 +69,7 @@ class Estate:
     by_issuer: tuple[Group, ...]
     by_key_type: tuple[Group, ...]
     by_tls_version: tuple[Group, ...]
+    by_key_exchange: tuple[Group, ...]
     by_lifetime: tuple[Group, ...]
     automated: int
     judged: int
@@ -81,6 +85,7 @@ class Estate:
             ("issuer", self.by_issuer),
             ("key type", self.by_key_type),
             ("TLS version", self.by_tls_version),
+            ("key exchange", self.by_key_exchange),
             ("lifetime", self.by_lifetime),
         )
 
@@ -136,6 +141,14 @@ def estate(views: Sequence[EndpointView], scans: Sequence[ScanRun] = ()) -> Esta
             for v in views
             if v.chain
         ),
+        by_key_exchange=_groups(
+            (
+                v.group or ("file" if v.address.startswith("file:") else "not recorded"),
+                v.chain[0].sha256,
+            )
+            for v in views
+            if v.chain
+        ),
         by_lifetime=_groups(
             ((lifetime_bucket(c), c.sha256) for _, c in with_leaf),
             order=[label for _, label in BUCKETS] + ["longer", "unknown"],
@@ -166,6 +179,7 @@ def estate_dict(found: Estate) -> dict[str, object]:
         "by_issuer": groups(found.by_issuer),
         "by_key_type": groups(found.by_key_type),
         "by_tls_version": groups(found.by_tls_version),
+        "by_key_exchange": groups(found.by_key_exchange),
         "by_lifetime": groups(found.by_lifetime),
         "automated": found.automated,
         "renewals_judged": found.judged,

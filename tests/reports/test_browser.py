@@ -242,7 +242,7 @@ def test_estate_charts_in_chromium(
     write_atomic(target, HtmlRenderer().render(report))
     page.goto(target.as_uri())
     charts = page.locator("#estate figure.chart")
-    expect(charts).to_have_count(5)
+    expect(charts).to_have_count(6)
     expect(charts.first.locator("figcaption")).to_have_text("by owner")
     owner_bars = charts.first.locator("g.ebar")
     expect(owner_bars).to_have_count(2)

@@ -55,8 +55,17 @@ def view(n: int, leaf: CertInfo | None, **kw: object) -> EndpointView:
 def test_counts_by_every_dimension() -> None:
     shared = cert(1, 47)
     views = (
-        view(1, shared, owner="web", automation="automated", lead_days=(10.0, 10.5)),
-        view(2, shared, owner="web", automation="irregular", lead_days=(30.0, 2.0)),
+        view(
+            1, shared, owner="web", automation="automated", lead_days=(10.0, 10.5), group="x25519"
+        ),
+        view(
+            2,
+            shared,
+            owner="web",
+            automation="irregular",
+            lead_days=(30.0, 2.0),
+            group="X25519MLKEM768",
+        ),
         view(3, cert(2, 398, org=None, key="RSA"), tls_version="TLSv1.2"),
         view(4, cert(3, 800), owner="db", automation="one renewal", lead_days=(5.0,)),
         view(5, None),
@@ -73,6 +82,11 @@ def test_counts_by_every_dimension() -> None:
     assert [(g.label, g.endpoints) for g in found.by_tls_version] == [
         ("TLSv1.3", 3),
         ("TLSv1.2", 1),
+    ]
+    assert [(g.label, g.endpoints) for g in found.by_key_exchange] == [
+        ("not recorded", 2),
+        ("X25519MLKEM768", 1),
+        ("x25519", 1),
     ]
     assert [g.label for g in found.by_lifetime] == ["≤ 47 days", "≤ 398 days", "longer"]
     assert (found.automated, found.judged, found.automated_share) == (1, 2, 0.5)
@@ -107,6 +121,7 @@ def test_summary_command_over_imported_files(
         "≤ 398 days": 1,
     }
     assert document["by_tls_version"] == [{"label": "file", "endpoints": 3, "certificates": 3}]
+    assert document["by_key_exchange"] == [{"label": "file", "endpoints": 3, "certificates": 3}]
     assert [p["ok"] for p in document["trend"]] == [3]
     code, out, _ = run_main(["summary", "--db", db], capsys)
     assert code == 0
