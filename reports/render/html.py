@@ -163,6 +163,7 @@ class _FindingRow:
     endpoint: str
     cert_id: str | None
     cert_name: str | None
+    owner: str | None = None  # the endpoint's owner, for the owner filter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,6 +224,8 @@ class _View:
     undetailed: int  # certificates left without a details section by ``max_details``
     timeline: Timeline
     estate: EstateCharts
+    owners: tuple[str, ...] = ()  # the owner filter's choices; empty: no endpoint has an owner
+    unowned: bool = False  # some endpoint has no owner (the filter offers "(unowned)")
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -260,6 +263,7 @@ def _view(report: Report, max_details: int | None) -> _View:
                     endpoint=full,
                     cert_id=ids.get(sha) if sha else None,
                     cert_name=names.get(sha) if sha else None,
+                    owner=view.owner,
                 )
             )
         leaf = view.chain[0] if view.chain else None
@@ -298,6 +302,8 @@ def _view(report: Report, max_details: int | None) -> _View:
         next_endpoint=endpoint_label(nxt.address, nxt.port, nxt.sni) if nxt else None,
         findings=tuple(findings),
         endpoints=tuple(rows),
+        owners=tuple(sorted({v.owner for v in report.endpoints if v.owner})),
+        unowned=any(not v.owner for v in report.endpoints),
         certificates=_cert_views(report, detailed, ids, names),
         undetailed=len(report.certificates) - len(detailed),
         timeline=timeline(report),

@@ -253,3 +253,56 @@ def test_estate_charts_in_chromium(
     assert box["width"] > 200
     assert dialogs == []
     assert errors == []
+
+
+def test_owner_filter_in_chromium(
+    tmp_path: Path, browser_page: tuple[Any, list[str], list[str]]
+) -> None:
+    """The Owner choice keeps one owner's rows (or the unowned ones) in both tables, together
+    with the severity filter, and a hostile owner name stays text."""
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from reports.output import build_report
+
+    page, dialogs, errors = browser_page
+    report = sample_report()
+    owners = ["web-team", SCRIPT_CN, None]
+    views = tuple(replace(view, owner=owners[n % 3]) for n, view in enumerate(report.endpoints))
+    report = build_report(views, generated_at=report.generated_at, scan=report.scan)
+    target = tmp_path / "report.html"
+    write_atomic(target, HtmlRenderer().render(report))
+    page.goto(target.as_uri())
+
+    choice = page.locator("#inventory .filters select.owner")
+    expect(choice.locator("option")).to_have_text(["all", SCRIPT_CN, "web-team", "(unowned)"])
+    rows = page.locator("#inventory-table tbody tr")
+    total = rows.count()
+    assert total == len(views)
+
+    def visible() -> int:
+        return page.locator("#inventory-table tbody tr:not([hidden])").count()
+
+    expected = {o: sum(1 for v in views if v.owner == o) for o in owners}
+    choice.select_option(label="web-team")
+    assert visible() == expected["web-team"]
+    choice.select_option(label=SCRIPT_CN)
+    assert visible() == expected[SCRIPT_CN]
+    choice.select_option(label="(unowned)")
+    assert visible() == expected[None]
+    choice.select_option(label="all")
+    assert visible() == total
+
+    findings = page.locator("#findings .filters select.owner")
+    owned = sum(len(v.findings) for v in views if v.owner == "web-team")
+    assert 0 < owned < sum(len(v.findings) for v in views)
+    findings.select_option(label="web-team")
+    assert page.locator("#findings-table tbody tr:not([hidden])").count() == owned
+    page.locator("#findings .filters select.severity").select_option("3")
+    high = sum(
+        1 for v in views if v.owner == "web-team" for f in v.findings if int(f.severity) >= 3
+    )
+    assert page.locator("#findings-table tbody tr:not([hidden])").count() == high
+    assert dialogs == []
+    assert errors == []
