@@ -19,8 +19,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -230,23 +230,6 @@ async def start_slapd(
         yield server
 
 
-@pytest.fixture
-async def slapd(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_slapd(issuer, workdir) as server:
-        yield server
-
-
-async def test_slapd_starttls_and_ldaps(slapd: Server) -> None:
-    starttls = await handshake(slapd, "ldap", "ldap")
-    assert starttls.chain == slapd.pki.chain
-    assert starttls.protocol == "ldap"
-    implicit = await handshake(slapd, "ldaps", "tls")
-    assert implicit.chain == slapd.pki.chain
-    assert implicit.protocol == "tls"
-
-
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
@@ -290,20 +273,6 @@ async def start_postgres(
         yield server
 
 
-@pytest.fixture
-async def postgres(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_postgres(issuer, workdir) as server:
-        yield server
-
-
-async def test_postgres_sslrequest(postgres: Server) -> None:
-    outcome = await handshake(postgres, "postgres", "postgres")
-    assert outcome.chain == postgres.pki.chain
-    assert outcome.protocol == "postgres"
-
-
 # --- MariaDB --------------------------------------------------------------------------------
 
 
@@ -338,20 +307,6 @@ async def start_mariadb(
         yield server
 
 
-@pytest.fixture
-async def mariadb(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_mariadb(issuer, workdir) as server:
-        yield server
-
-
-async def test_mariadb_ssl_capability(mariadb: Server) -> None:
-    outcome = await handshake(mariadb, "mysql", "mysql")
-    assert outcome.chain == mariadb.pki.chain
-    assert outcome.protocol == "mysql"
-
-
 # --- vsftpd ---------------------------------------------------------------------------------
 
 
@@ -381,20 +336,6 @@ async def start_vsftpd(
     out = workdir / "vsftpd.out"
     async with serving([binary, str(conf)], out, Server(address, ports, pki, out)) as server:
         yield server
-
-
-@pytest.fixture
-async def vsftpd(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_vsftpd(issuer, workdir) as server:
-        yield server
-
-
-async def test_vsftpd_auth_tls(vsftpd: Server) -> None:
-    outcome = await handshake(vsftpd, "ftp", "ftp")
-    assert outcome.chain == vsftpd.pki.chain
-    assert outcome.protocol == "ftp"
 
 
 # --- prosody --------------------------------------------------------------------------------
@@ -433,23 +374,6 @@ async def start_prosody(
         yield server
 
 
-@pytest.fixture
-async def prosody(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_prosody(issuer, workdir) as server:
-        yield server
-
-
-async def test_prosody_client_and_server_streams(prosody: Server) -> None:
-    client = await handshake(prosody, "c2s", "xmpp")
-    assert client.chain == prosody.pki.chain
-    assert client.protocol == "xmpp"
-    server = await handshake(prosody, "s2s", "xmpp-server")
-    assert server.chain == prosody.pki.chain
-    assert server.protocol == "xmpp-server"
-
-
 # --- xrdp -----------------------------------------------------------------------------------
 
 
@@ -484,8 +408,8 @@ async def start_xrdp(
     issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
 ) -> AsyncIterator[Server]:
     """xrdp reads /etc/xrdp/xrdp.ini and writes /run/xrdp: it runs in a mount namespace of its
-    own (``unshare``) where our ini and a temp dir are bound over those paths, so the machine's
-    files are never touched."""
+    own (``unshare``) where our ini and a temp dir are bound over those paths (on a private
+    /run when the machine has no /run/xrdp), so the machine's files are never touched."""
     binary, unshare = require_tool("xrdp"), require_tool("unshare")
     system_ini = Path("/etc/xrdp/xrdp.ini")
     if not system_ini.is_file():
@@ -499,24 +423,44 @@ async def start_xrdp(
     ini = workdir / "xrdp.ini"
     ini.write_text(xrdp_ini(system_ini.read_text(), address, ports["rdp"], pki, log))
     (workdir / "run").mkdir()
+    # Without /run/xrdp (the package's service makes it at boot), a private tmpfs on /run
+    # inside the namespace gives the bind a place to land; the machine's /run is never touched.
     script = (
-        f"mount --bind {ini} /etc/xrdp/xrdp.ini && mount --bind {workdir}/run /run/xrdp "
-        f"&& exec {binary} --nodaemon"
+        f"mount --bind {ini} /etc/xrdp/xrdp.ini && "
+        "{ [ -d /run/xrdp ] || { mount -t tmpfs certscan-run /run && mkdir /run/xrdp; }; } && "
+        f"mount --bind {workdir}/run /run/xrdp && exec {binary} --nodaemon"
     )
     argv = [unshare, "--mount", "--propagation", "private", "sh", "-c", script]
     async with serving(argv, workdir / "xrdp.out", Server(address, ports, pki, log)) as server:
         yield server
 
 
-@pytest.fixture
-async def xrdp(
-    issuer: tuple[certgen.Issued, certgen.Issued], workdir: Path
-) -> AsyncIterator[Server]:
-    async with start_xrdp(issuer, workdir) as server:
-        yield server
+# --- every server above, each port with the protocol it speaks ------------------------------
+
+SERVERS = [
+    pytest.param(start_slapd, (("ldap", "ldap"), ("ldaps", "tls")), id="slapd-starttls-and-ldaps"),
+    pytest.param(start_postgres, (("postgres", "postgres"),), id="postgres-sslrequest"),
+    pytest.param(start_mariadb, (("mysql", "mysql"),), id="mariadb-ssl-capability"),
+    pytest.param(start_vsftpd, (("ftp", "ftp"),), id="vsftpd-auth-tls"),
+    pytest.param(
+        start_prosody, (("c2s", "xmpp"), ("s2s", "xmpp-server")), id="prosody-client-and-server"
+    ),
+    pytest.param(start_xrdp, (("rdp", "rdp"),), id="xrdp-tls-security"),
+]
 
 
-async def test_xrdp_tls_security(xrdp: Server) -> None:
-    outcome = await handshake(xrdp, "rdp", "rdp")
-    assert outcome.chain == xrdp.pki.chain
-    assert outcome.protocol == "rdp"
+@pytest.mark.parametrize(("start", "ports"), SERVERS)
+async def test_real_server_presents_its_chain(
+    start: Callable[
+        [tuple[certgen.Issued, certgen.Issued], Path], AbstractAsyncContextManager[Server]
+    ],
+    ports: tuple[tuple[str, str], ...],
+    issuer: tuple[certgen.Issued, certgen.Issued],
+    workdir: Path,
+) -> None:
+    """The real server's chain arrives whole through each of its ports' protocols."""
+    async with start(issuer, workdir) as server:
+        for port, protocol in ports:
+            outcome = await handshake(server, port, protocol)
+            assert outcome.chain == server.pki.chain, (port, protocol)
+            assert outcome.protocol == protocol
