@@ -8,8 +8,9 @@ each whose stored window is due (never fetched, or past the CA's ``Retry-After``
 ``renewalInfo`` without an account (:func:`exporters.hooks.ari.fetch_window`). The window is
 stored (``ari_window``, exported as
 ``certscan_certificate_renewal_window_start_timestamp_seconds``), and when it starts before the
-policy's own renewal point -- :func:`policy_point`: ``not_after`` less the ``expiring``
-threshold, a third of the lifetime for short-lived certificates -- every endpoint presenting the
+policy's own renewal point -- :func:`policy_point`: where the config file's ``[policy]`` turns
+``expiring`` high (30 days before ``not_after`` by default, a third of the lifetime for
+short-lived certificates, or ``expiring_high_fraction`` of it) -- every endpoint presenting the
 certificate gets ``ca_requests_early_renewal`` (high): the CA wants it replaced early, usually
 because it will be revoked. A window back at or after the policy point resolves it. One CA
 failing never stops the others; at most :data:`MAX_LOOKUPS` certificates are asked about per
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import trio
@@ -29,6 +30,8 @@ import trio
 from exporters.hooks.ari import AriError, fetch_window
 from exporters.hooks.ari_id import cert_id_from_hex
 from exporters.hooks.config import AriConfig
+from reports.expiry import high_lead
+from reports.policy import Policy
 from scanner.inventory import renewals
 from scanner.inventory.read import EndpointRecord
 from scanner.inventory.store import Inventory
@@ -39,8 +42,6 @@ __all__ = ["AriLookup", "directory_for", "policy_point", "scan_windows"]
 log = logging.getLogger("certscan.hooks")
 MAX_LOOKUPS: Final = 1000
 CONCURRENCY: Final = 8
-#: The policy's ``expiring`` (high) lead for certificates living 90 days or more.
-POLICY_LEAD: Final = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,15 +62,13 @@ def directory_for(config: AriConfig, cert: CertInfo) -> str | None:
     return None
 
 
-def policy_point(cert: CertInfo) -> datetime | None:
-    """When the policy would renew ``cert``: 30 days before ``not_after``, or a third of the
-    lifetime for shorter-lived certificates (pure)."""
-    if cert.not_after is None:
+def policy_point(cert: CertInfo, policy: Policy) -> datetime | None:
+    """When ``policy`` would renew ``cert``: where its ``expiring`` finding turns high
+    (:func:`reports.expiry.high_lead`; with the defaults 30 days before ``not_after``, a third
+    of the lifetime under 90 days). None without validity dates (pure)."""
+    if cert.not_after is None or cert.not_before is None:
         return None
-    lead = POLICY_LEAD
-    if cert.not_before is not None:
-        lead = min(lead, (cert.not_after - cert.not_before) / 3)
-    return cert.not_after - lead
+    return cert.not_after - high_lead(cert.not_before, cert.not_after, policy)
 
 
 def _candidates(
@@ -102,7 +101,7 @@ async def scan_windows(inventory: Inventory, config: AriConfig, now: datetime) -
     async def one(sha256: str) -> None:
         leaf, directory, endpoints = candidates[sha256]
         ident = cert_id_from_hex(leaf.authority_key_id, leaf.serial)
-        point = policy_point(leaf)
+        point = policy_point(leaf, config.policy)
         if ident is None or point is None:
             out.append(AriLookup(sha256=sha256, early=None, error="no AKI, serial or not_after"))
             return

@@ -51,7 +51,7 @@ from exporters.hooks.command import CommandAction
 from exporters.hooks.email import EMAIL_KEYS, parse_email_options
 from exporters.hooks.formats import FORMATS as WEBHOOK_FORMATS
 from exporters.hooks.webhook import WebhookAction
-from reports.policy import EXTERNAL_KINDS, KINDS
+from reports.policy import EXTERNAL_KINDS, KINDS, Policy
 from scanner.errors import UsageError
 from scanner.models import Severity
 
@@ -173,9 +173,14 @@ class AriConfig:
 
     directories: Mapping[str, str]  # issuer CN, or "aki:HEX", -> ACME directory (https)
     ca_bundle: str | None = None  # CA certificates for those servers' TLS; None = system
+    #: The config file's ``[policy]``: when it would renew (``reports.expiry.high_lead``), the
+    #: point a CA's window is compared with.
+    policy: Policy = field(default_factory=Policy)
 
 
-def parse_ari(section: Mapping[str, Any] | None, *, source: str) -> AriConfig | None:
+def parse_ari(
+    section: Mapping[str, Any] | None, *, source: str, policy: Policy | None = None
+) -> AriConfig | None:
     """Validate the raw ``ari`` section::
 
     [ari]
@@ -200,7 +205,7 @@ def parse_ari(section: Mapping[str, Any] | None, *, source: str) -> AriConfig | 
     bundle = section.get("ca_bundle")
     if bundle is not None and (not isinstance(bundle, str) or not bundle):
         raise UsageError(f"{where}.ca_bundle: expected a path")
-    return AriConfig(directories=directories, ca_bundle=bundle)
+    return AriConfig(directories=directories, ca_bundle=bundle, policy=policy or Policy())
 
 
 def parse_hooks(
@@ -208,10 +213,11 @@ def parse_hooks(
     *,
     source: str,
     ari: Mapping[str, Any] | None = None,
+    policy: Policy | None = None,
 ) -> HooksConfig:
     """Validate the raw ``hooks`` section (``Config.sections.get("hooks")``) and the ``ari``
-    one; ``source`` names the file in error messages."""
-    ari_config = parse_ari(ari, source=source)
+    one; ``source`` names the file in error messages, ``policy`` is the file's ``[policy]``."""
+    ari_config = parse_ari(ari, source=source, policy=policy)
     if not section:
         return HooksConfig(ari=ari_config)
     hooks: list[Hook] = []

@@ -96,7 +96,12 @@ def load(options: DaemonOptions) -> Loaded:
     settings = serve_settings(config)
     criteria = assess.load_criteria(options.config, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
-    hooks = parse_hooks(config.sections.get("hooks"), source=source, ari=config.sections.get("ari"))
+    hooks = parse_hooks(
+        config.sections.get("hooks"),
+        source=source,
+        ari=config.sections.get("ari"),
+        policy=config.policy,
+    )
     wanted = hooks.hooks or hooks.ari is not None
     return Loaded(settings=settings, criteria=criteria, hooks=hooks if wanted else None)
 

@@ -51,7 +51,12 @@ def load_hooks(config_path: Path | None) -> HooksConfig:
 
     config = load_config(config_path, env=os.environ)
     source = str(config.path) if config.path is not None else "config"
-    return parse_hooks(config.sections.get("hooks"), source=source, ari=config.sections.get("ari"))
+    return parse_hooks(
+        config.sections.get("hooks"),
+        source=source,
+        ari=config.sections.get("ari"),
+        policy=config.policy,
+    )
 
 
 def _echo(line: str) -> None:

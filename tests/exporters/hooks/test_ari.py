@@ -17,14 +17,15 @@ from prometheus_client import CollectorRegistry
 from exporters.hooks.acme import AcmeAction
 from exporters.hooks.ari import AriError, parse_window, retry_after
 from exporters.hooks.ari_id import cert_id, cert_id_from_hex
-from exporters.hooks.ari_scan import scan_windows
+from exporters.hooks.ari_scan import policy_point, scan_windows
 from exporters.hooks.config import parse_hooks
 from exporters.hooks.runner import execute, plan
 from exporters.prometheus import CertscanCollector
+from reports.policy import Policy
 from scanner.engine.crew import probe
 from scanner.inventory.store import Inventory
 from scanner.lab.certgen import make_ca, make_leaf
-from scanner.models import EngineLimits, Handshake
+from scanner.models import CertInfo, EngineLimits, Handshake
 from scanner.parse import parse_certificate
 from tests import peers
 from tests.exporters.hooks.ari_responder import rfc9773_id, run_responder
@@ -135,6 +136,20 @@ async def test_a_discovered_certificate_whose_ca_moves_the_window_early(tmp_path
             assert not [
                 f for f in inv.findings(open_only=True) if f.kind == "ca_requests_early_renewal"
             ]
+            # The same window, judged by a config whose [policy] renews only 10 days before
+            # expiry (day 50): the CA's day 35 is now early.
+            late = parse_hooks(
+                None,
+                source="t.toml",
+                ari={
+                    "directories": {"certscan ARI issuing CA": ca.directory},
+                    "ca_bundle": ca.ca_bundle,
+                },
+                policy=Policy(expiring_high_days=10, expiring_critical_days=3),
+            ).ari
+            assert late is not None
+            (third,) = await scan_windows(inv, late, now + timedelta(hours=4))
+            assert third.early is True
 
 
 async def test_the_acme_hook_waits_for_the_window(tmp_path: Path) -> None:
@@ -167,3 +182,21 @@ async def test_the_acme_hook_waits_for_the_window(tmp_path: Path) -> None:
     assert abs((done.result.retry_at - now).total_seconds() - 3600) < 60
     assert not any(p.startswith("/nonce") for p in ca.paths)  # no ACME request was made
     assert not (tmp_path / "out").exists()
+
+
+def test_the_policy_point_follows_the_policy() -> None:
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+
+    def leaf(days: float) -> CertInfo:
+        return CertInfo(der=b"", sha256="0" * 64, not_before=now, not_after=now + timedelta(days))
+
+    year, ninety, nine = leaf(365), leaf(90), leaf(9)
+    assert policy_point(ninety, Policy()) == now + timedelta(days=60)  # 30 days before
+    assert policy_point(nine, Policy()) == now + timedelta(days=6)  # a third of 9 days
+    wide = Policy(expiring_high_days=45, expiring_critical_days=7)
+    assert policy_point(year, wide) == now + timedelta(days=320)
+    # 90 days is short-lived under a 45-day lead (below 135 days): the lead shrinks to a third
+    # of the lifetime, as the expiring finding's does.
+    assert policy_point(ninety, wide) == now + timedelta(days=60)
+    assert policy_point(ninety, Policy(expiring_high_fraction=0.5)) == now + timedelta(days=45)
+    assert policy_point(CertInfo(der=b"", sha256="0" * 64), Policy()) is None
