@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from exporters.hooks import formats
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
+from exporters.hooks.notice import Digest
 
 if TYPE_CHECKING:  # httpx comes with the serve extra; imported when a webhook runs
     import httpx
@@ -69,13 +70,19 @@ class WebhookAction:
         return None
 
     async def run(self, ctx: HookContext) -> ActionResult:
+        return await self._post(formats.encoded(ctx, self.format))
+
+    async def run_digest(self, digest: Digest) -> ActionResult:
+        """POST one hook's daily digest (``formats.digest_body``)."""
+        return await self._post(formats.encoded_digest(digest, self.format))
+
+    async def _post(self, body: bytes) -> ActionResult:
         if self.hmac_key_env is not None and self._key() is None:
             return ActionResult(
                 ok=False,
                 exit_status=None,
                 output_tail=f"environment variable {self.hmac_key_env} (hmac_key_env) is unset",
             )
-        body = formats.encoded(ctx, self.format)
         headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
         key = self._key()
         if key is not None:

@@ -95,7 +95,15 @@ def run(
     """Evaluate the current open findings against the hooks and act (once per certificate)."""
     import trio
 
-    from exporters.hooks.runner import Outcome, after_hooks, describe, evaluate, execute
+    from exporters.hooks.digest import Delivered
+    from exporters.hooks.runner import (
+        Outcome,
+        after_hooks,
+        describe,
+        digest_lines,
+        evaluate,
+        execute,
+    )
 
     hooks = load_hooks(config)
     if hook is not None and hooks.get(hook) is None:
@@ -108,17 +116,21 @@ def run(
                 _echo(("would " if dry_run else "") + safe(describe(item), 400))
             if not steps:
                 _echo("nothing to do")
-                if not dry_run:  # renewals still being verified, ARI windows due
-                    trio.run(lambda: after_hooks(inventory, hooks, [], now))
+                if not dry_run:  # digests due, renewals being verified, ARI windows due
+                    sent = trio.run(lambda: after_hooks(inventory, hooks, [], now))
+                    for line in digest_lines(sent):
+                        _echo(safe(line, 400))
+                    return 1 if any(not d.result.ok for d in sent) else 0
             return 0
 
-        async def act() -> list[Outcome]:
+        async def act() -> tuple[list[Outcome], list[Delivered]]:
             done = await execute(inventory, steps, concurrency=hooks.concurrency, now=now)
-            await after_hooks(inventory, hooks, done, now)
-            return done
+            return done, await after_hooks(inventory, hooks, done, now)
 
-        outcomes = trio.run(act)
-    failed = 0
+        outcomes, digests = trio.run(act)
+    failed = sum(not d.result.ok for d in digests)
+    for line in digest_lines(digests):
+        _echo(safe(line, 400))
     for outcome in sorted(outcomes, key=lambda o: o.run_id):
         result = outcome.result
         if outcome.planned.step == "queue":
