@@ -24,11 +24,15 @@ from scanner.serialize import iso, json_line
 from scanner.text import safe
 
 if TYPE_CHECKING:
-    from exporters.hooks.config import HooksConfig
+    from exporters.hooks.config import Hook, HooksConfig
     from scanner.inventory import hooks as store_hooks
 
 hooks_app = typer.Typer(
-    help="Renewal hooks: act on findings (commands, webhooks, ACME) and keep the record.",
+    help=(
+        "Renewal and notification hooks: act on findings (commands, ACME, webhooks, e-mail; "
+        "notifications once per certificate, again only when its finding rises, or as a "
+        "daily UTC digest) and keep the record."
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -68,7 +72,7 @@ def list_hooks(config: ConfigOption = None) -> int:
         _echo("no hooks configured ([hooks.NAME] sections of the config file)")
         return 0
     table = simple_table(
-        "hooks", ("name", "action", "kinds", "min severity", "approval", "timeout")
+        "hooks", ("name", "action", "kinds", "min severity", "approval", "timeout", "sends")
     )
     for hook in hooks.hooks:
         table.add_row(
@@ -78,9 +82,17 @@ def list_hooks(config: ConfigOption = None) -> int:
             cell(hook.selector.min_severity.label),
             cell("yes" if hook.approval else "no"),
             cell(f"{hook.timeout:g} s"),
+            cell(_sends(hook)),
         )
     stdout_console().print(table)
     return 0
+
+
+def _sends(hook: Hook) -> str:
+    """When a notification goes out: at once, or as the daily digest (UTC)."""
+    if type(hook.action).kind not in ("email", "webhook"):
+        return "-"
+    return "daily digest (UTC)" if hook.digest == "daily" else "at once"
 
 
 @hooks_app.command("run")
