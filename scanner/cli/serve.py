@@ -49,4 +49,6 @@ def serve(
 
     setup_logging(log_format)
     path: Path | None = config
-    return run_daemon(DaemonOptions(config=path, db=db, listen=listen, once=once))
+    return run_daemon(
+        DaemonOptions(config=path, db=db, listen=listen, once=once, log_format=log_format)
+    )
