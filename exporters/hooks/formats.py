@@ -121,7 +121,12 @@ def webhook_body(ctx: HookContext, fmt: str) -> dict[str, Any]:
     if fmt == "teams":
         return _card(
             [
-                {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": title},
+                {
+                    "type": "TextBlock",
+                    "size": "Medium",
+                    "weight": "Bolder",
+                    "text": _markdown(title),
+                },
                 {"type": "TextBlock", "wrap": True, "text": _markdown(message)},
                 {
                     "type": "FactSet",
@@ -163,7 +168,7 @@ def digest_body(digest: Digest, fmt: str) -> dict[str, Any]:
         return {"text": title, "blocks": blocks}
     if fmt == "teams":
         body: list[dict[str, Any]] = [
-            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": title}
+            {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "text": _markdown(title)}
         ]
         for index, notice in enumerate(shown, 1):
             body += _teams_items(notice, f"{index}. ")

@@ -230,6 +230,8 @@ def describe(item: Planned) -> str:
     verb = {"start": "run", "queue": "queue for approval", "resume": "run"}[item.step]
     if item.step == "resume" and item.status == store_hooks.FAILED:
         verb = "retry"
+    if item.hook.digest is not None and item.step != "queue":
+        verb = "keep for the daily digest:"
     target = f"{item.ctx.address}:{item.ctx.port}"
     if item.ctx.sni:
         target += f" (sni {item.ctx.sni})"
