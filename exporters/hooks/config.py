@@ -15,7 +15,7 @@ The file
     match_names = ["*.example.test"]   # glob on the SNI or any DNS SAN (default: any)
     owners = ["web-team"]              # the endpoint's [owners] owner (default: any)
     tags = ["pci"]                     # any of the endpoint's [owners] tags (default: any)
-    action = "command"                 # "command" | "webhook" | "acme"
+    action = "command"                 # "command" | "webhook" | "email" | "acme"
     command = ["certbot", "renew", "--cert-name", "web"]   # argv, never a shell
     timeout = 300                      # seconds (default 300)
     approval = false                   # true: queue as pending until `certscan hooks approve`

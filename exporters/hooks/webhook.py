@@ -1,5 +1,9 @@
 """The ``webhook`` action: POST the finding as JSON to a URL, optionally signed.
 
+One POST per certificate (every endpoint presenting it listed), in the hook's ``format``
+(:mod:`exporters.hooks.formats`); with ``digest = "daily"`` one POST per UTC day
+(:meth:`WebhookAction.run_digest`, driven by ``exporters.hooks.digest``).
+
 With a key (``hmac_key`` in the config, or the environment variable ``hmac_key_env`` names,
 read at run time) the request carries ``X-Certscan-Timestamp`` (Unix seconds),
 ``X-Certscan-Delivery`` (a random id, new for every delivery) and
