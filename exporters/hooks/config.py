@@ -15,7 +15,7 @@ The file
     match_names = ["*.example.test"]   # glob on the SNI or any DNS SAN (default: any)
     owners = ["web-team"]              # the endpoint's [owners] owner (default: any)
     tags = ["pci"]                     # any of the endpoint's [owners] tags (default: any)
-    action = "command"                 # "command" | "webhook" | "acme"
+    action = "command"                 # "command" | "webhook" | "email" | "acme"
     command = ["certbot", "renew", "--cert-name", "web"]   # argv, never a shell
     timeout = 300                      # seconds (default 300)
     approval = false                   # true: queue as pending until `certscan hooks approve`
@@ -24,6 +24,8 @@ The file
     action = "webhook"
     url = "https://hooks.example.test/certscan"
     hmac_key_env = "CERTSCAN_HOOK_KEY" # or hmac_key = "..." (never logged nor stored)
+    digest = "daily"                   # email and webhook only: one message per UTC day
+                                       # (default "off": one message per certificate at once)
 
 Every problem is a :class:`~scanner.errors.UsageError` with one line naming the file and the
 dotted key. The ``acme`` action's own keys are validated by
@@ -70,6 +72,9 @@ DEFAULT_TIMEOUT: Final = 300.0
 DEFAULT_VERIFY_WITHIN: Final = 600.0
 _UNITS: Final[Mapping[str, float]] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ACTIONS: Final[tuple[str, ...]] = ("command", "webhook", "acme", "email")
+#: The actions that notify a person (re-sent when a finding's severity rises; may digest).
+NOTIFYING: Final[tuple[str, ...]] = ("webhook", "email")
+DIGESTS: Final[tuple[str, ...]] = ("off", "daily")
 _COMMON: Final[tuple[str, ...]] = (
     "kinds",
     "min_severity",
@@ -85,8 +90,8 @@ _COMMON: Final[tuple[str, ...]] = (
 )
 _ACTION_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "command": ("command",),
-    "webhook": ("url", "hmac_key", "hmac_key_env", "format"),
-    "email": EMAIL_KEYS,
+    "webhook": ("url", "hmac_key", "hmac_key_env", "format", "digest"),
+    "email": (*EMAIL_KEYS, "digest"),
 }
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -151,6 +156,9 @@ class Hook:
     #: How long after a renewal certscan re-probes the endpoints until they serve the new
     #: certificate (``verify_within``, seconds); 0 turns the check off.
     verify_within: float = DEFAULT_VERIFY_WITHIN
+    #: ``"daily"``: collect the findings and send one digest per UTC day
+    #: (``exporters.hooks.digest``); None: send each at once.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -282,6 +290,11 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
     if not isinstance(approval, bool):
         raise UsageError(f"{where}.approval: expected true or false, got {_show(approval)}")
     verify_within = _duration(f"{where}.verify_within", table.get("verify_within", "10m"))
+    digest = own.pop("digest", "off") if action_name in NOTIFYING else "off"
+    if digest not in DIGESTS:
+        raise UsageError(
+            f"{where}.digest: expected one of {', '.join(DIGESTS)}, got {_show(digest)}"
+        )
     selector = Selector(
         kinds=kinds,
         min_severity=min_severity,
@@ -298,6 +311,7 @@ def _hook(name: str, table: Mapping[str, Any], where: str) -> Hook:
         timeout=float(timeout),
         approval=approval,
         verify_within=verify_within,
+        digest=None if digest == "off" else digest,
     )
 
 

@@ -1,4 +1,8 @@
-"""The ``email`` hook action: one message per finding over SMTP, with STARTTLS and login.
+"""The ``email`` hook action: one message per certificate over SMTP, with STARTTLS and login.
+
+A message names the certificate once and lists every endpoint presenting it (at most
+``notice.MAX_ENDPOINTS``, then "and N more"); with ``digest = "daily"`` in the hook the runner
+sends one message per day instead (:func:`render_digest`, ``exporters.hooks.digest``).
 
 Config keys (``[hooks.NAME]`` with ``action = "email"``): ``smtp_host`` (required),
 ``smtp_port`` (587), ``starttls`` (true: upgrade before anything is sent; false only for a
@@ -29,10 +33,26 @@ from typing import Any, ClassVar
 import trio
 
 from exporters.hooks.base import ActionResult, HookContext, tail
+from exporters.hooks.notice import (
+    MAX_DIGEST_CERTIFICATES,
+    MAX_ENDPOINTS,
+    Digest,
+    Notice,
+    endpoint_text,
+    listed,
+    notice_of,
+)
 from scanner.errors import UsageError
+from scanner.models import Severity
 from scanner.text import safe
 
-__all__ = ["EMAIL_KEYS", "EmailAction", "parse_email_options", "render_email"]
+__all__ = [
+    "EMAIL_KEYS",
+    "EmailAction",
+    "parse_email_options",
+    "render_digest",
+    "render_email",
+]
 
 EMAIL_KEYS: tuple[str, ...] = (
     "smtp_host",
@@ -46,32 +66,89 @@ EMAIL_KEYS: tuple[str, ...] = (
 )
 
 
-def render_email(ctx: HookContext, *, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
-    """The message for one finding (pure)."""
-    where = ", ".join(safe(n, 100) for n in ctx.names[:5]) or f"{safe(ctx.address)}:{ctx.port}"
+def _where(notice: Notice) -> str:
+    names = ", ".join(safe(n, 100) for n in notice.names[:5])
+    return names or safe(endpoint_text(notice.endpoints[0]), 200)
+
+
+def _block(notice: Notice) -> list[str]:
+    """One certificate: its finding once, then every endpoint presenting it (bounded)."""
+    shown, more = listed([safe(endpoint_text(e), 300) for e in notice.endpoints], MAX_ENDPOINTS)
+    count = len(notice.endpoints)
+    lines = [
+        f"{notice.severity.upper()} {safe(notice.kind)}: {safe(notice.message, 500)}",
+        "",
+        f"names:       {_where(notice)}",
+        f"not after:   {safe(notice.not_after or 'unknown')}",
+        f"sha256:      {safe(notice.sha256)}",
+        f"endpoints:   {count} presenting this certificate",
+        *(f"  - {e}" for e in shown),
+    ]
+    if more:
+        lines.append(f"  ... and {more} more")
+    return lines
+
+
+def _envelope(subject: str, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
     msg = EmailMessage(policy=SMTP)
-    msg["Subject"] = f"certscan: {ctx.severity} {ctx.kind} on {where}"[:200]
+    msg["Subject"] = subject[:200]
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain="certscan.invalid")
-    lines = [
-        f"{ctx.severity.upper()} {ctx.kind}: {safe(ctx.message, 500)}",
-        "",
-        f"endpoint:    {safe(ctx.address)}:{ctx.port}"
-        + (f" (SNI {safe(ctx.sni)})" if ctx.sni else ""),
-        f"names:       {where}",
-        f"not after:   {ctx.not_after.isoformat() if ctx.not_after else 'unknown'}",
-        f"sha256:      {ctx.sha256}",
-        f"hook:        {safe(ctx.hook)}",
-    ]
+    return msg
+
+
+def render_email(ctx: HookContext, *, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    """The message for one certificate's finding, naming every endpoint presenting it (pure)."""
+    notice = notice_of(ctx)
+    count = len(notice.endpoints)
+    on = f" ({count} endpoints)" if count > 1 else ""
+    msg = _envelope(
+        f"certscan: {safe(notice.severity)} {safe(notice.kind)} on {_where(notice)}{on}",
+        sender,
+        recipients,
+    )
+    lines = [*_block(notice), f"hook:        {safe(ctx.hook)}"]
     msg.set_content("\n".join(lines) + "\n")
     return msg
 
 
+def render_digest(digest: Digest, *, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    """One message for a hook's daily digest: every certificate once (bounded, pure)."""
+    day = digest.window_start.strftime("%Y-%m-%d")
+    total = len(digest.notices)
+    worst = max((n.severity for n in digest.notices), key=_rank, default="info")
+    msg = _envelope(
+        f"certscan digest {day} (UTC): {total} certificate{'s' if total != 1 else ''}, "
+        f"worst {safe(worst)}",
+        sender,
+        recipients,
+    )
+    lines = [
+        f"certscan daily digest of hook {safe(digest.hook)}: the findings selected from "
+        f"{digest.window_start.isoformat()} to {digest.window_end.isoformat()} (UTC).",
+    ]
+    shown = digest.notices[:MAX_DIGEST_CERTIFICATES]
+    more = total - len(shown)
+    for index, notice in enumerate(shown, 1):
+        lines += ["", f"{index}. " + "-" * 60, *_block(notice)]
+    if more:
+        lines += ["", f"... and {more} more certificates (certscan findings lists them all)"]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+def _rank(label: str) -> int:
+    try:
+        return int(Severity.parse(label))
+    except ValueError:
+        return -1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmailAction:
-    """Send one message per finding (module docstring)."""
+    """Send one message per certificate's finding, or one daily digest (module docstring)."""
 
     kind: ClassVar[str] = "email"
     host: str
@@ -109,6 +186,15 @@ class EmailAction:
         return ActionResult(ok=True, exit_status=250, output_tail=f"sent to {len(self.recipients)}")
 
     async def run(self, ctx: HookContext) -> ActionResult:
+        message = render_email(ctx, sender=self.sender, recipients=self.recipients)
+        return await self._deliver(message)
+
+    async def run_digest(self, digest: Digest) -> ActionResult:
+        """Send one hook's daily digest as one message."""
+        message = render_digest(digest, sender=self.sender, recipients=self.recipients)
+        return await self._deliver(message)
+
+    async def _deliver(self, message: EmailMessage) -> ActionResult:
         password = None
         if self.password_env is not None:
             password = os.environ.get(self.password_env)
@@ -118,7 +204,6 @@ class EmailAction:
                     exit_status=None,
                     output_tail=f"environment variable {self.password_env} (password_env) is unset",
                 )
-        message = render_email(ctx, sender=self.sender, recipients=self.recipients)
         return await trio.to_thread.run_sync(self._send, message, password, abandon_on_cancel=True)
 
 

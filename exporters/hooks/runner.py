@@ -17,8 +17,18 @@ running                   nothing; ``resume`` once STALE_AFTER past the hook's
 approved                  ``resume`` it
 failed, back-off passed   ``resume`` it (a retry)
 failed, back-off not yet  nothing
-succeeded / rejected      nothing: done with this certificate
+succeeded / rejected      nothing: done with this certificate -- except for a
+                          notification (``email``, ``webhook``) whose finding
+                          now has a higher severity than the run recorded:
+                          ``start`` (or ``queue``) a new run, so a person hears
+                          of the change and never of the same finding twice
 ========================  ===================================================
+
+A notification names the certificate once with every endpoint presenting it (the plan keeps one
+finding per (hook, sha256)); a new certificate is a new sha256, so it is notified on its own.
+A hook with ``digest = "daily"`` records its runs the same way, but the action is to keep the
+finding for the day's digest (``exporters.hooks.digest``), delivered by :func:`after_hooks`
+once the UTC day is over.
 
 Pending rows are run once approved even if their finding has gone since (a person said yes);
 the facts are the ones recorded. :func:`execute` carries out a plan: rows are written before an
@@ -40,14 +50,16 @@ import trio
 
 from exporters.hooks.ari_scan import scan_windows
 from exporters.hooks.base import ActionResult, HookContext, clean, one_line, tail
-from exporters.hooks.config import Hook, HooksConfig
+from exporters.hooks.config import NOTIFYING, Hook, HooksConfig
+from exporters.hooks.digest import Delivered, deliver
 from exporters.hooks.facts import context, presenting, proven
 from exporters.hooks.names import printable as safe_text
 from exporters.hooks.verify import Verified, after_renewal, verify_changes, verify_open
 from scanner.inventory import hooks as store_hooks
+from scanner.inventory import notify as store_notify
 from scanner.inventory.read import EndpointKey, EndpointRecord
 from scanner.inventory.store import Inventory, OwnerAssignment
-from scanner.models import Finding
+from scanner.models import Finding, Severity
 from scanner.sweep.events import SweepEvents
 from scanner.sweep.options import AfterSweep
 
@@ -145,7 +157,7 @@ def plan(
     for (name, sha256), ctx in chosen.items():
         hook = by_name[name]
         run = runs.get((name, sha256))
-        if run is None:
+        if run is None or _rose(run, ctx, hook):
             step: Step = "queue" if hook.approval else "start"
             steps.append(Planned(step=step, hook=hook, ctx=ctx, run_id=None, status=None))
         elif _due(run, now, hook):
@@ -183,6 +195,19 @@ def _one_per_file_set(
     return out
 
 
+def _rose(run: store_hooks.HookRunRecord, ctx: HookContext, hook: Hook) -> bool:
+    """Whether a notification hook's finding on this certificate is now more severe than the
+    one its finished run notified (a run without a recorded severity never is)."""
+    if type(hook.action).kind not in NOTIFYING or run.severity is None:
+        return False
+    if run.status not in (store_hooks.SUCCEEDED, store_hooks.REJECTED):
+        return False
+    try:
+        return Severity.parse(ctx.severity) > Severity.parse(run.severity)
+    except ValueError:
+        return False
+
+
 def _resume(hook: Hook, ctx: HookContext, run: store_hooks.HookRunRecord) -> Planned:
     return Planned(step="resume", hook=hook, ctx=ctx, run_id=run.id, status=run.status)
 
@@ -205,6 +230,8 @@ def describe(item: Planned) -> str:
     verb = {"start": "run", "queue": "queue for approval", "resume": "run"}[item.step]
     if item.step == "resume" and item.status == store_hooks.FAILED:
         verb = "retry"
+    if item.hook.digest is not None and item.step != "queue":
+        verb = "keep for the daily digest:"
     target = f"{item.ctx.address}:{item.ctx.port}"
     if item.ctx.sni:
         target += f" (sni {item.ctx.sni})"
@@ -262,7 +289,10 @@ def after_sweep(config: HooksConfig) -> AfterSweep:
     --run-hooks``, and ``serve`` after each job): one summary note; returns the failures."""
 
     async def run(inventory: Inventory, events: SweepEvents) -> int:
-        outcomes = await run_hooks(inventory, config, now=datetime.now(UTC))
+        now = datetime.now(UTC)
+        steps = await trio.to_thread.run_sync(lambda: evaluate(inventory, config, now))
+        outcomes = await execute(inventory, steps, concurrency=config.concurrency, now=now)
+        digests = await after_hooks(inventory, config, outcomes, now)
         queued = sum(o.planned.step == "queue" for o in outcomes)
         done = [o.result for o in outcomes if o.result is not None]
         failed = sum(not r.ok for r in done)
@@ -270,16 +300,38 @@ def after_sweep(config: HooksConfig) -> AfterSweep:
             f"hooks: {len(done) - failed} succeeded, {failed} failed, {queued} queued for "
             "approval (certscan hooks history)"
         )
-        return failed
+        for line in digest_lines(digests):
+            events.note(line)
+        return failed + sum(not d.result.ok for d in digests)
 
     return run
 
 
+def digest_lines(digests: Sequence[Delivered]) -> list[str]:
+    """One line per digest delivery, for the sweep's notes and ``certscan hooks run``."""
+    lines = []
+    for d in digests:
+        state = (
+            "sent" if d.result.ok else f"not sent, retried later: {one_line(d.result.output_tail)}"
+        )
+        lines.append(
+            f"hook {safe_text(d.hook)}: daily digest of {d.window_start.date().isoformat()} "
+            f"(UTC), {d.certificates} certificate{'s' if d.certificates != 1 else ''}: {state}"
+        )
+    return lines
+
+
 async def after_hooks(
     inventory: Inventory, config: HooksConfig, outcomes: Sequence[Outcome], now: datetime
-) -> None:
-    """What follows the actions: re-probe the renewals still open and those a sweep saw
-    (``certificate_changed``), then the ARI lookups."""
+) -> list[Delivered]:
+    """What follows the actions: the daily digests whose UTC day has ended, re-probe the
+    renewals still open and those a sweep saw (``certificate_changed``), then the ARI lookups.
+    Returns the digest deliveries."""
+    digests: list[Delivered] = []
+    try:
+        digests = await deliver(inventory, config.hooks, now, backoff)
+    except Exception:  # a broken digest never fails the sweep
+        log.warning("delivering digests failed", exc_info=True)
     await verify_others(inventory, outcomes, now)
     try:
         await verify_changes(inventory, now)
@@ -290,6 +342,7 @@ async def after_hooks(
             await scan_windows(inventory, config.ari, now)
         except Exception:  # a CA's ARI trouble never fails the sweep
             log.warning("ARI lookups failed", exc_info=True)
+    return digests
 
 
 async def verify_others(inventory: Inventory, outcomes: Sequence[Outcome], now: datetime) -> None:
@@ -364,6 +417,7 @@ async def _one(
                 kind=ctx.kind,
                 status=status,
                 now=now,
+                severity=ctx.severity,
             )
 
         run_id = await trio.to_thread.run_sync(create)
@@ -374,7 +428,7 @@ async def _one(
     attempts = record.attempts if record is not None else 1
     state["attempts"] = attempts
     began = trio.current_time()
-    result = await _act(item)
+    result = await (_collect(inventory, item, now) if item.hook.digest else _act(item))
     finished_at = now + timedelta(seconds=trio.current_time() - began)
     await trio.to_thread.run_sync(_finish, inventory, run_id, result, finished_at, attempts)
     verified = None
@@ -391,6 +445,33 @@ async def _one(
         except Exception:  # verification trouble never undoes a renewal
             log.warning("hook %s: verifying run %d failed", safe_text(item.hook.name), run_id)
     return Outcome(planned=item, run_id=run_id, result=result, verified=verified)
+
+
+async def _collect(inventory: Inventory, item: Planned, now: datetime) -> ActionResult:
+    """A digest hook's action: keep the finding for the day's digest."""
+    ctx = item.ctx
+
+    def keep() -> datetime:
+        return store_notify.collect(
+            inventory.engine,
+            hook=item.hook.name,
+            sha256=ctx.sha256,
+            kind=ctx.kind,
+            severity=ctx.severity,
+            context=ctx.finding,
+            now=now,
+        )
+
+    start = await trio.to_thread.run_sync(keep)
+    end = start + store_notify.DAY
+    return ActionResult(
+        ok=True,
+        exit_status=None,
+        output_tail=(
+            f"kept for the daily digest of {start.date().isoformat()} (UTC), sent by the first "
+            f"run from {end.isoformat()}"
+        ),
+    )
 
 
 async def _act(item: Planned) -> ActionResult:

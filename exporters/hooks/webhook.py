@@ -1,5 +1,9 @@
 """The ``webhook`` action: POST the finding as JSON to a URL, optionally signed.
 
+One POST per certificate (every endpoint presenting it listed), in the hook's ``format``
+(:mod:`exporters.hooks.formats`); with ``digest = "daily"`` one POST per UTC day
+(:meth:`WebhookAction.run_digest`, driven by ``exporters.hooks.digest``).
+
 With a key (``hmac_key`` in the config, or the environment variable ``hmac_key_env`` names,
 read at run time) the request carries ``X-Certscan-Timestamp`` (Unix seconds),
 ``X-Certscan-Delivery`` (a random id, new for every delivery) and
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from exporters.hooks import formats
 from exporters.hooks.base import ActionResult, HookContext, one_line, tail_bytes
+from exporters.hooks.notice import Digest
 
 if TYPE_CHECKING:  # httpx comes with the serve extra; imported when a webhook runs
     import httpx
@@ -69,13 +74,19 @@ class WebhookAction:
         return None
 
     async def run(self, ctx: HookContext) -> ActionResult:
+        return await self._post(formats.encoded(ctx, self.format))
+
+    async def run_digest(self, digest: Digest) -> ActionResult:
+        """POST one hook's daily digest (``formats.digest_body``)."""
+        return await self._post(formats.encoded_digest(digest, self.format))
+
+    async def _post(self, body: bytes) -> ActionResult:
         if self.hmac_key_env is not None and self._key() is None:
             return ActionResult(
                 ok=False,
                 exit_status=None,
                 output_tail=f"environment variable {self.hmac_key_env} (hmac_key_env) is unset",
             )
-        body = formats.encoded(ctx, self.format)
         headers = {"Content-Type": "application/json", "User-Agent": "certscan-hooks"}
         key = self._key()
         if key is not None:

@@ -9,6 +9,9 @@ two read lanes on the inventory for the app, and runs three tasks: hypercorn ser
 signal
 watcher. Each job run is exactly ``certscan sweep``'s code path (:func:`scanner.sweep.run.run`)
 with the job's targets, so a scheduled scan stores, judges and records findings as a manual one.
+A job with ``workers > 1`` runs that code path in a child process (:mod:`exporters.serve.child`,
+the only way to fork sweep workers once the daemon's event loop runs), bounded by the job's
+``run_timeout``; its outcome and errors are the job's, logged and counted like any run.
 
 A job with ``zone = "NAME"`` is not scanned here: each run is ``certscan dispatch --zone NAME``
 (:func:`scanner.zones.dispatch.dispatch`, in a worker thread): it plans the sweep, records a
@@ -40,8 +43,6 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -49,61 +50,23 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from exporters.hooks.config import HooksConfig, parse_hooks
-from exporters.hooks.runner import after_sweep
 from exporters.serve.api import ApiState, Reader, create_app
-from exporters.serve.config import JobSpec, ServeSettings, parse_listen, serve_settings
+from exporters.serve.config import JobSpec, parse_listen
 from exporters.serve.defaults import DEFAULT_PORT
 from exporters.serve.guard import allowed_host_names, exposure_warning
 from exporters.serve.log import LogEvents
+from exporters.serve.runs import DaemonOptions, Loaded, job_sweep, load, scan_summary
 from exporters.serve.scheduler import Scheduler
-from reports import assess
-from reports.policy import load_config
 from scanner.errors import OperationalError, UsageError
 from scanner.inventory.store import Inventory, db_url
 from scanner.sweep.options import EXIT_INTERRUPTED, SweepOptions, sweep_spec
 from scanner.sweep.run import run as run_sweep
 
-__all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "run_daemon"]
+__all__ = ["GRACE_SECONDS", "Daemon", "DaemonOptions", "Loaded", "load", "run_daemon"]
 
 log = logging.getLogger("certscan.serve")
 #: Longest wait for HTTP requests in flight at shutdown.
 GRACE_SECONDS = 2.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DaemonOptions:
-    """The command line: each ``None`` falls back to the config, then the default."""
-
-    config: Path | None = None
-    db: str | None = None
-    listen: str | None = None
-    once: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Loaded:
-    """One reading of the config file."""
-
-    settings: ServeSettings
-    criteria: assess.Criteria
-    hooks: HooksConfig | None  # the renewal hooks run after each job; None when none is declared
-
-
-def load(options: DaemonOptions) -> Loaded:
-    """Read and validate the config (UsageError, one line, for a mistake)."""
-    config = load_config(options.config, env=os.environ)
-    settings = serve_settings(config)
-    criteria = assess.load_criteria(options.config, env=os.environ)
-    source = str(config.path) if config.path is not None else "config"
-    hooks = parse_hooks(
-        config.sections.get("hooks"),
-        source=source,
-        ari=config.sections.get("ari"),
-        policy=config.policy,
-    )
-    wanted = hooks.hooks or hooks.ari is not None
-    return Loaded(settings=settings, criteria=criteria, hooks=hooks if wanted else None)
 
 
 class Daemon:
@@ -142,34 +105,16 @@ class Daemon:
     async def run_job(self, name: str) -> None:
         """One run of job ``name`` as configured now: ``certscan sweep`` with its options."""
         job = self.loaded.settings.jobs[name]
-        options = SweepOptions(
-            specs=job.specs,
-            ports=tuple(port for port, _ in job.ports),
-            protocols=tuple((port, p) for port, p in job.ports if p is not None),
-            starttls=job.starttls,
-            excludes=job.excludes,
-            blocklist=job.sweep.blocklist,
-            sni=job.sni,
-            discovery=job.sweep.discovery,
-            allow_public=job.allow_public,
-            max_targets=job.sweep.max_targets,
-            resolve_mode=job.sweep.resolve_mode,
-            limits=job.limits,
-            discover=job.discover,
-            db_url=self.db_url,
-            db_label=self.db_label,
-            progress=False,
-            summary=False,
-            criteria=self.loaded.criteria,
-            job=name,
-            after=None if self.loaded.hooks is None else after_sweep(self.loaded.hooks),
-        )
+        options = job_sweep(name, job, self.loaded, self.db_url, self.db_label)
         events = LogEvents(log, job=name)
         if not job.specs:  # a job of certificate files only
             await self._import_files(name, job)
             return
         if job.zone is not None:
             await self._dispatch(name, job, options)
+            return
+        if job.sweep.workers > 1:
+            await self._run_child(name, job)
             return
         before = await self._newest_scan_id()
         try:
@@ -179,28 +124,44 @@ class Daemon:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + GRACE_SECONDS):
                 await self._interrupt_running(after=before, spec=sweep_spec(options))
             raise
+        await self._stored(name, job, scan_summary(report))
+
+    async def _stored(self, name: str, job: JobSpec, summary: Mapping[str, Any]) -> None:
+        """Log a finished sweep (in this process or a child); stop when it was interrupted."""
         if self.state is not None:
             self.state.metrics.invalidate()  # /metrics shows this scan at the next scrape
-        c = report.counters
-        log.info(
-            "scan stored",
-            extra={
-                "job": name,
-                "scan_id": report.scan_id,
-                "targets": c.total,
-                "done": c.done,
-                "open": c.open,
-                "chains": c.chains,
-                "certificates": len(c.certificates),
-                "findings": report.tally.line(),
-                "interrupted": report.interrupted,
-            },
-        )
-        if report.interrupted:  # the sweep took SIGTERM/SIGINT: the daemon stops too
+        log.info("scan stored", extra={"job": name, **summary})
+        if summary.get("interrupted"):  # the sweep took SIGTERM/SIGINT: the daemon stops too
             self.interrupted = True
             self.shutdown.set()
         elif job.files:
             await self._import_files(name, job)
+
+    async def _run_child(self, name: str, job: JobSpec) -> None:
+        """One run of a ``workers > 1`` job: ``python -m exporters.serve.child`` sweeps with
+        the job's options (it re-reads the config) and forks the workers, bounded by
+        ``run_timeout``; its log lines go to this daemon's stderr, its summary (one JSON line
+        on stdout) is logged here. Exit 0/1: stored; 130: interrupted (the daemon stops
+        too); anything else, or the timeout, fails the run."""
+        from exporters.serve.child import child_argv, read_summary
+
+        argv = child_argv(
+            job=name, db=self.db_url, config=self.options.config, log_format=self.options.log_format
+        )
+        timeout = job.sweep.run_timeout
+        with trio.move_on_after(timeout) as scope:
+            done = await trio.run_process(argv, capture_stdout=True, check=False)
+        if scope.cancelled_caught:  # the child was sent SIGTERM (then SIGKILL after 5 s)
+            raise OperationalError(
+                f"the sweep ran past run_timeout ({timeout:g} s) and was stopped; "
+                "its scan is marked interrupted"
+            )
+        summary = read_summary(done.stdout)
+        if done.returncode in (0, 1, EXIT_INTERRUPTED) and "scan_id" in summary:
+            await self._stored(name, job, summary)
+            return
+        reason = summary.get("error") or f"the sweep process exited with status {done.returncode}"
+        raise OperationalError(str(reason))
 
     async def _import_files(self, name: str, job: JobSpec) -> None:
         """The job's ``files`` into the inventory (``certscan import``), in a worker thread."""

@@ -15,12 +15,17 @@ key                sweep flag                   value
 ``handshakes``     ``--handshakes``             TLS handshakes in flight (>= 1)
 ``resolve``        ``--resolve``                ``"all"`` or ``"first"``
 ``max_targets``    ``--max-targets``            refuse larger plans (>= 1)
-``workers``        ``--workers``                1 (see below)
+``workers``        ``--workers``                processes (1-256; see below)
+``run_timeout``    (none)                       seconds a ``workers > 1`` run may take
+                                                (default 21600 = 6 h)
 =================  ===========================  ================================================
 
-``workers`` above 1 is refused with a message: sweep workers are forked before the event loop
-starts, and the daemon's loop runs for its whole life (run ``certscan sweep --workers N`` from
-a timer for a sweep that needs several cores). Pure apart from reading the named files.
+A job with ``workers`` above 1 runs each sweep in a child process
+(``python -m exporters.serve.child``, :mod:`exporters.serve.child`): sweep workers are forked
+before an event loop starts, and the daemon's loop runs for its whole life, so the child --
+whose loop has not started -- forks them, exactly as ``certscan sweep --workers N`` does. A run
+past ``run_timeout`` is stopped (SIGTERM: the scan is marked interrupted) and the run fails.
+A zone job cannot have workers (its agents sweep). Pure apart from reading the named files.
 """
 
 from __future__ import annotations
@@ -49,7 +54,11 @@ JOB_SWEEP_KEYS: tuple[str, ...] = (
     "resolve",
     "max_targets",
     "workers",
+    "run_timeout",
 )
+#: ``workers`` above this is a mistake (``certscan sweep --workers`` has the same bound).
+MAX_WORKERS = 256
+DEFAULT_RUN_TIMEOUT = 6 * 3600.0
 
 
 class Section(Protocol):
@@ -75,6 +84,10 @@ class JobSweepOptions:
     handshakes: int = 256
     resolve_mode: str = "all"
     max_targets: int = 2**24
+    #: Sweep processes; above 1 each run is a child process (module docstring).
+    workers: int = 1
+    #: Seconds a child-process run may take before it is stopped.
+    run_timeout: float = DEFAULT_RUN_TIMEOUT
 
 
 def _at_least(sec: Section, key: str, default: int, low: int) -> int:
@@ -110,12 +123,13 @@ def job_sweep_options(sec: Section, base: Path) -> JobSweepOptions:
     if resolve not in ("all", "first"):
         raise sec.fail("resolve", f"must be 'all' or 'first' (got {resolve!r})")
     workers = _at_least(sec, "workers", 1, 1)
-    if workers > 1:
-        raise sec.fail(
-            "workers",
-            "serve jobs sweep in the daemon's one process; use certscan sweep --workers from "
-            "a timer for several processes",
-        )
+    if workers > MAX_WORKERS:
+        raise sec.fail("workers", f"must be between 1 and {MAX_WORKERS} (got {workers})")
+    if workers > 1 and sec.get("zone", str) is not None:
+        raise sec.fail("workers", "a zone job is swept by its agents: drop workers or zone")
+    run_timeout = sec.get("run_timeout", (int, float), DEFAULT_RUN_TIMEOUT)
+    if not 1 <= run_timeout <= 7 * 86400:
+        raise sec.fail("run_timeout", f"must be 1 second to 7 days (got {run_timeout})")
     blocklist, excludes = _file(sec, "blocklist", base), _file(sec, "exclude_file", base)
     for key, entries, what in (
         ("blocklist", blocklist, "blocklist entry"),
@@ -135,4 +149,6 @@ def job_sweep_options(sec: Section, base: Path) -> JobSweepOptions:
         handshakes=_at_least(sec, "handshakes", 256, 1),
         resolve_mode=resolve,
         max_targets=_at_least(sec, "max_targets", 2**24, 1),
+        workers=workers,
+        run_timeout=float(run_timeout),
     )

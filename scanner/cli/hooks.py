@@ -24,11 +24,15 @@ from scanner.serialize import iso, json_line
 from scanner.text import safe
 
 if TYPE_CHECKING:
-    from exporters.hooks.config import HooksConfig
+    from exporters.hooks.config import Hook, HooksConfig
     from scanner.inventory import hooks as store_hooks
 
 hooks_app = typer.Typer(
-    help="Renewal hooks: act on findings (commands, webhooks, ACME) and keep the record.",
+    help=(
+        "Renewal and notification hooks: act on findings (commands, ACME, webhooks, e-mail; "
+        "notifications once per certificate, again only when its finding rises, or as a "
+        "daily UTC digest) and keep the record."
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -73,7 +77,7 @@ def list_hooks(config: ConfigOption = None) -> int:
         _echo("no hooks configured ([hooks.NAME] sections of the config file)")
         return 0
     table = simple_table(
-        "hooks", ("name", "action", "kinds", "min severity", "approval", "timeout")
+        "hooks", ("name", "action", "kinds", "min severity", "approval", "timeout", "sends")
     )
     for hook in hooks.hooks:
         table.add_row(
@@ -83,9 +87,17 @@ def list_hooks(config: ConfigOption = None) -> int:
             cell(hook.selector.min_severity.label),
             cell("yes" if hook.approval else "no"),
             cell(f"{hook.timeout:g} s"),
+            cell(_sends(hook)),
         )
     stdout_console().print(table)
     return 0
+
+
+def _sends(hook: Hook) -> str:
+    """When a notification goes out: at once, or as the daily digest (UTC)."""
+    if type(hook.action).kind not in ("email", "webhook"):
+        return "-"
+    return "daily digest (UTC)" if hook.digest == "daily" else "at once"
 
 
 @hooks_app.command("run")
@@ -100,7 +112,15 @@ def run(
     """Evaluate the current open findings against the hooks and act (once per certificate)."""
     import trio
 
-    from exporters.hooks.runner import Outcome, after_hooks, describe, evaluate, execute
+    from exporters.hooks.digest import Delivered
+    from exporters.hooks.runner import (
+        Outcome,
+        after_hooks,
+        describe,
+        digest_lines,
+        evaluate,
+        execute,
+    )
 
     hooks = load_hooks(config)
     if hook is not None and hooks.get(hook) is None:
@@ -113,17 +133,21 @@ def run(
                 _echo(("would " if dry_run else "") + safe(describe(item), 400))
             if not steps:
                 _echo("nothing to do")
-                if not dry_run:  # renewals still being verified, ARI windows due
-                    trio.run(lambda: after_hooks(inventory, hooks, [], now))
+                if not dry_run:  # digests due, renewals being verified, ARI windows due
+                    sent = trio.run(lambda: after_hooks(inventory, hooks, [], now))
+                    for line in digest_lines(sent):
+                        _echo(safe(line, 400))
+                    return 1 if any(not d.result.ok for d in sent) else 0
             return 0
 
-        async def act() -> list[Outcome]:
+        async def act() -> tuple[list[Outcome], list[Delivered]]:
             done = await execute(inventory, steps, concurrency=hooks.concurrency, now=now)
-            await after_hooks(inventory, hooks, done, now)
-            return done
+            return done, await after_hooks(inventory, hooks, done, now)
 
-        outcomes = trio.run(act)
-    failed = 0
+        outcomes, digests = trio.run(act)
+    failed = sum(not d.result.ok for d in digests)
+    for line in digest_lines(digests):
+        _echo(safe(line, 400))
     for outcome in sorted(outcomes, key=lambda o: o.run_id):
         result = outcome.result
         if outcome.planned.step == "queue":

@@ -40,7 +40,8 @@ def serve(
     ] = "text",
 ) -> int:
     """Serve Prometheus metrics, a JSON API and the live report; run the configured scan jobs
-    on their schedules. SIGTERM/SIGINT stop it, SIGHUP reloads the config."""
+    on their schedules (a job with workers = N sweeps in a child process, bounded by its
+    run_timeout). SIGTERM/SIGINT stop it, SIGHUP reloads the config."""
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format must be text or json (got {log_format!r})")
     # Imported here: the web stack (starlette, hypercorn) costs every other command start-up time.
@@ -49,4 +50,6 @@ def serve(
 
     setup_logging(log_format)
     path: Path | None = config
-    return run_daemon(DaemonOptions(config=path, db=db, listen=listen, once=once))
+    return run_daemon(
+        DaemonOptions(config=path, db=db, listen=listen, once=once, log_format=log_format)
+    )

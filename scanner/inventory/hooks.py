@@ -63,6 +63,8 @@ class HookRunRecord:
     endpoints_deployed: int | None = None
     endpoints_total: int | None = None
     verify_until: datetime | None = None
+    #: The severity of the finding this run acted on (revision 0009_notify); None in older rows.
+    severity: str | None = None
 
 
 _FIELDS: Final = tuple(f.name for f in fields(HookRunRecord))
@@ -89,8 +91,10 @@ def create(
     kind: str,
     status: str,
     now: datetime,
+    severity: str | None = None,
 ) -> int:
-    """A new episode row, ``pending`` or ``running`` (then its first attempt starts at ``now``)."""
+    """A new episode row, ``pending`` or ``running`` (then its first attempt starts at ``now``);
+    ``severity`` is the finding's, kept so a notification can tell when it rises."""
     if status not in (PENDING, RUNNING):
         raise ValueError(f"a hook run starts pending or running, not {status!r}")
     running = status == RUNNING
@@ -101,6 +105,7 @@ def create(
         "port": port,
         "sni": sni or "",
         "kind": kind,
+        "severity": severity,
         "status": status,
         "created_at": now,
         "started_at": now if running else None,

@@ -397,6 +397,9 @@ class HookRun(SQLModel, table=True):
     verify_until: datetime | None = _time(nullable=True)  # re-probe until then
     endpoints_total: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     endpoints_deployed: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    # Added in revision 0009_notify: the severity of the finding the run acted on (NULL in
+    # older rows), so a notification is sent again when it rises.
+    severity: str | None = _text()
 
 
 class RenewalEndpoint(SQLModel, table=True):
@@ -451,6 +454,32 @@ class EndpointOwner(SQLModel, table=True):
     assigned_at: datetime = _time()
 
 
+class NotifyDigest(SQLModel, table=True):
+    """One finding a ``digest = "daily"`` hook collected for the UTC day starting at
+    ``window_start`` (``scanner.inventory.notify``); ``context`` is the finding as the hook's
+    JSON. Delivered together with the rest of that (hook, day) once the day is over."""
+
+    __tablename__ = "notify_digest"
+    __table_args__ = (
+        UniqueConstraint("hook", "window_start", "sha256", name="uq_notify_digest_entry"),
+    )
+
+    id: int | None = _id()
+    hook: str = Field(sa_column=Column(Text(), nullable=False))
+    window_start: datetime = _time()
+    sha256: str = Field(sa_column=Column(Text(), nullable=False))
+    kind: str = Field(sa_column=Column(Text(), nullable=False))
+    severity: str = Field(sa_column=Column(Text(), nullable=False))
+    context: str = Field(sa_column=Column(Text(), nullable=False))
+    collected_at: datetime = _time()
+    attempts: int = Field(sa_column=Column(Integer(), nullable=False))
+    claim: str | None = _text()  # the delivering runner's token while it sends
+    claimed_at: datetime | None = _time(nullable=True)
+    next_attempt_at: datetime | None = _time(nullable=True)  # after a failed delivery
+    last_error: str | None = _text()
+    sent_at: datetime | None = _time(nullable=True)  # NULL until delivered
+
+
 # The Core tables behind the classes: ``scanner.inventory.store`` writes in bulk through these.
 META: Table = SQLModel.metadata.tables["certscan_meta"]
 SCAN_RUN: Table = SQLModel.metadata.tables["scan_run"]
@@ -467,6 +496,7 @@ SCAN_SHARD: Table = SQLModel.metadata.tables["scan_shard"]
 INGESTED_BATCH: Table = SQLModel.metadata.tables["ingested_batch"]
 ENDPOINT_OWNER: Table = SQLModel.metadata.tables["endpoint_owner"]
 SCAN_PLAN: Table = SQLModel.metadata.tables["scan_plan"]
+NOTIFY_DIGEST: Table = SQLModel.metadata.tables["notify_digest"]
 #: Every certscan table, parents before children.
 ALL_TABLES = (
     META,
@@ -484,6 +514,7 @@ ALL_TABLES = (
     RENEWAL_ENDPOINT,
     ARI_WINDOW,
     SCAN_PLAN,
+    NOTIFY_DIGEST,
 )
 
 # Expression and partial indexes are declared on the Core table (both backends support them).

@@ -32,4 +32,4 @@ if _ALEMBIC_LOG.level == logging.NOTSET:
     _ALEMBIC_LOG.setLevel(logging.WARNING)
 
 #: The newest revision in ``versions/``.
-HEAD_REVISION = "0008_fleet"
+HEAD_REVISION = "0009_notify"

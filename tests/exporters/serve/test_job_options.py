@@ -73,7 +73,7 @@ def test_default_ports_are_sweeps(tmp_path: Path) -> None:
         ("handshakes = -1", "jobs.x.handshakes"),
         ('resolve = "some"', "jobs.x.resolve"),
         ("max_targets = 0", "jobs.x.max_targets"),
-        ("workers = 4", "jobs.x.workers"),
+        ("workers = 0", "jobs.x.workers"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, key: str) -> None:

@@ -4,7 +4,12 @@ read, well-formed whatever the certificates hold."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
+from pathlib import Path
 from xml.etree import ElementTree as ET
+
+import pytest
+from lxml import etree
 
 from reports.model import EndpointView
 from reports.output import build_report
@@ -14,10 +19,80 @@ from scanner.models import CertInfo, Finding, Severity
 from tests.hostile import HOSTILE
 from tests.reports.render.test_html import NOW, sample_report
 
+#: Our own description of what GitLab and Jenkins read (see the comment at its top).
+XSD = Path(__file__).with_name("junit.xsd")
+
+
+@cache
+def _schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(XSD)))
+
+
+def schema_errors(data: bytes) -> list[str]:
+    """Every way ``data`` departs from tests/reports/render/junit.xsd, plus the count checks an
+    XSD cannot state (a suite's tests/failures match its cases); [] when valid."""
+    document = etree.fromstring(data)
+    schema = _schema()
+    if not schema.validate(document):
+        return [f"line {e.line}: {e.message}" for e in schema.error_log]
+    errors: list[str] = []
+    suites = document.findall("testsuite")
+    for suite in suites:
+        cases = suite.findall("testcase")
+        for attr, child in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
+            counted = len(suite.findall(f"testcase/{child}"))
+            if int(suite.get(attr, "0")) != counted:
+                errors.append(f"suite {suite.get('name')}: {attr}={suite.get(attr)}, {counted}")
+        if int(suite.get("tests", "-1")) != len(cases):
+            errors.append(f"suite {suite.get('name')}: tests={suite.get('tests')}, {len(cases)}")
+    for attr in ("tests", "failures", "errors"):
+        total = sum(int(s.get(attr, "0")) for s in suites)
+        if int(document.get(attr, "-1")) != total:
+            errors.append(f"testsuites: {attr}={document.get(attr)}, suites add up to {total}")
+    return errors
+
 
 def _root(data: bytes) -> ET.Element:
     assert data.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+    assert schema_errors(data) == []
     return ET.fromstring(data)
+
+
+def test_valid_against_our_schema() -> None:
+    assert schema_errors(JunitRenderer().render(sample_report())) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'classname="certscan.expired"', b""),  # a case without a classname
+        (b'tests="10"', b'tests="ten"'),  # not a count
+        (b'skipped="0" time="0"', b'skipped="0" time="-1"'),  # a negative time
+        (b'timestamp="2026-03-02T09:25:00"', b'timestamp="2026-03-02T09:25:00Z"'),  # zoned
+        (b"</failure>", b"</failure><error />"),  # two outcomes in one case
+        (b"<system-out>", b"<stdout>"),  # an element no reader knows
+    ],
+)
+def test_the_schema_check_can_fail(old: bytes, new: bytes) -> None:
+    data = JunitRenderer().render(sample_report())
+    assert old in data
+    broken = data.replace(old, new, 1)
+    if old == b"<system-out>":
+        broken = broken.replace(b"</system-out>", b"</stdout>", 1)
+    assert schema_errors(broken) != []
+
+
+def test_counts_that_do_not_add_up_are_refused() -> None:
+    data = JunitRenderer().render(sample_report())
+    first = ET.fromstring(data).find("testsuite")
+    assert first is not None
+    wrong = data.replace(
+        f'failures="{first.get("failures")}" errors="0" skipped="0"'.encode(),
+        f'failures="{int(first.get("failures", "0")) + 1}" errors="0" skipped="0"'.encode(),
+        1,
+    )
+    assert wrong != data
+    assert any("failures=" in e for e in schema_errors(wrong))
 
 
 def test_suites_cases_and_failures_add_up() -> None:

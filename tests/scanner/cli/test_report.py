@@ -31,6 +31,7 @@ from scanner.lab import servers as lab_mod
 from scanner.models import Handshake, Target
 from scanner.parse import parse_certificate
 from tests.peers import make_pki, server_context, tls_server
+from tests.reports.render.test_junit import schema_errors
 from tests.scanner.cli.test_app import certscan, one_line_error, run_main
 
 DAY = timedelta(days=1)
@@ -165,6 +166,11 @@ async def test_lab_sweep_then_reports(
     html = (tmp_path / "r.html").read_text("utf-8")
     assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
     assert "expired.lab.certscan.test" in html
+    # JUnit, as a CI job writes it, valid against our schema of what GitLab and Jenkins read.
+    assert run_main([*base, "--format", "junit", "-o", str(tmp_path / "r.xml")], capsys)[0] == 0
+    junit = (tmp_path / "r.xml").read_bytes()
+    assert schema_errors(junit) == []
+    assert b'classname="certscan.expired"' in junit
 
 
 def inventory_rows(

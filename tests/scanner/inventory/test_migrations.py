@@ -51,6 +51,7 @@ CHAIN = (
     "0005_zones",
     "0006_sni",
     "0008_fleet",
+    "0009_notify",
 )
 HEAD = CHAIN[-1]
 
@@ -253,6 +254,8 @@ def test_revisions_0002_and_0003_add_exactly_what_0001_lacks(url: str, engine: E
         ("add_column observation", "shard"),
         ("add_column observation", "ocsp_next_update"),  # revision 0006_sni
         ("add_table", "endpoint_owner"),  # 0008_fleet
+        ("add_table", "notify_digest"),  # 0009_notify
+        ("add_column hook_run", "severity"),  # 0009_notify
         ("add_column observation", "legacy_capture"),
         ("add_column observation", "tls_group"),
         ("add_column observation", "signature_scheme"),
@@ -283,15 +286,41 @@ def test_revision_0008_adds_the_owner_table(url: str, engine: Engine) -> None:
     store_migrate.upgrade(engine, "x", "0006_sni")
     with engine.connect() as conn:
         diff = schema_diff(conn)
-    assert [(c[0], c[1].name) for c in diff] == [("add_table", "endpoint_owner")]
-    with Inventory(url):  # opening applies it: additive
+    assert ("add_table", "endpoint_owner") in [(c[0], c[1].name) for c in diff if len(c) == 2]
+    with Inventory(url):  # opening applies it and 0009_notify: additive
         pass
-    assert store_schema.current_revision(engine) == "0008_fleet"
+    assert store_schema.current_revision(engine) == HEAD
     assert_matches_tables(engine)
     change = store_migrate.downgrade(engine, "x", "0006_sni")
-    assert change.applied == ("0008_fleet",)
+    assert change.applied == ("0009_notify", "0008_fleet")
     with engine.connect() as conn:
         assert "endpoint_owner" not in sa.inspect(conn).get_table_names()
+
+
+def test_revision_0009_adds_the_notification_state(url: str, engine: Engine) -> None:
+    store_migrate.upgrade(engine, "x", "0008_fleet")
+    with engine.connect() as conn:
+        diff = schema_diff(conn)
+    found = set()
+    for change in diff:
+        match change:
+            case ("add_table", sa.Table() as table):
+                found.add(("add_table", table.name))
+            case ("add_column", _schema, str(table), sa.Column() as column):
+                assert column.nullable, column.name  # additive
+                found.add((f"add_column {table}", column.name))
+            case _:
+                found.add(("unexpected", repr(change)))
+    assert found == {("add_table", "notify_digest"), ("add_column hook_run", "severity")}
+    with Inventory(url):  # opening applies it: additive
+        pass
+    assert store_schema.current_revision(engine) == "0009_notify"
+    assert_matches_tables(engine)
+    change = store_migrate.downgrade(engine, "x", "0008_fleet")
+    assert change.applied == ("0009_notify",)
+    with engine.connect() as conn:
+        assert "notify_digest" not in sa.inspect(conn).get_table_names()
+        assert "severity" not in columns(conn, "hook_run")
 
 
 def test_revision_0004_adds_exactly_its_tables_and_columns(url: str, engine: Engine) -> None:
@@ -308,7 +337,7 @@ def test_revision_0004_adds_exactly_its_tables_and_columns(url: str, engine: Eng
                 assert column.nullable, column.name  # additive: nullable columns only
             case _:
                 found.add(("unexpected", repr(change)))
-    later = {  # 0005_zones, 0006_sni, 0008_fleet
+    later = {  # 0005_zones, 0006_sni, 0008_fleet, 0009_notify
         ("add_table", "scan_plan"),
         ("add_column scan_shard", "rejected"),
         ("add_column scan_shard", "dead_letters"),
@@ -316,6 +345,8 @@ def test_revision_0004_adds_exactly_its_tables_and_columns(url: str, engine: Eng
         ("add_column scan_shard", "pending"),
         ("add_column observation", "ocsp_next_update"),
         ("add_table", "endpoint_owner"),
+        ("add_table", "notify_digest"),
+        ("add_column hook_run", "severity"),
     }
     assert found - later == {
         ("add_table", "renewal_endpoint"),
@@ -619,7 +650,7 @@ def test_db_commands(
     for args, message in (
         (("db", "downgrade", *db), "needs --to REV"),
         (("db", "downgrade", "--to", "base", *db), "add --yes to confirm"),
-        (("db", "downgrade", "--to", "0009", *db), "unknown schema revision '0009'"),
+        (("db", "downgrade", "--to", "0099", *db), "unknown schema revision '0099'"),
         (("db", "upgrade", "--to", "0001", *db), "past 0001: use certscan db downgrade"),
     ):
         code, out, err = certscan(*args)

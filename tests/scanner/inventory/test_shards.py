@@ -4,6 +4,7 @@ one call that settles a scan, and concurrent writers upserting overlapping endpo
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,18 @@ from tests.scanner.inventory.test_store import T0, Item, handshake, target
 
 #: Attempt start times: ingest accepts them only near its own clock (scanner.inventory.zone).
 A0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+
+def a_minute_ago() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_a0(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``A0``, the agents' attempt start, a minute before each test rather than before the
+    module was imported: ingest accepts attempt times from the shard's queue time less 10
+    minutes, and a long suite can run this module later than that."""
+    monkeypatch.setattr(sys.modules[__name__], "A0", a_minute_ago())
 
 
 def refused(n: int) -> Item:

@@ -4,6 +4,7 @@ dead letters and requeueing (scanner.inventory.zone)."""
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,17 @@ from scanner.inventory.shards import ShardRejected
 from scanner.inventory.store import Inventory
 from scanner.lab import certgen
 from scanner.models import Progress
-from tests.scanner.inventory.test_shards import A0, _ingest, refused, sharded_scan
+from tests.scanner.inventory.test_shards import A0, _ingest, a_minute_ago, refused, sharded_scan
 from tests.scanner.inventory.test_store import handshake, target
+
+
+@pytest.fixture(autouse=True)
+def _fresh_a0(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``A0`` a minute before each test (see test_shards): this module's own name for it, and
+    the one ``_ingest`` reads."""
+    now = a_minute_ago()
+    monkeypatch.setattr(sys.modules[__name__], "A0", now)
+    monkeypatch.setattr(sys.modules["tests.scanner.inventory.test_shards"], "A0", now)
 
 
 def test_a_local_shard_cannot_be_taken_over(
