@@ -39,12 +39,13 @@ import ports_lab
 import report
 import startup
 import tools
+import veth
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "bench" / "out"
 MIN_CAP_S = 10.0
 #: Start-up (6) before the 10,000 lab (5), which gets what is left of the time budget.
-DEFAULT_SCENARIOS = "1,2,3,4,9,8,5,6,7"
+DEFAULT_SCENARIOS = "1,2,3,4,9,8,5,6,7,5v,6v"
 BIG_LAB_LINE = (
     "a second nginx (worker_connections 18000, worker_rlimit_nofile 20000) serving 10,000 "
     "endpoints 127.8.0.1–127.8.39.16:443, 5,000 ECDSA P-256 and 5,000 RSA-2048 leaves, each sent "
@@ -213,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
     measure.assert_private_namespace()
     scenarios = [tools.SCENARIOS[k] for k in args.scenarios]
     for scenario in scenarios:
+        if scenario.veth:  # checked again against the routes once the veth pair is up
+            continue
         measure.assert_loopback(*(n for t in scenario.targets for n in scenario.networks(t)))
         measure.assert_loopback(
             *(part.split("-")[0] for _, daddr in scenario.counters for part in daddr.split(","))
@@ -251,11 +254,22 @@ def run(args: argparse.Namespace) -> int:
             versions["sslyze"] = "not installed"
             unavailable["sslyze"] = "not installed"
 
+    peer_host: veth.PeerHost | None = None
+    if any(s.veth for s in scenarios):
+        peer_host = veth.PeerHost()
+        peer_host.start()
+        tools.PEER_MAC["mac"] = peer_host.mac
+        for scenario in scenarios:
+            if scenario.veth:
+                veth.assert_inside(*(n for t in scenario.targets for n in scenario.networks(t)))
+                veth.assert_inside(*(d for _, d in scenario.counters))
     for peer in ("masscan", "zmap"):
         if peer in args.tools:
             found = shutil.which(peer)
-            versions[peer] = _first_line([peer, "--version"])[:60] if found else "not installed"
-            unavailable[peer] = tools.NO_ETHERNET if found else "not installed"
+            line = _first_line([peer, "--version"]) if found else "not installed"
+            versions[peer] = next((w for w in line.split("\n") if w.strip()), line)[:60]
+            if not found:
+                unavailable[peer] = "not installed"
     lab = nginx_lab.build_lab(args.out)
     by_address = lab.by_address
     broken: dict[str, str] = {}  # scenario key -> why it did not run
@@ -299,7 +313,11 @@ def run(args: argparse.Namespace) -> int:
         nginx.start()
     try:
         for scenario in scenarios:
-            chosen = [t for t in scenario.tools if t in args.tools and t not in unavailable]
+            chosen = [
+                t
+                for t in scenario.tools
+                if t in args.tools and t not in unavailable and _runnable(t, scenario)
+            ]
             print(f"\n== scenario {scenario.key}: {scenario.title}", flush=True)
             if scenario.key in broken:
                 print(f"  skipped: {broken[scenario.key]}", flush=True)
@@ -367,6 +385,8 @@ def run(args: argparse.Namespace) -> int:
             ports_nginx.stop()
         if mail_nginx is not None:
             mail_nginx.stop()
+        if peer_host is not None:
+            peer_host.stop()
     summaries = []
     start_results = startup.results([r for r in records if r.scenario == "9"])
     for scenario in scenarios:
@@ -376,6 +396,10 @@ def run(args: argparse.Namespace) -> int:
             if tool not in args.tools:
                 continue
             reason = unavailable.get(tool) or broken.get(scenario.key)
+            if not reason and not _runnable(tool, scenario):
+                reason = (
+                    tools.NO_ETHERNET if not scenario.veth else "zmap 2.1 scans one port per run"
+                )
             if reason:
                 summaries.append(
                     report.Summary(
@@ -408,6 +432,13 @@ def run(args: argparse.Namespace) -> int:
         start_results=start_results,
     )
     return 0
+
+
+def _runnable(tool: str, scenario: tools.Scenario) -> bool:
+    """masscan and zmap need the veth pair; zmap one port."""
+    if tool not in ("masscan", "zmap"):
+        return True
+    return scenario.veth and (tool == "masscan" or "," not in scenario.ports)
 
 
 def one_run(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import veth
 from big_lab import BIG_LIVE, BIG_TARGETS
 from nginx_lab import LAB_PORT, Endpoint
 from ports_lab import ENDPOINTS, PORTS_ARG, PORTS_LIVE, PORTS_TARGETS
@@ -61,7 +62,9 @@ SYN_RATE = "100000"
 #: Why masscan and zmap have no figures: both write Ethernet frames through a packet socket,
 #: and the namespace's only interface is lo (tried: masscan stops at "failed to detect MAC
 #: address of interface lo", or hangs with --adapter-mac; zmap sends and receives nothing).
-NO_ETHERNET = "not run: needs an Ethernet interface; the bench namespace has only lo"
+NO_ETHERNET = "not run on lo (needs an Ethernet interface): see scenarios 5v and 6v"
+#: The peer namespace's Ethernet address, set by ``bench.py run`` once the veth pair is up.
+PEER_MAC = {"mac": ""}
 #: Scenario 6's rows (``startup.ROWS`` describes each one).
 STARTUP_ROWS = ("version", "help", "sweep-help", "one-target", "one-target-fresh", "nmap-one")
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
@@ -82,6 +85,8 @@ class Scenario:
     nmap_args: tuple[str, ...] = ()
     ports: str = str(LAB_PORT)  # the ports every tool sweeps on every address (and counts)
     live: int = 0  # endpoints serving a lab certificate (0: nothing to check)
+    veth: bool = False  # swept over the veth pair into the peer namespace (bench/veth.py)
+    peer_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # masscan, zmap
     live_starttls: int = 0  # of those, STARTTLS (mail) endpoints
 
     def networks(self, tool: str) -> list[str]:
@@ -187,6 +192,38 @@ SCENARIOS: dict[str, Scenario] = {
         live=1000,
     ),
 }
+# -- the same sweeps over a veth pair into a peer namespace, where masscan and zmap can run --
+VETH_TOOLS = ("certscan", "certscan-connect", "nmap", "nmap-sS", "masscan", "zmap")
+SCENARIOS["5v"] = Scenario(
+    key="5v",
+    title="dead /16 x 3 ports over veth (10.3.0.0/16 dropped in the peer namespace), "
+    "ports 443,8443,9443, one retry each",
+    targets={t: "10.3.0.0/16" for t in ("certscan", "nmap-sS", "masscan")},
+    tools=("certscan", "nmap-sS", "masscan"),
+    cap_s={"certscan": 60, "nmap-sS": 30, "masscan": 30},
+    counters=(("dead5v", "10.3.0.0/16"),),
+    certscan_args=("--rate", SYN_RATE, "--syn-wait", "1", "--syn-retries", "1"),
+    nmap_args=("--min-rate", SYN_RATE, "--max-retries", "1"),
+    peer_args={"masscan": ("--retries", "1")},
+    ports="443,8443,9443",
+    veth=True,
+)
+SCENARIOS["6v"] = Scenario(
+    key="6v",
+    title="closed /16 over veth (10.2.0.0/16 port 443, every SYN answered RST by the peer "
+    "namespace)",
+    targets={
+        t: "10.2.0.0/16"
+        for t in ("certscan", "certscan-connect", "nmap", "nmap-sS", "masscan", "zmap")
+    },
+    tools=("certscan", "certscan-connect", "nmap", "nmap-sS", "masscan", "zmap"),
+    cap_s={**{t: 60 for t in TOOLS}, "masscan": 30},  # masscan may stay in its final wait
+    counters=(("closed6v", "10.2.0.0/16"),),
+    per_endpoint={"closed6v": 65536},
+    certscan_args=("--rate", SYN_RATE),
+    nmap_args=("--min-rate", SYN_RATE),
+    veth=True,
+)
 DEAD_RANGE = "127.3.0.0/16"
 #: Scenarios 5 and 7: silent on every port they sweep (prerouting drops), beside DEAD_RANGE's
 #: port 443. The lab's /22 keeps 443 for scenarios 1 and 4 (its 24 spare addresses refuse).
@@ -267,7 +304,9 @@ def command(
         )
         return ["sh", "-c", script], run_dir / "stdout"
     if tool in ("masscan", "zmap"):
-        raise ValueError(f"{tool} cannot run here: {NO_ETHERNET}")
+        if not scenario.veth or not PEER_MAC["mac"]:
+            raise ValueError(f"{tool} cannot run here: {NO_ETHERNET}")
+        return _peer_command(tool, scenario, run_dir)
     if tool == "nmap":
         xml = run_dir / "nmap.xml"
         argv = ["nmap", "-n", "-Pn", "-sT", f"-p{scenario.ports}", *scenario.nmap_args, "-T4"]
@@ -282,6 +321,25 @@ def command(
         argv = [sslyze, "--certinfo", "--mozilla_config", "disable", "--quiet"]
         return [*argv, "--targets_in", str(targets), "--json_out", str(out)], out
     raise ValueError(f"unknown tool {tool!r}")
+
+
+def _peer_command(tool: str, scenario: Scenario, run_dir: Path) -> tuple[list[str], Path]:
+    """masscan or zmap over the veth pair: our address, the peer's MAC as the router, the same
+    rate and a 1 s wait for the last replies, as certscan's ``--syn-wait 1``."""
+    mac = PEER_MAC["mac"]
+    extra = scenario.peer_args.get(tool, ())
+    if tool == "masscan":
+        out = run_dir / "masscan.txt"
+        argv = ["masscan", *scenario.networks(tool), f"-p{scenario.ports}", "--rate", SYN_RATE]
+        argv += ["--adapter", veth.ADAPTER, "--adapter-ip", veth.LOCAL, "--router-mac", mac]
+        return [*argv, "--wait", "1", "--show", "closed", *extra, "-oL", str(out)], out
+    if "," in scenario.ports:
+        raise ValueError("zmap scans one port per run")
+    out = run_dir / "zmap.csv"
+    argv = ["zmap", "-b", veth.EMPTY_BLOCKLIST, "-p", scenario.ports, "-r", SYN_RATE]
+    argv += ["-i", veth.ADAPTER, "-S", veth.LOCAL, "-G", mac, "--cooldown-time", "1"]
+    argv += ["-f", "saddr,classification", "--output-filter", "repeat = 0", *extra]
+    return [*argv, "-o", str(out), *scenario.networks(tool)], out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

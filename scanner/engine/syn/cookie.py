@@ -15,17 +15,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 import struct
-from typing import Final
+from typing import Any, Final
 
 #: Bytes of key: BLAKE2b accepts up to 64; 16 is plenty for a 32-bit tag.
 SECRET_BYTES: Final = 16
 _PORTS: Final = struct.Struct("!HH")
+#: Local addresses whose keyed state is kept (replies may name any address of ours).
+_LOCALS: Final = 64
 
 
 class Cookies:
     """The cookie function of one scan, keyed by ``secret`` (fresh random bytes if None)."""
 
-    __slots__ = ("_base",)
+    __slots__ = ("_base", "_by_local")
 
     def __init__(self, secret: bytes | None = None) -> None:
         key = secrets.token_bytes(SECRET_BYTES) if secret is None else secret
@@ -33,12 +35,25 @@ class Cookies:
             raise ValueError("a cookie secret is 1 to 64 bytes")
         # Keyed once; each cookie copies the keyed state (cheaper than re-keying).
         self._base = hashlib.blake2b(key=key, digest_size=4, person=b"certscan-syn")
+        # The keyed state after our own address, per local address (a scan has one or two):
+        # hashing is a stream, so a cookie only adds the remote address and the ports.
+        self._by_local: dict[bytes, Any] = {}
+
+    def _after(self, local: bytes) -> Any:
+        found = self._by_local.get(local)
+        if found is None:
+            found = self._base.copy()
+            found.update(bytes((len(local),)) + local)
+            if len(self._by_local) >= _LOCALS:
+                self._by_local.clear()
+            self._by_local[local] = found
+        return found
 
     def cookie(self, local: bytes, local_port: int, remote: bytes, remote_port: int) -> int:
         """The 32-bit sequence number for a SYN from ``local:local_port`` to
         ``remote:remote_port`` (packed addresses)."""
-        h = self._base.copy()
-        h.update(bytes((len(local),)) + local + remote + _PORTS.pack(local_port, remote_port))
+        h = (self._by_local.get(local) or self._after(local)).copy()
+        h.update(remote + _PORTS.pack(local_port, remote_port))
         return int.from_bytes(h.digest(), "big")
 
     def matches(

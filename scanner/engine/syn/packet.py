@@ -100,7 +100,7 @@ class SynTemplate:
             source + fixed + struct.pack("!HBBH", source_port, (SYN_LENGTH // 4) << 4, SYN, WINDOW)
         )
         self._base = _sum16(words + _MSS_OPTION)
-        self._head = struct.Struct("!HHIIBBHHH")
+        self._head = _SYN_HEAD
 
     def build(self, destination: bytes, destination_port: int, seq: int) -> bytes:
         """The SYN to ``destination:destination_port`` with sequence number ``seq``; the same
@@ -109,23 +109,23 @@ class SynTemplate:
             raise ValueError("addresses must both be 4 or both be 16 bytes")
         if not 0 < destination_port <= 0xFFFF or not 0 <= seq <= 0xFFFFFFFF:
             raise ValueError("port or sequence number out of range")
-        total = self._base + _sum16(destination) + destination_port + (seq >> 16) + (seq & 0xFFFF)
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        return (
-            self._head.pack(
-                self.source_port,
-                destination_port,
-                seq,
-                0,
-                (SYN_LENGTH // 4) << 4,
-                SYN,
-                WINDOW,
-                ~total & 0xFFFF,
-                0,
-            )
-            + _MSS_OPTION
-        )
+        words = _WORDS16 if self._v6 else _WORDS4
+        total = self._base + sum(words.unpack(destination)) + destination_port
+        total += (seq >> 16) + (seq & 0xFFFF)
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        # One pack per SYN: the offset and flags as one word, the MSS option as one long.
+        return self._head.pack(
+            self.source_port, destination_port, seq, 0, _OFFSET_FLAGS, WINDOW, ~total & 0xFFFF,
+            0, _MSS_WORD,
+        )  # fmt: skip
+
+
+_SYN_HEAD: Final = struct.Struct("!HHIIHHHHI")
+_OFFSET_FLAGS: Final = ((SYN_LENGTH // 4) << 12) | SYN
+_MSS_WORD: Final = int.from_bytes(_MSS_OPTION, "big")
+_WORDS4: Final = struct.Struct("!2H")
+_WORDS16: Final = struct.Struct("!8H")
 
 
 def _sum16(data: bytes) -> int:
@@ -193,3 +193,43 @@ def parse_ipv4(packet: bytes) -> Segment | None:
     if end < ihl:
         return None
     return parse_tcp(packet[ihl:end], packet[12:16], packet[16:20])
+
+
+#: What :func:`reply_ipv4` and :func:`reply_tcp` return: the remote address, our address
+#: (both packed), the remote port, our port, the acknowledgement number and the flags.
+Reply = tuple[bytes, bytes, int, int, int, int]
+_REPLY: Final = struct.Struct("!HHIIBB")  # ports, seq, ack, offset, flags (the first 14 bytes)
+
+
+def reply_ipv4(buffer: bytes | bytearray | memoryview, size: int) -> Reply | None:
+    """:func:`parse_ipv4` for the receive loop: the first ``size`` bytes of ``buffer`` (a
+    reused receive buffer), read in place, as a plain tuple; None exactly where
+    :func:`parse_ipv4` is None. Never raises on bad input."""
+    if size < 20 or size > len(buffer):
+        return None
+    version_ihl = buffer[0]
+    ihl = (version_ihl & 0x0F) * 4
+    if version_ihl >> 4 != 4 or ihl < 20 or buffer[9] != _PROTO_TCP:
+        return None
+    if ((buffer[6] << 8) | buffer[7]) & 0x3FFF:  # a fragment: not one whole packet
+        return None
+    total_length = (buffer[2] << 8) | buffer[3]
+    end = min(total_length, size) if total_length else size
+    if end - ihl < 20:
+        return None
+    sport, dport, _, ack, offset, flags = _REPLY.unpack_from(buffer, ihl)
+    header = (offset >> 4) * 4
+    if header < 20 or header > end - ihl:
+        return None
+    return bytes(buffer[12:16]), bytes(buffer[16:20]), sport, dport, ack, flags
+
+
+def reply_tcp(data: bytes, source: bytes, destination: bytes) -> Reply | None:
+    """:func:`parse_tcp` as a :data:`Reply` tuple (IPv6: the kernel strips the IP header)."""
+    if len(data) < 20:
+        return None
+    sport, dport, _, ack, offset, flags = _REPLY.unpack_from(data)
+    header = (offset >> 4) * 4
+    if header < 20 or header > len(data):
+        return None
+    return source, destination, sport, dport, ack, flags

@@ -210,23 +210,28 @@ class _Scan:
 
     def _next_new(self) -> _Slot | None:
         """The next planned target needing a SYN (joining a slot in flight if one exists)."""
-        while not self.exhausted and len(self.order) < self.settings.window:
-            item = next(self.source, None)
+        order, flight, window, source = self.order, self.flight, self.settings.window, self.source
+        v4, v6 = self.sockets.v4, self.sockets.v6
+        while not self.exhausted and len(order) < window:
+            item = next(source, None)
             if item is None:
                 self.exhausted = True
                 return None
-            index, target = item
-            family = self.sockets.family(target.address)
-            remote = _packed(target.address)
+            target = item[1]
+            address = target.address
+            if ":" in address:
+                family, remote = v6, _pton(socket.AF_INET6, address)
+            else:
+                family, remote = v4, _pton(socket.AF_INET, address)
             key = (remote, target.port)
-            slot = self.flight.get(key)
+            slot = flight.get(key)
             if slot is not None:
                 slot.users += 1
-                self.order.append((index, target, slot))
+                order.append((item[0], target, slot))
                 continue
-            slot = self.flight[key] = _Slot(key, target.address, target.port)
+            slot = flight[key] = _Slot(key, address, target.port)
             slot.family = family
-            self.order.append((index, target, slot))
+            order.append((item[0], target, slot))
             if family is None:
                 slot.verdict = Verdict.UNREACHABLE  # IPv6 is off on this host
                 continue
@@ -262,12 +267,9 @@ class _Scan:
                 slots = min(_BURST, int((now + _AHEAD - due) / interval) + 1)
                 for family in self.families:
                     self.read(family, _DRAIN)
-                sent = 0
-                while sent < slots:
-                    slot = self._next_due(now) or self._next_new()
-                    if slot is None:
-                        break
-                    await self._send_one(slot, now)
+                sent, blocked = self._burst(slots, now)
+                if blocked is not None:  # a full send buffer: wait for room (bounded)
+                    await self._send_blocked(*blocked)
                     sent += 1
                 due += sent * interval
                 if sent:
@@ -284,29 +286,64 @@ class _Scan:
             self.sending_done = True
             self.wake.set()
 
-    async def _send_one(self, slot: _Slot, now: float) -> None:
-        family = slot.family
-        assert family is not None
-        slot.tries += 1
-        slot.deadline = now + self.settings.wait
-        segment = slot.segment
-        if segment is None:  # the first SYN; a retry sends the same bytes
-            local = family.source(slot.address)
-            if local is None or len(local) != len(slot.remote):
-                slot.verdict = Verdict.UNREACHABLE
-                return
-            seq = self.cookies.cookie(local, family.port, slot.remote, slot.port)
-            segment = family.template(local).build(slot.remote, slot.port, seq)
-            if self.settings.retries:
-                slot.segment = segment
-        if slot.tries <= self.settings.retries:
-            self.retry.append(slot)
-        where = (slot.address, 0) if family.family == socket.AF_INET else (slot.address, 0, 0, 0)
-        for _ in range(100):  # a full send buffer: wait for room, a bounded number of times
+    def _burst(
+        self, slots: int, now: float
+    ) -> tuple[int, tuple[Family, bytes, tuple[object, ...]] | None]:
+        """Send up to ``slots`` SYNs (retries due first, then new targets) without yielding:
+        how many went out, and the one that met a full send buffer (to be sent once there is
+        room), if any."""
+        stats, retry, retries = self.stats, self.retry, self.settings.retries
+        deadline = now + self.settings.wait
+        cookie = self.cookies.cookie
+        sent = 0
+        while sent < slots:
+            slot = self._next_due(now) if retry else None
+            if slot is None:
+                slot = self._next_new()
+                if slot is None:
+                    break
+            family = slot.family
+            assert family is not None
+            slot.tries += 1
+            slot.deadline = deadline
+            segment = slot.segment
+            if segment is None:  # the first SYN; a retry sends the same bytes
+                local = family.sources.get(slot.address, b"")
+                if local == b"":
+                    local = family.source(slot.address)
+                if local is None or len(local) != len(slot.remote):
+                    slot.verdict = Verdict.UNREACHABLE
+                    sent += 1
+                    continue
+                template = family.templates.get(local) or family.template(local)
+                seq = cookie(local, family.port, slot.remote, slot.port)
+                segment = template.build(slot.remote, slot.port, seq)
+                if retries:
+                    slot.segment = segment
+            if slot.tries <= retries:
+                retry.append(slot)
+            where = (slot.address, 0) if family.v4 else (slot.address, 0, 0, 0)
+            sent += 1
             try:
                 family.raw.sendto(segment, where)
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(family.raw)
+                return sent - 1, (family, segment, where)
+            except OSError as exc:
+                if exc.errno not in _SEND_ERRORS:
+                    raise
+                stats.send_failures += 1
+                continue
+            stats.sent += 1
+        return sent, None
+
+    async def _send_blocked(
+        self, family: Family, segment: bytes, where: tuple[object, ...]
+    ) -> None:
+        for _ in range(100):  # a full send buffer: wait for room, a bounded number of times
+            await trio.lowlevel.wait_writable(family.raw)
+            try:
+                family.raw.sendto(segment, where)
+            except BlockingIOError:
                 continue
             except OSError as exc:
                 if exc.errno not in _SEND_ERRORS:
@@ -330,35 +367,41 @@ class _Scan:
         """Accept the replies waiting on ``family``'s raw socket, at most ``limit``; how many
         packets were read. The sender calls it too, before each burst: a retry must not go
         out to a target whose answer is already in the queue."""
-        raw = family.raw
-        v6 = family.family == socket.AF_INET6
+        raw, port, accept = family.raw, family.port, self.accept
         read = 0
+        if family.v4:  # into one reused buffer, parsed in place
+            buffer, recv_into, parse = family.buffer, raw.recv_into, packet.reply_ipv4
+            while read < limit:
+                try:
+                    size = recv_into(buffer)
+                except BlockingIOError:
+                    break
+                read += 1
+                reply = parse(buffer, size)
+                if reply is not None and reply[3] == port:
+                    accept(reply, port)
+            return read
         while read < limit:
             try:
-                if v6:
-                    data, ancillary, _, address = raw.recvmsg(128, socket.CMSG_SPACE(20))
-                    segment = _parse_v6(data, ancillary, address[0])
-                else:
-                    segment = packet.parse_ipv4(raw.recv(128))
+                data, ancillary, _, address = raw.recvmsg(128, socket.CMSG_SPACE(20))
             except BlockingIOError:
                 break
             read += 1
-            if segment is not None and segment.destination_port == family.port:
-                self.accept(segment, family.port)
+            reply = _parse_v6(data, ancillary, address[0])
+            if reply is not None and reply[3] == port:
+                accept(reply, port)
         return read
 
-    def accept(self, segment: packet.Segment, port: int) -> None:
+    def accept(self, reply: packet.Reply, port: int) -> None:
         """Match one reply addressed to our port to its probe (module docstring)."""
-        syn_ack = segment.is_syn_ack
-        if not syn_ack and not segment.is_rst_ack:
+        remote, local, remote_port, _, ack, flags = reply
+        syn_ack = flags & _SYN_ACK_RST == _SYN_ACK
+        if not syn_ack and flags & _RST_ACK != _RST_ACK:
             return
-        remote = segment.source
-        if not self.cookies.matches(
-            segment.destination, port, remote, segment.source_port, segment.ack
-        ):
+        if ack != (self.cookies.cookie(local, port, remote, remote_port) + 1) & 0xFFFFFFFF:
             self.stats.ignored += 1
             return
-        slot = self.flight.get((remote, segment.source_port))
+        slot = self.flight.get((remote, remote_port))
         if slot is None or slot.tries == 0:
             self.stats.ignored += 1
             return
@@ -419,14 +462,16 @@ class _Scan:
                 self.stats.unreachable += 1
 
 
-def _packed(address: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+_pton: Final = socket.inet_pton
+_SYN_ACK: Final = packet.SYN | packet.ACK
+_SYN_ACK_RST: Final = packet.SYN | packet.ACK | packet.RST
+_RST_ACK: Final = packet.RST | packet.ACK
 
 
 def _parse_v6(
     data: bytes, ancillary: list[tuple[int, int, bytes]], source: str
-) -> packet.Segment | None:
-    """A segment from a raw IPv6 socket: the source from ``recvmsg``, our address from the
+) -> packet.Reply | None:
+    """A reply from a raw IPv6 socket: the source from ``recvmsg``, our address from the
     ``IPV6_PKTINFO`` message (None without one)."""
     for level, kind, value in ancillary:
         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(value) >= 16:
@@ -434,5 +479,5 @@ def _parse_v6(
                 remote = socket.inet_pton(socket.AF_INET6, source.split("%")[0])
             except OSError:
                 return None
-            return packet.parse_tcp(data, remote, value[:16])
+            return packet.reply_tcp(data, remote, value[:16])
     return None

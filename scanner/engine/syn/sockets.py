@@ -23,6 +23,7 @@ from scanner.engine.syn import packet
 
 _SOURCES: Final = 65_536  # source addresses remembered (a /16 is looked up once)
 _BUFFER: Final = 32 << 20
+_RECEIVE: Final = 128  # bytes read of each packet: the IP and TCP headers of a reply
 
 
 def raw_privilege() -> bool:
@@ -41,6 +42,9 @@ class Family:
 
     def __init__(self, family: socket.AddressFamily) -> None:
         self.family = family
+        self.v4 = family == socket.AF_INET
+        #: The receive loop's buffer, reused for every packet (a SYN reply is 40-60 bytes).
+        self.buffer = bytearray(_RECEIVE)
         self.closing: list[socket.socket] = []
         try:
             self.raw = self._keep(socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_TCP))

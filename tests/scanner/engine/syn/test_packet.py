@@ -176,3 +176,57 @@ def test_parse_tcp_never_raises_and_bounds_the_header(data: bytes, src: bytes, d
         assert len(data) < 20 or not 20 <= (data[12] >> 4) * 4 <= len(data)
     else:
         assert 20 <= (data[12] >> 4) * 4 <= len(data)
+
+
+def _as_reply(seg: packet.Segment | None) -> packet.Reply | None:
+    if seg is None:
+        return None
+    return (seg.source, seg.destination, seg.source_port, seg.destination_port, seg.ack, seg.flags)
+
+
+# IPv4 headers carrying TCP with every field that matters varied (so the generator reaches the
+# deep checks), cut anywhere, besides plain noise.
+_plausible = st.builds(
+    lambda ihl, frag, total, offset, tail, cut: _ipv4(
+        b"\1\2\3\4",
+        b"\5\6\7\x08",
+        struct.pack("!HHIIBBHHH", 443, 40000, 7, 9, offset << 4, 0x12, 0, 0, 0) + tail,
+        ihl=ihl,
+        frag=frag,
+        total=total,
+    )[:cut],
+    st.integers(0, 15),
+    st.sampled_from([0, 0, 0, 0x2000, 0x0001, 0x4000]),
+    st.one_of(st.none(), st.integers(0, 0xFFFF)),
+    st.integers(0, 15),
+    st.binary(max_size=40),
+    st.integers(0, 120),
+)
+
+
+@given(st.one_of(st.binary(max_size=120), _plausible))
+def test_the_in_place_reply_parser_agrees_with_parse_ipv4(raw: bytes) -> None:
+    """The receive loop's parser (a reused buffer, a size, a tuple) accepts and rejects exactly
+    what ``parse_ipv4`` does, whatever the bytes, and never raises."""
+    buffer = bytearray(128)
+    size = min(len(raw), len(buffer))
+    buffer[:size] = raw[:size]
+    assert packet.reply_ipv4(buffer, size) == _as_reply(packet.parse_ipv4(raw[:size]))
+    assert packet.reply_ipv4(raw, len(raw)) == _as_reply(packet.parse_ipv4(raw))
+    assert packet.reply_ipv4(raw, len(raw) + 1) is None  # a size beyond the buffer
+
+
+def test_the_in_place_reply_parser_reads_a_syn_ack() -> None:
+    raw = _ipv4(b"\1\2\3\4", b"\5\6\7\x08", _reply(0x12, 1234))
+    buffer = bytearray(128)
+    buffer[: len(raw)] = raw
+    got = packet.reply_ipv4(buffer, len(raw))
+    assert got == _as_reply(packet.parse_ipv4(raw))
+    assert got is not None
+    assert got[:2] == (b"\1\2\3\4", b"\5\6\7\x08")
+    assert got[5] == 0x12
+
+
+@given(st.binary(max_size=80), v6, v6)
+def test_reply_tcp_agrees_with_parse_tcp(data: bytes, src: bytes, dst: bytes) -> None:
+    assert packet.reply_tcp(data, src, dst) == _as_reply(packet.parse_tcp(data, src, dst))
