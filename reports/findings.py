@@ -32,7 +32,7 @@ tabled in :mod:`reports.rules`, which holds the rules themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from reports.model import Context, EndpointInput, EndpointKey
@@ -160,22 +160,34 @@ def peers_from_rows(
 
 class KeyPeers(Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]]):
     """(endpoint, leaf SHA-256) -> the other endpoints serving that leaf's key with a different
-    certificate, each set built when it is looked up, from the key's group.
+    certificate, each set built when it is looked up, from its key's group.
 
     Holding every set at once cost each member of a group the size of the group: the 5,000
-    RSA leaves of the 10,000 lab share 16 keys, about 180 MB of sets. Here the memory is one
-    entry per row; a lookup costs the size of the group, as building the set did."""
+    RSA leaves of the 10,000 lab share 16 keys, about 180 MB of sets. Here each group keeps
+    its endpoints once, and those serving it with one certificate only by that certificate:
+    endpoint ``k`` is a peer of ``(key, sha)`` exactly when ``k != key`` and ``k`` serves the
+    key with some certificate other than ``sha``, that is, unless ``sha`` is the only one."""
 
     __slots__ = ("_index",)
 
     def __init__(self, groups: Mapping[str, dict[tuple[EndpointKey, str], None]]) -> None:
-        self._index: dict[tuple[EndpointKey, str], dict[tuple[EndpointKey, str], None]] = {
-            pair: members for members in groups.values() for pair in members
-        }
+        self._index: dict[tuple[EndpointKey, str], _KeyGroup] = {}
+        for members in groups.values():
+            shas: dict[EndpointKey, set[str]] = {}
+            for key, sha in members:
+                shas.setdefault(key, set()).add(sha)
+            sole: dict[str, set[EndpointKey]] = {}
+            for key, served in shas.items():
+                if len(served) == 1:
+                    sole.setdefault(next(iter(served)), set()).add(key)
+            group = _KeyGroup(frozenset(shas), {sha: frozenset(keys) for sha, keys in sole.items()})
+            for pair in members:
+                self._index[pair] = group
 
     def _peers(self, pair: tuple[EndpointKey, str]) -> frozenset[EndpointKey]:
         key, sha = pair
-        return frozenset(k for k, s in self._index[pair] if s != sha and k != key)
+        group = self._index[pair]
+        return group.endpoints.difference(group.sole.get(sha, ()), (key,))
 
     def __getitem__(self, pair: tuple[EndpointKey, str]) -> frozenset[EndpointKey]:
         peers = self._peers(pair)
@@ -183,16 +195,19 @@ class KeyPeers(Mapping[tuple[EndpointKey, str], frozenset[EndpointKey]]):
             raise KeyError(pair)
         return peers
 
-    def __contains__(self, pair: object) -> bool:
-        if pair not in self._index:
-            return False
-        return any(s != pair[1] and k != pair[0] for k, s in self._index[pair])
-
     def __iter__(self) -> Iterator[tuple[EndpointKey, str]]:
-        return (pair for pair in self._index if pair in self)
+        return (pair for pair in self._index if self._peers(pair))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyGroup:
+    """The endpoints serving one key, and those serving it with a single certificate, by it."""
+
+    endpoints: frozenset[EndpointKey]
+    sole: Mapping[str, frozenset[EndpointKey]]
 
 
 def shared_key_peers(

@@ -132,3 +132,29 @@ def test_without_files_only_endpoints_sent_an_sni_are_kept(inventory: Path) -> N
     assert by_address["127.0.1.1"].has_names is False
     assert by_address["127.0.1.2"].has_names is False  # its newer observation's leaf
     assert [r.has_names for r in files if r.address.endswith("ca.pem")] == [False]
+
+
+def test_key_peers_match_the_naive_sets() -> None:
+    """``KeyPeers`` (sets built on lookup) against one set per (endpoint, leaf) built the plain
+    way, with endpoints serving a key with one and with two certificates (alternative chains)."""
+    from reports.findings import KeyPeers, _key_groups
+
+    a, b, c, d = (("127.0.0.1", p, None) for p in (1, 2, 3, 4))
+    rows = [
+        (a, "s1", "k1"), (b, "s2", "k1"), (c, "s2", "k1"), (c, "s3", "k1"),
+        (d, "s4", "k2"), (d, "s5", "k2"),  # one endpoint, two certificates: no peer
+        (a, "s6", "k3"), (b, "s6", "k3"),  # one certificate: no group
+    ]  # fmt: skip
+    groups = _key_groups(rows)
+    naive = {}
+    for members in groups.values():
+        for key, sha in members:
+            peers = frozenset(k for k, s in members if s != sha and k != key)
+            if peers:
+                naive[(key, sha)] = peers
+    lazy = KeyPeers(groups)
+    assert dict(lazy.items()) == naive
+    assert len(lazy) == len(naive) == 4
+    assert (d, "s4") not in lazy
+    assert lazy.get((d, "s5")) is None
+    assert lazy[(c, "s3")] == frozenset({a, b})
