@@ -60,9 +60,10 @@ from reports.output import FindingsTally, ScanInfo
 from reports.owners import unowned
 from reports.renewal import automation, renewals
 from scanner.errors import UsageError
+from scanner.inventory.estate import LeafRow, san_dns
 from scanner.inventory.read import CHAIN_STATUSES, expiry_order
 from scanner.inventory.store import EndpointRecord, FindingChanges, Inventory
-from scanner.models import Finding, Severity
+from scanner.models import CertInfo, Finding, Severity
 
 __all__ = [
     "Criteria",
@@ -352,12 +353,53 @@ def record_scan(
 
 def _estate(inventory: Inventory, *, criteria: Criteria, now: datetime) -> Estate:
     """The estate-wide context of a scan's judgement: key-reuse peers from bare rows, and the
-    fleet and on-disk comparisons from every endpoint's latest chain (read here and let go: a
-    batch of chains, not the inventory, stays in memory while the scan is judged)."""
-    latest = [r for r in inventory.latest_endpoints() if r.chain]
-    inputs = [to_input(r) for r in latest]
+    fleet and on-disk comparisons from bare leaf rows (:mod:`scanner.inventory.estate`): no
+    chain is read, and only the endpoints those two rules can concern are kept -- those sent
+    an SNI (``fleet_inconsistent``) and, when certificate files were imported, those whose leaf
+    names one of the files' names (``file_not_deployed``). Memory stays flat in the size of the
+    inventory for a sweep of addresses."""
+    files = inventory.latest_leaves(_file_leaf, files=True, with_info=True)
+    wanted = frozenset(_dns_key(n) for f in files for n in f.chain[0].san_dns)
+
+    def pick(row: LeafRow) -> EndpointInput | None:
+        if row.error is not None:
+            return None
+        if wanted and row.has_names:
+            names = san_dns(row.info)
+            if row.sni is not None or any(_dns_key(n) in wanted for n in names):
+                return _leaf_input(row, names)
+        return _leaf_input(row, ()) if row.sni is not None else None
+
+    network = inventory.latest_leaves(pick, files=False, with_info=bool(wanted))
+    inputs = sorted((*files, *network), key=expiry_order)
     return Estate(
         peers=peers_from_rows(inventory.leaf_keys()),
         fleet=fleet_inconsistencies(inputs, now=now, policy=criteria.policy),
         on_disk=undeployed(inputs),
+    )
+
+
+def _dns_key(name: str) -> str:
+    """A DNS name as :mod:`reports.deployed` compares them."""
+    return name.lower().rstrip(".")
+
+
+def _file_leaf(row: LeafRow) -> EndpointInput:
+    return _leaf_input(row, san_dns(row.info))
+
+
+def _leaf_input(row: LeafRow, names: tuple[str, ...]) -> EndpointInput:
+    """The rules' view of an endpoint with only its main leaf, and of the leaf only what the
+    fleet and on-disk rules read (no DER: ``sha256`` identifies it)."""
+    leaf = CertInfo(
+        der=b"",
+        sha256=row.sha256,
+        error=row.error,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        san_dns=names,
+        is_ca=row.is_ca,
+    )
+    return EndpointInput(
+        address=row.address, port=row.port, sni=row.sni, status=row.status, chain=(leaf,)
     )

@@ -40,7 +40,9 @@ def read_history(
 ) -> History:
     """The leaf runs up to each reference observation, and the previous chain of every one of
     ``records`` whose leaf changed (two bulk queries; the chains only for changed endpoints)."""
-    runs = inventory.leaf_runs(scan_id)
+    # Only the runs of these endpoints: a batch of a sweep's judgement reads its own.
+    ids = [r.endpoint_id for r in records if r.endpoint_id is not None]
+    runs = inventory.leaf_runs(scan_id, endpoint_ids=ids if len(ids) == len(records) else None)
     wanted: dict[int, EndpointKey] = {}
     for record in records:
         key = _key(record)
@@ -61,6 +63,8 @@ def record_owners(inventory: Inventory, owners: Owners, *, now: datetime) -> int
     """Assign every endpoint of the inventory by the current ``[owners]`` rules and store the
     result (:meth:`~scanner.inventory.store.Inventory.record_owners`); returns how many
     assignments changed. A config edit takes effect here, without a rescan."""
-    endpoints = inventory.latest_endpoints(include_failures=True)
-    assignments = {_key(r): owners.assign(r.address, r.port, r.sni) for r in endpoints}
+    assignments = {
+        (address, port, sni): owners.assign(address, port, sni)
+        for address, port, sni in inventory.endpoint_keys()
+    }
     return inventory.record_owners(assignments, now=now)

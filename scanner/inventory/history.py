@@ -53,8 +53,10 @@ class LeafRun:
     leaf: CertInfo
 
 
-def _chain_rows(scan_id: int | None) -> Any:
-    """Chain observations (with their leaf) up to each endpoint's reference observation."""
+def _chain_rows(scan_id: int | None, endpoint_ids: Sequence[int] | None = None) -> Any:
+    """Chain observations (with their leaf) up to each endpoint's reference observation; of
+    the endpoints ``endpoint_ids`` only, when given (the windows are per endpoint, so leaving
+    the others out changes no row)."""
     o, oc = t.OBSERVATION, t.OBSERVATION_CERTIFICATE
     query = (
         sa.select(
@@ -70,6 +72,8 @@ def _chain_rows(scan_id: int | None) -> Any:
         .join_from(o, oc, sa.and_(oc.c.observation_id == o.c.id, oc.c.position == 0))
         .where(o.c.status.in_(CHAIN_STATUSES))
     )
+    if endpoint_ids is not None:
+        query = query.where(o.c.endpoint_id.in_(endpoint_ids))
     if scan_id is not None:
         ref = (
             sa.select(o.c.endpoint_id, o.c.observed_at, o.c.id)
@@ -86,12 +90,29 @@ def _chain_rows(scan_id: int | None) -> Any:
 
 
 def leaf_runs(
-    conn: Connection, *, scan_id: int | None = None, limit: int = RUN_LIMIT
+    conn: Connection,
+    *,
+    scan_id: int | None = None,
+    limit: int = RUN_LIMIT,
+    endpoint_ids: Sequence[int] | None = None,
 ) -> dict[EndpointKey, tuple[LeafRun, ...]]:
     """Each endpoint's leaf runs, oldest first (see the module docstring). Endpoints with no
-    chain observation are absent; with ``scan_id``, so are those that scan did not observe."""
+    chain observation are absent; with ``scan_id``, so are those that scan did not observe;
+    with ``endpoint_ids``, only those endpoints are read (a batch of a sweep's judgement, not
+    the inventory), a few hundred per query."""
+    if endpoint_ids is None:
+        return _leaf_runs(conn, scan_id=scan_id, limit=limit, endpoint_ids=None)
+    out: dict[EndpointKey, tuple[LeafRun, ...]] = {}
+    for part in chunks(sorted(set(endpoint_ids))):
+        out.update(_leaf_runs(conn, scan_id=scan_id, limit=limit, endpoint_ids=part))
+    return out
+
+
+def _leaf_runs(
+    conn: Connection, *, scan_id: int | None, limit: int, endpoint_ids: Sequence[int] | None
+) -> dict[EndpointKey, tuple[LeafRun, ...]]:
     e, _c = t.ENDPOINT, t.CERTIFICATE
-    rows = _chain_rows(scan_id)
+    rows = _chain_rows(scan_id, endpoint_ids)
     starts = (
         sa.select(
             rows.c.endpoint_id,

@@ -56,6 +56,7 @@ from sqlalchemy.engine import Connection
 from scanner import __version__
 from scanner.errors import StoreError, UsageError
 from scanner.inventory import connect, location
+from scanner.inventory import estate as store_estate
 from scanner.inventory import findings as store_findings
 from scanner.inventory import history as store_history
 from scanner.inventory import owners as store_owners
@@ -66,6 +67,7 @@ from scanner.inventory import shards as store_shards
 from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
 from scanner.inventory import zone as store_zone
+from scanner.inventory.estate import LeafRow
 from scanner.inventory.findings import FindingChanges, FindingRecord
 from scanner.inventory.history import LeafRun
 from scanner.inventory.location import db_url, default_db_path
@@ -98,6 +100,7 @@ SCAN_STATUSES = frozenset({"running", "finished", "interrupted", "failed"})
 _RETRYABLE = frozenset({"40P01", "40001"})
 _RETRIES = 5
 _T = TypeVar("_T")
+_P = TypeVar("_P")
 
 
 def _now() -> datetime:
@@ -541,6 +544,21 @@ class Inventory:
         with self._begin("read the inventory") as conn:
             return store_read.leaf_keys(conn)
 
+    def latest_leaves(
+        self, pick: Callable[[LeafRow], _P | None], *, files: bool, with_info: bool = False
+    ) -> list[_P]:
+        """For the estate-wide rules: ``pick`` applied to the main leaf of each endpoint's latest
+        observation with a chain, as bare rows (see :func:`scanner.inventory.estate.latest_leaves`),
+        of the certificate files (``files``) or of the network endpoints; what it returns, None
+        left out. The rows are streamed in one snapshot: only what ``pick`` keeps is held."""
+        with self._snapshot("read the inventory") as conn:
+            out: list[_P] = []
+            for row in store_estate.latest_leaves(conn, files=files, with_info=with_info):
+                kept = pick(row)
+                if kept is not None:
+                    out.append(kept)
+            return out
+
     def endpoints_page(
         self, *, after: int = 0, limit: int = 1000
     ) -> tuple[list[EndpointRecord], int | None]:
@@ -557,12 +575,21 @@ class Inventory:
         with self._snapshot("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
 
-    def leaf_runs(self, scan_id: int | None = None) -> dict[EndpointKey, tuple[LeafRun, ...]]:
+    def leaf_runs(
+        self, scan_id: int | None = None, *, endpoint_ids: Sequence[int] | None = None
+    ) -> dict[EndpointKey, tuple[LeafRun, ...]]:
         """For the change and renewal rules: each endpoint's leaf runs up to its latest
         observation (or its observation in ``scan_id``), oldest first
-        (:mod:`scanner.inventory.history`)."""
+        (:mod:`scanner.inventory.history`); only of the endpoints ``endpoint_ids`` (row ids)
+        when given."""
         with self._begin("read the inventory") as conn:
-            return store_history.leaf_runs(conn, scan_id=scan_id)
+            return store_history.leaf_runs(conn, scan_id=scan_id, endpoint_ids=endpoint_ids)
+
+    def endpoint_keys(self) -> list[EndpointKey]:
+        """Every endpoint observed at least once, as ``(address, port, sni)``, without its
+        observations (see :func:`scanner.inventory.estate.endpoint_keys`)."""
+        with self._begin("read the inventory") as conn:
+            return store_estate.endpoint_keys(conn)
 
     def chains(self, observation_ids: Iterable[int]) -> dict[int, tuple[CertInfo, ...]]:
         """The chain each of these observations presented, leaf first (absent: no chain)."""

@@ -114,13 +114,12 @@ def _one_line(exc: BaseException) -> str:
 
 async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
     from scanner.inventory.store import Inventory
-    from scanner.parse import CertCache
     from scanner.serialize import json_line, outcome_to_dict
     from scanner.sweep.pipeline import (
-        CACHE_ENTRIES,
         SweepJob,
         inventory_sink,
         run_sweep,
+        sweep_cache,
         until_signalled,
     )
 
@@ -140,7 +139,7 @@ async def _sweep_shard(job: WorkerJob, messages: Any) -> str:
         counters.done = start
         syn_stats = None if job.syn is None else SynStats()
         reporter = _Reporter(messages, shard, counters, syn_stats)
-        cache = CertCache(CACHE_ENTRIES)
+        cache = sweep_cache()
 
         def emit(outcome: Outcome, chain: tuple[CertInfo, ...]) -> None:
             if job.json_mode == "open" and not _connected(outcome):

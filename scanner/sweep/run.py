@@ -238,13 +238,12 @@ async def _sweep_into(
     choice: Choice | None = None,
 ) -> SweepReport:
     from scanner.engine.syn.scan import SynStats
-    from scanner.parse import CertCache
     from scanner.sweep.discover import CONNECT, summary, syn_settings
     from scanner.sweep.pipeline import (
-        CACHE_ENTRIES,
         SweepJob,
         inventory_sink,
         run_sweep,
+        sweep_cache,
         until_signalled,
     )
     from scanner.sweep.resumable import check_resumable, digest_of
@@ -285,7 +284,7 @@ async def _sweep_into(
         already_done=done,
         discovery=options.discovery,
     )
-    cache = CertCache(CACHE_ENTRIES)
+    cache = sweep_cache()
     emit = _json_writer(options, out, cache)
     with events.live(counters) if options.progress else quiet_progress() as tick:
         try:
