@@ -40,7 +40,11 @@ def read_history(
 ) -> History:
     """The leaf runs up to each reference observation, and the previous chain of every one of
     ``records`` whose leaf changed (two bulk queries; the chains only for changed endpoints)."""
-    runs = inventory.leaf_runs(scan_id)
+    ids = [r.endpoint_id for r in records if r.endpoint_id is not None]
+    # The runs of these records' endpoints (an id range: a batch costs a batch, not the
+    # inventory); every endpoint's when a record does not know its id.
+    span = (min(ids) - 1, max(ids)) if ids and len(ids) == len(records) else None
+    runs = inventory.leaf_runs(scan_id, endpoint_range=span)
     wanted: dict[int, EndpointKey] = {}
     for record in records:
         key = _key(record)

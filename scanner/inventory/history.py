@@ -53,8 +53,10 @@ class LeafRun:
     leaf: CertInfo
 
 
-def _chain_rows(scan_id: int | None) -> Any:
-    """Chain observations (with their leaf) up to each endpoint's reference observation."""
+def _chain_rows(scan_id: int | None, endpoint_range: tuple[int, int] | None = None) -> Any:
+    """Chain observations (with their leaf) up to each endpoint's reference observation; of
+    the endpoints with ``after < id <= last`` only when ``endpoint_range`` is ``(after, last)``
+    (a filter on the window's partition key, so each endpoint's runs are unchanged)."""
     o, oc = t.OBSERVATION, t.OBSERVATION_CERTIFICATE
     query = (
         sa.select(
@@ -70,6 +72,9 @@ def _chain_rows(scan_id: int | None) -> Any:
         .join_from(o, oc, sa.and_(oc.c.observation_id == o.c.id, oc.c.position == 0))
         .where(o.c.status.in_(CHAIN_STATUSES))
     )
+    if endpoint_range is not None:
+        low, high = endpoint_range
+        query = query.where(o.c.endpoint_id > low, o.c.endpoint_id <= high)
     if scan_id is not None:
         ref = (
             sa.select(o.c.endpoint_id, o.c.observed_at, o.c.id)
@@ -86,12 +91,18 @@ def _chain_rows(scan_id: int | None) -> Any:
 
 
 def leaf_runs(
-    conn: Connection, *, scan_id: int | None = None, limit: int = RUN_LIMIT
+    conn: Connection,
+    *,
+    scan_id: int | None = None,
+    limit: int = RUN_LIMIT,
+    endpoint_range: tuple[int, int] | None = None,
 ) -> dict[EndpointKey, tuple[LeafRun, ...]]:
     """Each endpoint's leaf runs, oldest first (see the module docstring). Endpoints with no
-    chain observation are absent; with ``scan_id``, so are those that scan did not observe."""
+    chain observation are absent; with ``scan_id``, so are those that scan did not observe;
+    with ``endpoint_range`` ``(after, last)``, so are those whose id is outside it (a batch
+    of a judged sweep reads its own endpoints' runs, not the inventory's)."""
     e, _c = t.ENDPOINT, t.CERTIFICATE
-    rows = _chain_rows(scan_id)
+    rows = _chain_rows(scan_id, endpoint_range)
     starts = (
         sa.select(
             rows.c.endpoint_id,

@@ -557,12 +557,15 @@ class Inventory:
         with self._snapshot("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
 
-    def leaf_runs(self, scan_id: int | None = None) -> dict[EndpointKey, tuple[LeafRun, ...]]:
+    def leaf_runs(
+        self, scan_id: int | None = None, *, endpoint_range: tuple[int, int] | None = None
+    ) -> dict[EndpointKey, tuple[LeafRun, ...]]:
         """For the change and renewal rules: each endpoint's leaf runs up to its latest
         observation (or its observation in ``scan_id``), oldest first
-        (:mod:`scanner.inventory.history`)."""
+        (:mod:`scanner.inventory.history`); only of the endpoints with ``after < id <= last``
+        when ``endpoint_range`` is ``(after, last)``."""
         with self._begin("read the inventory") as conn:
-            return store_history.leaf_runs(conn, scan_id=scan_id)
+            return store_history.leaf_runs(conn, scan_id=scan_id, endpoint_range=endpoint_range)
 
     def chains(self, observation_ids: Iterable[int]) -> dict[int, tuple[CertInfo, ...]]:
         """The chain each of these observations presented, leaf first (absent: no chain)."""
