@@ -8,7 +8,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from scanner.inventory.store import Inventory
-from scanner.models import CertInfo, Handshake, Outcome, Target
+from scanner.models import CertInfo, Finding, Handshake, Outcome, Severity, Target
 
 T0 = datetime(2031, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -82,3 +82,36 @@ def test_leaf_runs_of_an_id_range_are_those_of_the_whole_inventory(
     assert len(inside) == 4
     assert all(part[k] == everything[k] for k in inside)
     assert all(len(part[k]) == 2 for k in inside)  # two runs: the first leaf, the renewal
+
+
+def test_findings_pages_cover_every_finding_once_most_severe_first(inventory: Inventory) -> None:
+    scan = sweep(inventory, range(1, 8), at=T0)
+    levels = [Severity.LOW, Severity.CRITICAL, Severity.INFO, Severity.HIGH]
+    found = [
+        Finding(
+            kind=f"kind{k}",
+            severity=levels[(n + k) % len(levels)],
+            message=f"m{n}.{k}",
+            address=f"127.0.9.{n}",
+            port=443,
+            sni=None,
+        )
+        for n in range(1, 8)
+        for k in range(3)
+    ]
+    evaluated = [(f"127.0.9.{n}", 443, None) for n in range(1, 8)]
+    inventory.record_findings(scan, found, evaluated=evaluated, now=T0)
+    pages, after = [], None
+    while True:
+        page, after = inventory.findings_page(after=after, limit=4)
+        pages.append(page)
+        if after is None:
+            break
+    assert all(len(p) == 4 for p in pages[:-1])
+    listed = [r for p in pages for r in p]
+    assert sorted(r.id for r in listed) == sorted(r.id for r in inventory.findings())
+    assert [r.severity for r in listed] == sorted((r.severity for r in listed), reverse=True)
+    high = inventory.findings_page(min_severity=Severity.HIGH, limit=100)[0]
+    assert {r.severity for r in high} == {Severity.HIGH, Severity.CRITICAL}
+    tally = inventory.findings_tally(min_severity=Severity.HIGH)
+    assert tally == {"open": len(high), "endpoints": 7, "resolved": 0}
