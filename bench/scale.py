@@ -99,6 +99,9 @@ def fill(db: str, endpoints: int, certs: int) -> int:
             if len(cache) > 50_000:
                 cache.clear()
         inventory.finish_scan(scan, "finished")
+        if inventory.engine.dialect.name == "postgresql":  # as autovacuum would, soon after
+            with inventory.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         return scan
     finally:
         inventory.close()

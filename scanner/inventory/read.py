@@ -194,6 +194,7 @@ def latest_of_scan_batches(
         sa.select(newer.c.id)
         .where(
             newer.c.endpoint_id == o.c.endpoint_id,
+            newer.c.endpoint_id > after,  # implied; lets PostgreSQL's merge start at the cursor
             sa.or_(
                 newer.c.observed_at > o.c.observed_at,
                 sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
