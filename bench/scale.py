@@ -239,6 +239,8 @@ def main(argv: list[str]) -> int:
                                 "--db", args.db]),
         ("pages", [*me, "--step", "pages"]),
         ("certscan findings", [*certscan, "findings", "--db", args.db]),
+        ("certscan findings --json", [*certscan, "findings", "--json", "--db", args.db]),
+        ("certscan findings --limit", [*certscan, "findings", "--limit", "1000", "--db", args.db]),
         ("report json", [*certscan, "report", "--format", "json", "-o", str(scratch / "r.json"),
                          "--db", args.db]),
         ("report csv", [*certscan, "report", "--format", "csv", "-o", str(scratch / "r.csv"),
