@@ -241,19 +241,18 @@ def report(
     threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
     criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
     now = datetime.now(UTC)
+    unfiltered = flt == assess.ReportFilter()
     inventory = open_existing(db)
     try:
         info = None if scan is None else assess.scan_info(inventory, scan)
+        if target.format == "html" and unfiltered:  # refuse before judging a large inventory
+            _html_bound(inventory.reportable_count(scan))
         views = assess.read_views(inventory, criteria=criteria, now=now, scan_id=scan)
     finally:
         inventory.close()
     shown = assess.select(views, flt, now=now)
-    if target.format == "html" and len(shown) > HTML_MAX_ENDPOINTS:
-        raise UsageError(
-            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
-            f"{len(shown):,} are selected: narrow it (--severity, --kind, --expiring-within, "
-            "--scan) or use --format json or csv"
-        )
+    if target.format == "html":
+        _html_bound(len(shown))
     size = write_report(build_report(shown, generated_at=now, scan=info), target)
     if not target.to_stdout:
         _err().print(
@@ -266,6 +265,15 @@ def report(
 
 #: Findings read per page by ``certscan findings``: the listing holds one page in memory.
 FINDINGS_PAGE = 1000
+
+
+def _html_bound(selected: int) -> None:
+    if selected > HTML_MAX_ENDPOINTS:
+        raise UsageError(
+            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
+            f"{selected:,} are selected: narrow it (--severity, --kind, --expiring-within, "
+            "--scan) or use --format json or csv"
+        )
 
 
 def findings(

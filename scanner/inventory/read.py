@@ -215,6 +215,31 @@ def latest_of_scan_batches(
     return records_of(conn, picked), int(rows[-1][1])
 
 
+def count_reportable(conn: Connection, scan_id: int | None) -> int:
+    """How many endpoints a report shows before any filter: those whose latest observation (or
+    whose observation in ``scan_id``) presented a chain or had its connection accepted. One
+    count in SQL, through ``ix_observation_endpoint_time``: nothing is judged or decoded."""
+    o = t.OBSERVATION
+    shown = sa.or_(o.c.status.in_(CHAIN_STATUSES), o.c.connected.is_(True))
+    if scan_id is not None:
+        where = sa.and_(o.c.scan_id == scan_id, shown)
+    else:
+        newer = o.alias("newer")
+        superseded = (
+            sa.select(newer.c.id)
+            .where(
+                newer.c.endpoint_id == o.c.endpoint_id,
+                sa.or_(
+                    newer.c.observed_at > o.c.observed_at,
+                    sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
+                ),
+            )
+            .exists()
+        )
+        where = sa.and_(shown, ~superseded)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(o).where(where)).scalar_one())
+
+
 def leaf_keys(conn: Connection) -> list[tuple[EndpointKey, str, str]]:
     """(endpoint, leaf SHA-256, leaf SPKI SHA-256) of the main and every alternative leaf of
     each endpoint's latest observation: what ``key_reuse`` compares, without loading chains."""

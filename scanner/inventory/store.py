@@ -535,6 +535,12 @@ class Inventory:
             if records:
                 yield records
 
+    def reportable_count(self, scan_id: int | None = None) -> int:
+        """How many endpoints ``certscan report`` shows before its filters (every endpoint's
+        latest observation, or scan ``scan_id``'s, with a chain or an accepted connection)."""
+        with self._begin("read the inventory") as conn:
+            return store_read.count_reportable(conn, scan_id)
+
     def leaf_keys(self) -> list[tuple[EndpointKey, str, str]]:
         """For ``key_reuse``: (endpoint, leaf SHA-256, leaf SPKI SHA-256) of every leaf of every
         endpoint's latest observation (see :func:`scanner.inventory.read.leaf_keys`)."""

@@ -345,6 +345,11 @@ def test_an_html_report_past_its_size_refuses_and_json_does_not(
     one_line_error(err)
     assert "at most 2 endpoints and 3 are selected" in err
     assert not html.exists()
+    # A filter is applied first: the bound counts what it selects (here none of the three).
+    argv = ["report", "-o", str(html), "--db", str(db), "--kind", "weak_key"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert html.exists()
     code, _, err = run_main(["report", "-o", str(tmp_path / "r.json"), "--db", str(db)], capsys)
     assert code in (0, 1), err
 
