@@ -167,6 +167,36 @@ def pages(db: str, count: int = 20, limit: int = 1000) -> None:
         )
 
 
+def snapshot(db: str, scrapes: int = 3) -> None:
+    """What ``certscan serve`` does for ``/metrics``: build the snapshot once (the first
+    scrape), then serve ``scrapes`` scrapes from it; prints the build and the slowest scrape."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporters.prometheus import CertscanCollector
+    from exporters.snapshot import SnapshotCollector
+
+    inventory = Inventory(db)
+    try:
+        collector = SnapshotCollector(CertscanCollector(inventory).collect, ttl=3600)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        began = time.perf_counter()
+        size = len(generate_latest(registry))
+        first = time.perf_counter() - began
+        worst = 0.0
+        for _ in range(scrapes):
+            began = time.perf_counter()
+            generate_latest(registry)
+            worst = max(worst, time.perf_counter() - began)
+    finally:
+        inventory.close()
+    print(
+        f"{'metrics snapshot':<28} first scrape (build) {first:6.1f} s, then worst of {scrapes}"
+        f" {worst:6.2f} s ({size / 2**20:.0f} MB of exposition)",
+        flush=True,
+    )
+
+
 def db_size(db: str) -> int:
     url = sa.make_url(db if "://" in db else f"sqlite:///{db}")
     if url.get_backend_name() == "sqlite":
@@ -210,7 +240,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", required=True, help="inventory URL or SQLite path (made anew)")
     parser.add_argument("--endpoints", type=int, default=100_000)
     parser.add_argument("--certs", type=int, default=None, help="default: 30%% of --endpoints")
-    parser.add_argument("--step", choices=("all", "fill", "findings", "pages"), default="all")
+    parser.add_argument(
+        "--step", choices=("all", "fill", "findings", "pages", "snapshot"), default="all"
+    )
     parser.add_argument("--scan", type=int, default=1)
     parser.add_argument(
         "--skip", action="append", default=[], metavar="STEP",
@@ -227,6 +259,9 @@ def main(argv: list[str]) -> int:
     if args.step == "pages":
         pages(args.db)
         return 0
+    if args.step == "snapshot":
+        snapshot(args.db)
+        return 0
     me = [sys.executable, "-m", "bench.scale", "--db", args.db]
     scratch = Path(tempfile.mkdtemp(prefix="certscan-scale-"))  # outputs, deleted at the end
     certscan = [sys.executable, "-m", "scanner"]
@@ -237,6 +272,7 @@ def main(argv: list[str]) -> int:
         ("record findings", [*me, "--step", "findings"]),
         ("metrics exposition", [*certscan, "export", "prometheus", "-o", str(scratch / "m.prom"),
                                 "--db", args.db]),
+        ("metrics snapshot", [*me, "--step", "snapshot"]),
         ("pages", [*me, "--step", "pages"]),
         ("certscan findings", [*certscan, "findings", "--db", args.db]),
         ("certscan findings --json", [*certscan, "findings", "--json", "--db", args.db]),
@@ -249,7 +285,7 @@ def main(argv: list[str]) -> int:
     for step, command in steps:
         if any(step.startswith(skipped) for skipped in args.skip):
             continue
-        seconds, rss, code = timed(command, show=step == "pages")
+        seconds, rss, code = timed(command, show=step in ("pages", "metrics snapshot"))
         line(step, seconds, rss, args.db, "" if code in (0, 1) else f"exit {code}")
     shutil.rmtree(scratch, ignore_errors=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
