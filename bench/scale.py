@@ -99,6 +99,9 @@ def fill(db: str, endpoints: int, certs: int) -> int:
             if len(cache) > 50_000:
                 cache.clear()
         inventory.finish_scan(scan, "finished")
+        if inventory.engine.dialect.name == "postgresql":  # as autovacuum would, soon after
+            with inventory.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
         return scan
     finally:
         inventory.close()
@@ -113,6 +116,85 @@ def record_findings(db: str, scan: int) -> None:
         assess.record_scan(inventory, scan, criteria=criteria, now=datetime.now(UTC))
     finally:
         inventory.close()
+
+
+def pages(db: str, count: int = 20, limit: int = 1000) -> None:
+    """Time ``count`` consecutive pages of ``limit`` from the start and from the middle: the
+    findings listing (``certscan findings`` reads these) and the API's endpoint pages
+    (``/api/v1/endpoints?limit=&cursor=`` serves these). Prints the median and worst page."""
+    from scanner.inventory import tables as t
+    from scanner.models import Severity
+
+    inventory = Inventory(db)
+    try:
+        with inventory.engine.connect() as conn:
+            f, e = t.FINDING, t.ENDPOINT
+            low, high = conn.execute(sa.select(sa.func.min(f.c.id), sa.func.max(f.c.id))).one()
+            middle = ((low or 0) + (high or 0)) // 2
+            level = conn.execute(
+                sa.select(f.c.severity).where(f.c.id >= middle).order_by(f.c.id).limit(1)
+            ).scalar()
+            top = conn.execute(sa.select(sa.func.max(e.c.id))).scalar() or 0
+        finding_times: list[float] = []
+        starts: list[tuple[int, int] | None] = [None]
+        if level is not None:
+            starts.append((int(Severity.parse(level)), middle))
+        for cursor in starts:
+            for _ in range(count):
+                began = time.perf_counter()
+                _, cursor = inventory.findings_page(after=cursor, limit=limit)
+                finding_times.append(time.perf_counter() - began)
+                if cursor is None:
+                    break
+        endpoint_times: list[float] = []
+        for after in (0, top // 2):
+            following: int | None = after
+            for _ in range(count):
+                began = time.perf_counter()
+                _, following = inventory.endpoints_page(after=following or 0, limit=limit)
+                endpoint_times.append(time.perf_counter() - began)
+                if following is None:
+                    break
+    finally:
+        inventory.close()
+    for name, times in (("findings pages", finding_times), ("endpoint pages", endpoint_times)):
+        times.sort()
+        print(
+            f"{name + f' ({limit}/page)':<28} median {times[len(times) // 2] * 1000:6.0f} ms"
+            f"  worst {times[-1] * 1000:6.0f} ms  ({len(times)} pages, from the start and"
+            " the middle)",
+            flush=True,
+        )
+
+
+def snapshot(db: str, scrapes: int = 3) -> None:
+    """What ``certscan serve`` does for ``/metrics``: build the snapshot once (the first
+    scrape), then serve ``scrapes`` scrapes from it; prints the build and the slowest scrape."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporters.prometheus import CertscanCollector
+    from exporters.snapshot import SnapshotCollector
+
+    inventory = Inventory(db)
+    try:
+        collector = SnapshotCollector(CertscanCollector(inventory).collect, ttl=3600)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        began = time.perf_counter()
+        size = len(generate_latest(registry))
+        first = time.perf_counter() - began
+        worst = 0.0
+        for _ in range(scrapes):
+            began = time.perf_counter()
+            generate_latest(registry)
+            worst = max(worst, time.perf_counter() - began)
+    finally:
+        inventory.close()
+    print(
+        f"{'metrics snapshot':<28} first scrape (build) {first:6.1f} s, then worst of {scrapes}"
+        f" {worst:6.2f} s ({size / 2**20:.0f} MB of exposition)",
+        flush=True,
+    )
 
 
 def db_size(db: str) -> int:
@@ -130,12 +212,13 @@ def db_size(db: str) -> int:
         engine.dispose()
 
 
-def timed(argv: list[str]) -> tuple[float, int, int]:
-    """Run ``argv`` under ``time -v``: (seconds, peak RSS KiB, exit code)."""
+def timed(argv: list[str], *, show: bool = False) -> tuple[float, int, int]:
+    """Run ``argv`` under ``time -v``: (seconds, peak RSS KiB, exit code); its output shown
+    with ``show``, else dropped."""
     started = time.monotonic()
     done = subprocess.run(
         ["/usr/bin/time", "-v", *argv],
-        stdout=subprocess.DEVNULL,
+        stdout=None if show else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         check=False,
@@ -157,7 +240,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", required=True, help="inventory URL or SQLite path (made anew)")
     parser.add_argument("--endpoints", type=int, default=100_000)
     parser.add_argument("--certs", type=int, default=None, help="default: 30%% of --endpoints")
-    parser.add_argument("--step", choices=("all", "fill", "findings"), default="all")
+    parser.add_argument(
+        "--step", choices=("all", "fill", "findings", "pages", "snapshot"), default="all"
+    )
     parser.add_argument("--scan", type=int, default=1)
     parser.add_argument(
         "--skip", action="append", default=[], metavar="STEP",
@@ -171,6 +256,12 @@ def main(argv: list[str]) -> int:
     if args.step == "findings":
         record_findings(args.db, args.scan)
         return 0
+    if args.step == "pages":
+        pages(args.db)
+        return 0
+    if args.step == "snapshot":
+        snapshot(args.db)
+        return 0
     me = [sys.executable, "-m", "bench.scale", "--db", args.db]
     scratch = Path(tempfile.mkdtemp(prefix="certscan-scale-"))  # outputs, deleted at the end
     certscan = [sys.executable, "-m", "scanner"]
@@ -181,7 +272,11 @@ def main(argv: list[str]) -> int:
         ("record findings", [*me, "--step", "findings"]),
         ("metrics exposition", [*certscan, "export", "prometheus", "-o", str(scratch / "m.prom"),
                                 "--db", args.db]),
+        ("metrics snapshot", [*me, "--step", "snapshot"]),
+        ("pages", [*me, "--step", "pages"]),
         ("certscan findings", [*certscan, "findings", "--db", args.db]),
+        ("certscan findings --json", [*certscan, "findings", "--json", "--db", args.db]),
+        ("certscan findings --limit", [*certscan, "findings", "--limit", "1000", "--db", args.db]),
         ("report json", [*certscan, "report", "--format", "json", "-o", str(scratch / "r.json"),
                          "--db", args.db]),
         ("report csv", [*certscan, "report", "--format", "csv", "-o", str(scratch / "r.csv"),
@@ -190,7 +285,7 @@ def main(argv: list[str]) -> int:
     for step, command in steps:
         if any(step.startswith(skipped) for skipped in args.skip):
             continue
-        seconds, rss, code = timed(command)
+        seconds, rss, code = timed(command, show=step in ("pages", "metrics snapshot"))
         line(step, seconds, rss, args.db, "" if code in (0, 1) else f"exit {code}")
     shutil.rmtree(scratch, ignore_errors=True)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -79,15 +79,18 @@ def findings_summary_table(views: Sequence[EndpointView], title: str = "findings
     return table
 
 
-def lifecycle_table(records: Sequence[FindingRecord], *, resolved: bool) -> Table:
-    """``certscan findings``: each stored finding with when it was first and last seen."""
+def lifecycle_table(
+    records: Sequence[FindingRecord], *, resolved: bool, title: bool = True
+) -> Table:
+    """``certscan findings``: each stored finding with when it was first and last seen (one
+    page of them; the pages after the first without the title)."""
     from rich.table import Table
 
     from reports.output import endpoint_label
     from scanner.cli.console import cell
 
-    title = "findings (open and resolved)" if resolved else "open findings"
-    table = Table(title=title, title_justify="left")
+    name = "findings (open and resolved)" if resolved else "open findings"
+    table = Table(title=name if title else None, title_justify="left")
     table.add_column("severity", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("endpoint", no_wrap=True)
@@ -238,19 +241,18 @@ def report(
     threshold = None if fail_on is None else assess.parse_severity(fail_on, option="--fail-on")
     criteria = assess.load_criteria(config, ca_bundle or (), env=os.environ)
     now = datetime.now(UTC)
+    unfiltered = flt == assess.ReportFilter()
     inventory = open_existing(db)
     try:
         info = None if scan is None else assess.scan_info(inventory, scan)
+        if target.format == "html" and unfiltered:  # refuse before judging a large inventory
+            _html_bound(inventory.reportable_count(scan))
         views = assess.read_views(inventory, criteria=criteria, now=now, scan_id=scan)
     finally:
         inventory.close()
     shown = assess.select(views, flt, now=now)
-    if target.format == "html" and len(shown) > HTML_MAX_ENDPOINTS:
-        raise UsageError(
-            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
-            f"{len(shown):,} are selected: narrow it (--severity, --kind, --expiring-within, "
-            "--scan) or use --format json or csv"
-        )
+    if target.format == "html":
+        _html_bound(len(shown))
     size = write_report(build_report(shown, generated_at=now, scan=info), target)
     if not target.to_stdout:
         _err().print(
@@ -259,6 +261,19 @@ def report(
             markup=False,
         )
     return 1 if assess.failing(shown, threshold) else 0
+
+
+#: Findings read per page by ``certscan findings``: the listing holds one page in memory.
+FINDINGS_PAGE = 1000
+
+
+def _html_bound(selected: int) -> None:
+    if selected > HTML_MAX_ENDPOINTS:
+        raise UsageError(
+            f"the HTML report holds at most {HTML_MAX_ENDPOINTS:,} endpoints and "
+            f"{selected:,} are selected: narrow it (--severity, --kind, --expiring-within, "
+            "--scan) or use --format json or csv"
+        )
 
 
 def findings(
@@ -272,34 +287,66 @@ def findings(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per finding.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            metavar="N",
+            min=1,
+            max=100_000,
+            help="Print one page of N findings, then the --cursor of the next page on stderr.",
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        typer.Option("--cursor", metavar="CURSOR", help="Resume after this cursor (from --limit)."),
+    ] = None,
     db: DbOption = None,
 ) -> int:
     """List the findings the sweeps recorded: open ones with first and last seen (--all: also
-    resolved ones), most severe first."""
+    resolved ones), most severe first, then in the order they were opened. Read and printed a
+    page at a time (memory stays at one page); --limit prints one page."""
     from reports import assess
     from scanner.cli.console import stdout_console
 
     threshold = None if severity is None else assess.parse_severity(severity, option="--severity")
+    after = None if cursor is None else parse_cursor(cursor)
+    out = None if json_out else stdout_console()
     inventory = open_existing(db)
     try:
-        records = inventory.findings(open_only=not all_findings)
+        size = FINDINGS_PAGE if limit is None else limit
+        first = True
+        while True:
+            records, after = inventory.findings_page(
+                open_only=not all_findings, min_severity=threshold, after=after, limit=size
+            )
+            if json_out:
+                sys.stdout.write("".join(json_line(finding_dict(r)) + "\n" for r in records))
+            elif out is not None and (records or first):
+                out.print(lifecycle_table(records, resolved=all_findings, title=first))
+            first = False
+            if after is None or limit is not None:
+                break
+        if limit is not None and after is not None:
+            _err().print(f"next page: --cursor {after[0]}:{after[1]}", markup=False)
+        if out is not None and limit is None:
+            counts = inventory.findings_tally(open_only=not all_findings, min_severity=threshold)
+            out.print(_lifecycle_summary(counts), markup=False)
     finally:
         inventory.close()
-    if threshold is not None:
-        records = [r for r in records if r.severity >= threshold]
-    if json_out:
-        for rec in records:
-            sys.stdout.write(json_line(finding_dict(rec)) + "\n")
-        return 0
-    out = stdout_console()
-    out.print(lifecycle_table(records, resolved=all_findings))
-    out.print(_lifecycle_summary(records), markup=False)
     return 0
 
 
-def _lifecycle_summary(records: Sequence[FindingRecord]) -> str:
-    opened = [r for r in records if r.resolved_at is None]
-    resolved = [r for r in records if r.resolved_at is not None]
-    endpoints = {(r.address, r.port, r.sni) for r in opened}
-    text = f"{len(opened)} open findings on {len(endpoints)} endpoints"
-    return text + (f", {len(resolved)} resolved" if resolved else "")
+def parse_cursor(text: str) -> tuple[int, int]:
+    """A ``--cursor`` as ``certscan findings --limit`` printed it: ``SEVERITY:ID``."""
+    level, sep, last = text.partition(":")
+    if not sep or not level.isdigit() or not last.isdigit() or len(last) > 19:
+        raise UsageError(f"--cursor must be one certscan findings printed (got {safe(text, 40)})")
+    if int(level) not in {int(s) for s in Severity}:
+        raise UsageError(f"--cursor names no severity (got {safe(text, 40)})")
+    return int(level), int(last)
+
+
+def _lifecycle_summary(counts: dict[str, int]) -> str:
+    text = f"{counts['open']} open findings on {counts['endpoints']} endpoints"
+    return text + (f", {counts['resolved']} resolved" if counts["resolved"] else "")

@@ -151,6 +151,68 @@ def read(conn: Connection, *, open_only: bool, endpoint: EndpointKey | None) -> 
     return records
 
 
+#: Where a page of findings resumes: (severity value, finding id) of the last one shown.
+FindingCursor = tuple[int, int]
+
+
+def read_page(
+    conn: Connection,
+    *,
+    open_only: bool,
+    min_severity: Severity | None,
+    after: FindingCursor | None,
+    limit: int,
+) -> tuple[list[FindingRecord], FindingCursor | None]:
+    """One page of stored findings, most severe first and, within a severity, in the order they
+    were opened (finding id), with the cursor of the next page (None on the last). A page costs
+    a page: one keyset query per severity on the primary key, never a sort of every finding."""
+    f, e = t.FINDING, t.ENDPOINT
+    levels = sorted(
+        (s for s in Severity if min_severity is None or s >= min_severity), reverse=True
+    )
+    out: list[FindingRecord] = []
+    for level in levels:
+        if after is not None and level > after[0]:
+            continue  # shown on earlier pages
+        start = after[1] if after is not None and level == after[0] else 0
+        query = (
+            sa.select(f, e.c.address, e.c.port, e.c.sni)
+            .join_from(f, e, f.c.endpoint_id == e.c.id)
+            .where(f.c.severity == level.label, f.c.id > start)
+            .order_by(f.c.id)
+            .limit(limit - len(out))
+        )
+        if open_only:
+            query = query.where(f.c.resolved_at.is_(None))
+        out.extend(_record(row._mapping) for row in conn.execute(query))
+        if len(out) >= limit:
+            last = out[-1]
+            return out, (int(last.severity), last.id)
+    return out, None
+
+
+def tally(conn: Connection, *, open_only: bool, min_severity: Severity | None) -> dict[str, int]:
+    """``open`` findings, the ``endpoints`` they are on and (with ``open_only`` false) the
+    ``resolved`` ones, at or above ``min_severity``: counted in SQL, not in memory."""
+    f = t.FINDING
+    levels = [s.label for s in Severity if min_severity is None or s >= min_severity]
+    scope = f.c.severity.in_(levels)
+    is_open = f.c.resolved_at.is_(None)
+    opened = conn.execute(
+        sa.select(sa.func.count(), sa.func.count(sa.distinct(f.c.endpoint_id))).where(
+            scope, is_open
+        )
+    ).one()
+    resolved = 0
+    if not open_only:
+        resolved = int(
+            conn.execute(
+                sa.select(sa.func.count()).where(scope, f.c.resolved_at.is_not(None))
+            ).scalar_one()
+        )
+    return {"open": int(opened[0]), "endpoints": int(opened[1]), "resolved": resolved}
+
+
 def _by_identity(
     findings: Sequence[Finding], keys: set[tuple[str, int, str]]
 ) -> dict[tuple[tuple[str, int, str], str, str], Finding]:

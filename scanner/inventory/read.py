@@ -182,23 +182,62 @@ def latest_of_scan_batches(
     conn: Connection, scan_id: int, *, size: int, after: int = 0
 ) -> tuple[list[EndpointRecord], int | None]:
     """The next ``size`` endpoints whose latest observation is scan ``scan_id``'s, failures
-    included, in observation order after observation id ``after``; with the id to continue
-    after (None: no more). See :meth:`scanner.inventory.store.Inventory.scan_batches`."""
+    included, in endpoint id order after endpoint id ``after``; with the endpoint id to
+    continue after (None: no more). See :meth:`scanner.inventory.store.Inventory.scan_batches`.
+
+    One batch costs one batch, not the inventory: the scan's observations come from
+    ``uq_observation_scan_endpoint`` (scan, endpoint) in endpoint order, and "no newer
+    observation of that endpoint" is one probe of ``ix_observation_endpoint_time`` each."""
     o = t.OBSERVATION
-    ranked = sa.select(o.c.id, o.c.scan_id, _newest_first().label("rank")).subquery()
-    ids = [
-        row[0]
-        for row in conn.execute(
-            sa.select(ranked.c.id)
-            .where(ranked.c.rank == 1, ranked.c.scan_id == scan_id, ranked.c.id > after)
-            .order_by(ranked.c.id)
-            .limit(size)
+    newer = o.alias("newer")
+    superseded = (
+        sa.select(newer.c.id)
+        .where(
+            newer.c.endpoint_id == o.c.endpoint_id,
+            newer.c.endpoint_id > after,  # implied; lets PostgreSQL's merge start at the cursor
+            sa.or_(
+                newer.c.observed_at > o.c.observed_at,
+                sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
+            ),
         )
-    ]
-    if not ids:
+        .exists()
+    )
+    rows = conn.execute(
+        sa.select(o.c.id, o.c.endpoint_id)
+        .where(o.c.scan_id == scan_id, o.c.endpoint_id > after, ~superseded)
+        .order_by(o.c.endpoint_id)
+        .limit(size)
+    ).all()
+    if not rows:
         return [], None
+    ids = [int(i) for i, _ in rows]
     picked = sa.select(o.c.id).where(o.c.id.in_(ids)).subquery()
-    return records_of(conn, picked), ids[-1]
+    return records_of(conn, picked), int(rows[-1][1])
+
+
+def count_reportable(conn: Connection, scan_id: int | None) -> int:
+    """How many endpoints a report shows before any filter: those whose latest observation (or
+    whose observation in ``scan_id``) presented a chain or had its connection accepted. One
+    count in SQL, through ``ix_observation_endpoint_time``: nothing is judged or decoded."""
+    o = t.OBSERVATION
+    shown = sa.or_(o.c.status.in_(CHAIN_STATUSES), o.c.connected.is_(True))
+    if scan_id is not None:
+        where = sa.and_(o.c.scan_id == scan_id, shown)
+    else:
+        newer = o.alias("newer")
+        superseded = (
+            sa.select(newer.c.id)
+            .where(
+                newer.c.endpoint_id == o.c.endpoint_id,
+                sa.or_(
+                    newer.c.observed_at > o.c.observed_at,
+                    sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
+                ),
+            )
+            .exists()
+        )
+        where = sa.and_(shown, ~superseded)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(o).where(where)).scalar_one())
 
 
 def leaf_keys(conn: Connection) -> list[tuple[EndpointKey, str, str]]:

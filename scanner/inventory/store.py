@@ -68,13 +68,13 @@ from scanner.inventory import tables as t
 from scanner.inventory import write as store_write
 from scanner.inventory import zone as store_zone
 from scanner.inventory.estate import LeafRow
-from scanner.inventory.findings import FindingChanges, FindingRecord
+from scanner.inventory.findings import FindingChanges, FindingCursor, FindingRecord
 from scanner.inventory.history import LeafRun
 from scanner.inventory.location import db_url, default_db_path
 from scanner.inventory.owners import OwnerAssignment
 from scanner.inventory.read import EndpointKey, EndpointRecord, ScanRun
 from scanner.inventory.shards import ShardFinish, ShardRecord
-from scanner.models import CertInfo, Finding, Outcome
+from scanner.models import CertInfo, Finding, Outcome, Severity
 
 if TYPE_CHECKING:
     from scanner.models import Progress
@@ -538,6 +538,12 @@ class Inventory:
             if records:
                 yield records
 
+    def reportable_count(self, scan_id: int | None = None) -> int:
+        """How many endpoints ``certscan report`` shows before its filters (every endpoint's
+        latest observation, or scan ``scan_id``'s, with a chain or an accepted connection)."""
+        with self._begin("read the inventory") as conn:
+            return store_read.count_reportable(conn, scan_id)
+
     def leaf_keys(self) -> list[tuple[EndpointKey, str, str]]:
         """For ``key_reuse``: (endpoint, leaf SHA-256, leaf SPKI SHA-256) of every leaf of every
         endpoint's latest observation (see :func:`scanner.inventory.read.leaf_keys`)."""
@@ -639,6 +645,29 @@ class Inventory:
         first, then by address, port, SNI and kind."""
         with self._begin("read findings") as conn:
             return store_findings.read(conn, open_only=open_only, endpoint=endpoint)
+
+    def findings_page(
+        self,
+        *,
+        open_only: bool = True,
+        min_severity: Severity | None = None,
+        after: FindingCursor | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[FindingRecord], FindingCursor | None]:
+        """One page of stored findings (open ones by default; at or above ``min_severity``),
+        most severe first, then in the order they were opened; and the cursor of the next page
+        (None on the last). Each page is one short read: memory stays at a page."""
+        with self._begin("read findings") as conn:
+            return store_findings.read_page(
+                conn, open_only=open_only, min_severity=min_severity, after=after, limit=limit
+            )
+
+    def findings_tally(
+        self, *, open_only: bool = True, min_severity: Severity | None = None
+    ) -> dict[str, int]:
+        """Counts of findings: ``open``, the ``endpoints`` they are on, ``resolved``."""
+        with self._begin("read findings") as conn:
+            return store_findings.tally(conn, open_only=open_only, min_severity=min_severity)
 
     def stats(self) -> dict[str, int]:
         """Row counts: scans, endpoints, certificates, observations, findings (open or not)."""

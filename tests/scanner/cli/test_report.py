@@ -28,7 +28,7 @@ from reports.trust import TrustStore
 from scanner.inventory.store import Inventory
 from scanner.lab import certgen
 from scanner.lab import servers as lab_mod
-from scanner.models import Handshake, Target
+from scanner.models import FailureKind, Finding, Handshake, ScanFailure, Severity, Target
 from scanner.parse import parse_certificate
 from tests.peers import make_pki, server_context, tls_server
 from tests.reports.render.test_junit import schema_errors
@@ -351,6 +351,11 @@ def test_an_html_report_past_its_size_refuses_and_json_does_not(
     one_line_error(err)
     assert "at most 2 endpoints and 3 are selected" in err
     assert not html.exists()
+    # A filter is applied first: the bound counts what it selects (here none of the three).
+    argv = ["report", "-o", str(html), "--db", str(db), "--kind", "weak_key"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert html.exists()
     code, _, err = run_main(["report", "-o", str(tmp_path / "r.json"), "--db", str(db)], capsys)
     assert code in (0, 1), err
 
@@ -374,6 +379,8 @@ def test_an_html_report_past_its_size_refuses_and_json_does_not(
         (["report", "--scan", "42"], 2, "no scan 42"),
         (["report", "--db", "MISSING"], 3, "no inventory"),
         (["findings", "--db", "MISSING"], 3, "no inventory"),
+        (["findings", "--cursor", "x9"], 2, "--cursor"),
+        (["findings", "--cursor", "7:12"], 2, "--cursor"),
         (["sweep", "127.0.0.1", "-p", "9", "--report", "r.txt"], 2, "--report"),
         (["sweep", "127.0.0.1", "-p", "9", "--fail-on", "worst"], 2, "--fail-on"),
         (["sweep", "127.0.0.1", "-p", "9", "--config", "BAD"], 2, "policy.expiring_high_days"),
@@ -466,3 +473,42 @@ async def test_all_certs_sweep_reports_both_chains(
     html = (tmp_path / "r.html").read_text("utf-8")
     assert "alternative chain 1: leaf" in html
     assert alt_leaf["sha256"] in html
+
+
+def test_findings_pages_with_limit_and_cursor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "inv.db"
+    inv = Inventory(str(db))
+    try:
+        scan = inv.start_scan(spec={"paging": 1}, total=5)
+        targets = [Target(address=f"127.0.10.{n}", port=443) for n in range(1, 6)]
+        inv.record_batch(
+            scan,
+            [(ScanFailure(target=t, started_at=datetime.now(UTC), kind=FailureKind.TLS_ALERT,
+                          detail="d", connected=True), ()) for t in targets],
+            watermark=5,
+        )  # fmt: skip
+        found = [
+            Finding(kind="weak_key", severity=Severity(n % 5), message=f"m{n}",
+                    address=t.address, port=443, sni=None)
+            for n, t in enumerate(targets)
+        ]  # fmt: skip
+        inv.record_findings(
+            scan, found, evaluated=[(t.address, 443, None) for t in targets], now=datetime.now(UTC)
+        )
+    finally:
+        inv.close()
+    seen: list[str] = []
+    argv = ["findings", "--db", str(db), "--json", "--limit", "2"]
+    for _ in range(5):
+        code, out, err = run_main(argv, capsys)
+        assert code == 0, err
+        seen += [json.loads(line)["severity"] for line in out.splitlines()]
+        if "--cursor" not in err:
+            break
+        argv = [*argv[:6], "--cursor", err.split("--cursor ")[1].strip()]
+    assert seen == ["critical", "high", "medium", "low", "info"]
+    code, out, _ = run_main(["findings", "--db", str(db)], capsys)
+    assert code == 0
+    assert "5 open findings on 5 endpoints" in out
