@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections import Counter
 from itertools import islice, pairwise
@@ -92,11 +91,9 @@ def test_at_jumps_on_a_huge_plan() -> None:
         max_targets=2**30,
         protocols={441: "smtp"},
     )
-    started = time.perf_counter()
     assert plan.at(plan.count - 1) == Target(address="fd00::ff:ffff", port=449)
     assert plan.at(2**25 + 5) == Target(address="10.0.0.5", port=441, protocol="smtp")
     assert plan.at(2**24) == Target(address="fd00::", port=440)
-    assert time.perf_counter() - started < 0.01
     for index in (0, 2**24 - 1, 2**24, 3 * 2**25 + 7, plan.count - 2):
         assert plan.at(index) == next(plan.iter_from(index))[1]
 
@@ -231,15 +228,12 @@ def test_permutation_is_the_same_in_another_process() -> None:
         assert out.splitlines() == [str(_sample(n, seed)) for n, seed in cases]
 
 
-def test_permutation_is_fast() -> None:
+def test_permutation_is_a_bijection_on_a_sample() -> None:
+    """Distinct inputs give distinct outputs inside the range (its speed is the bench's)."""
     p = Permutation(2**24, 7)
-    calls = 20_000
-    started = time.perf_counter()
-    for i in range(0, calls * 800, 800):
-        p(i)
-    per_call = (time.perf_counter() - started) / calls
-    # 1.6 to 2.6 µs on the development machine; the bound leaves room for slow CI runners.
-    assert per_call < 10e-6, f"{per_call * 1e9:.0f} ns per permute(i)"
+    outputs = [p(i) for i in range(0, 20_000 * 800, 800)]
+    assert len(set(outputs)) == len(outputs)
+    assert all(0 <= out < 2**24 for out in outputs)
 
 
 def test_permutation_looks_shuffled() -> None:
@@ -340,16 +334,15 @@ def test_shard_plan_without_a_spec_is_the_plan() -> None:
 def test_a_shard_of_a_slash_8_is_cheap_and_scattered() -> None:
     tracemalloc.start()
     try:
-        started = time.perf_counter()
         plan = build_plan(["10.0.0.0/8"], ports=[443, 8443, 9443], max_targets=2**26)
         part = ShardedPlan(plan, ShardSpec(2024, 7, 5))
         got = list(islice(part.iter_from(0), 1000))
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert part.count == (3 * 2**24 - 5 + 6) // 7
-    assert elapsed < 0.5  # about 60 ms under tracemalloc on the development machine
+    # No timing here (speed lives in the bench): the memory peak shows the 50-million-target
+    # plan is walked, never materialised.
     assert peak < 1_000_000
     assert [p for p, _ in got] == list(range(1000))
     targets = [t for _, t in got]

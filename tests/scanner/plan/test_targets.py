@@ -4,7 +4,6 @@ checked against a brute-force model that materialises every address with ``ipadd
 from __future__ import annotations
 
 import ipaddress
-import time
 import tracemalloc
 from itertools import islice, pairwise
 
@@ -464,12 +463,12 @@ def test_same_inputs_same_order() -> None:
 def test_iter_from_jumps_without_walking() -> None:
     plan = build_plan(["10.0.0.0/8", "fd00::/104"], ports=range(440, 450), max_targets=2**30)
     assert plan.count == (2**24 + 2**24) * 10
-    started = time.perf_counter()
+    # A walk to the last of 335 million targets would not end within the test's lifetime:
+    # finishing at all shows the jump (timings live in the bench, not here).
     index, target = next(plan.iter_from(plan.count - 1))
     assert (index, target) == (plan.count - 1, Target(address="fd00::ff:ffff", port=449))
     middle = 2**25 + 5  # second port, first IPv4 interval
     assert next(plan.iter_from(middle)) == (middle, Target(address="10.0.0.5", port=441))
-    assert time.perf_counter() - started < 0.1
     assert list(plan.iter_from(plan.count)) == []
     with pytest.raises(ValueError, match="start"):
         plan.iter_from(-1)
@@ -491,10 +490,8 @@ def test_iter_from_every_start_on_a_mixed_plan() -> None:
 def test_a_slash_8_times_ten_ports_stays_in_bounded_memory() -> None:
     tracemalloc.start()
     try:
-        started = time.perf_counter()
         plan = build_plan(["10.0.0.0/8"], ports=range(8440, 8450), max_targets=2**28)
         assert plan.count == 2**24 * 10
-        assert time.perf_counter() - started < 0.05
         pulled = sum(1 for _ in islice(plan.iter_from(2**24 * 9 - 50_000), 100_000))
         _, peak = tracemalloc.get_traced_memory()
     finally:
