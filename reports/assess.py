@@ -39,7 +39,7 @@ changing the policy changes the next report without rescanning; the stored lifec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -74,6 +74,7 @@ __all__ = [
     "all_findings",
     "assess",
     "failing",
+    "iter_views",
     "load_criteria",
     "parse_kinds",
     "parse_severity",
@@ -298,6 +299,51 @@ def read_views(
     return assess(
         shown, criteria=criteria, now=now, previous=previous, others=others, history=history
     )
+
+
+def iter_views(
+    inventory: Inventory,
+    *,
+    criteria: Criteria,
+    now: datetime,
+    scan_id: int | None = None,
+    batch: int = 1000,
+) -> Iterator[list[EndpointView]]:
+    """:func:`read_views` a batch at a time: the same views with the same findings, in the same
+    order (soonest leaf expiry first), at most ``batch`` per list.
+
+    Without ``scan_id`` one batch of chains is in memory at a time: the report's order is read
+    first as bare observation ids (8 bytes an endpoint), the estate-wide context as bare rows
+    (as :func:`record_scan` does), then each batch's records, previous leaves and leaf runs.
+    Each batch is read in its own snapshot, so a sweep writing meanwhile can show in later
+    batches. With ``scan_id`` the scan's views are judged at once (:func:`read_views`: its
+    key-reuse context mixes the scan's observations with the latest of the others) and handed
+    out in batches: memory grows with the size of that scan.
+    """
+    if scan_id is not None:
+        views = read_views(inventory, criteria=criteria, now=now, scan_id=scan_id)
+        for start in range(0, len(views), batch):
+            yield list(views[start : start + batch])
+        return
+    order = inventory.report_order()
+    if not order:
+        return
+    estate = _estate(inventory, criteria=criteria, now=now)
+    for start in range(0, len(order), batch):
+        records = inventory.observations(order[start : start + batch])
+        ids = [r.endpoint_id for r in records if r.endpoint_id is not None]
+        previous = inventory.previous_leaves_of(ids)
+        history = read_history(inventory, records, previous)
+        yield list(
+            _judge_all(
+                records,
+                criteria=criteria,
+                now=now,
+                previous=previous,
+                estate=estate,
+                history=history,
+            )
+        )
 
 
 #: Endpoints judged per batch after a sweep: the chains of one batch are in memory at a time.

@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import BinaryIO, ClassVar
 
 from reports.model import EndpointView
 from reports.output import Report, days_left, key_label
@@ -124,16 +125,30 @@ class CsvRenderer(Renderer):
         return FINDINGS_COLUMNS if self.kind == "findings" else INVENTORY_COLUMNS
 
     def render(self, report: Report) -> bytes:
-        out = io.StringIO(newline="")
-        writer = csv.writer(out, dialect="excel", lineterminator="\r\n")
+        out = io.BytesIO()
+        self.write([report.endpoints], out, generated_at=report.generated_at)
+        return out.getvalue()
+
+    def write(
+        self, batches: Iterable[Iterable[EndpointView]], out: BinaryIO, *, generated_at: datetime
+    ) -> None:
+        """The same bytes as :meth:`render`, written to ``out`` a batch of views at a time."""
+        rows_of = _finding_rows if self.kind == "findings" else _inventory_rows
+        text = io.StringIO(newline="")
+        writer = csv.writer(text, dialect="excel", lineterminator="\r\n")
         writer.writerow(self.columns)
-        rows = _finding_rows(report) if self.kind == "findings" else _inventory_rows(report)
-        writer.writerows([_cell(value) for value in row] for row in rows)
-        return out.getvalue().encode("utf-8")
+        for views in batches:
+            writer.writerows(
+                [_cell(value) for value in row] for row in rows_of(views, generated_at)
+            )
+            out.write(text.getvalue().encode("utf-8"))
+            text.seek(0)
+            text.truncate()
+        out.write(text.getvalue().encode("utf-8"))
 
 
 def _leaf_cells(
-    view: EndpointView, report: Report, sha256: str | None = None
+    view: EndpointView, now: datetime, sha256: str | None = None
 ) -> tuple[Cell, Cell, Cell]:
     """subject_cn, not_after, days_left of the leaf of the endpoint's first chain holding
     certificate ``sha256`` (the main chain when none does, or ``sha256`` is ``None``)."""
@@ -145,20 +160,20 @@ def _leaf_cells(
         return None, None, None
     leaf = chain[0]
     end = leaf.not_after
-    left = None if end is None else days_left(end, report.generated_at)
+    left = None if end is None else days_left(end, now)
     return leaf.subject_cn, iso(end), left
 
 
-def _finding_rows(report: Report) -> Iterator[Sequence[Cell]]:
-    for view in report.endpoints:
+def _finding_rows(views: Iterable[EndpointView], now: datetime) -> Iterator[Sequence[Cell]]:
+    for view in views:
         head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status)
-        leaf = _leaf_cells(view, report)
+        leaf = _leaf_cells(view, now)
         if not view.findings:
             yield (*head, *leaf, None, None, None, None)
         for finding in view.findings:
             yield (
                 *head,
-                *(_leaf_cells(view, report, finding.sha256) if view.alt_chains else leaf),
+                *(_leaf_cells(view, now, finding.sha256) if view.alt_chains else leaf),
                 finding.severity.label,
                 finding.kind,
                 finding.message,
@@ -166,8 +181,8 @@ def _finding_rows(report: Report) -> Iterator[Sequence[Cell]]:
             )
 
 
-def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
-    for view in report.endpoints:
+def _inventory_rows(views: Iterable[EndpointView], now: datetime) -> Iterator[Sequence[Cell]]:
+    for view in views:
         head: tuple[Cell, ...] = (view.address, view.port, view.sni, view.status, view.error)
         count = len(view.findings)
         legacy = None if view.legacy_capture is None else str(view.legacy_capture).lower()
@@ -185,7 +200,7 @@ def _inventory_rows(report: Report) -> Iterator[Sequence[Cell]]:
                 leaf.subject_cn,
                 leaf.issuer_cn,
                 iso(end),
-                None if end is None else days_left(end, report.generated_at),
+                None if end is None else days_left(end, now),
                 key_label(leaf),
                 leaf.signature_hash,
                 leaf.sha256,

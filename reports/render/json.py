@@ -27,16 +27,21 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from reports.model import EndpointView
-from reports.output import CertificateUse, Report, ScanInfo, Summary
+from reports.output import CertificateUse, NextExpiry, Report, ScanInfo, Summary, days_left
 from reports.render.interface import Renderer
-from scanner.models import Finding
+from scanner.models import CertInfo, Finding, Severity
 from scanner.serialize import cert_to_dict, iso, observed_dict
 
-__all__ = ["JsonRenderer", "load_schema", "report_to_dict"]
+__all__ = ["JsonRenderer", "load_schema", "report_to_dict", "write_json"]
 
 
 class JsonRenderer(Renderer):
@@ -142,3 +147,148 @@ def _summary(summary: Summary) -> dict[str, Any]:
             "sni": nxt.sni,
         },
     }
+
+
+def write_json(
+    batches: Iterable[Iterable[EndpointView]],
+    out: BinaryIO,
+    *,
+    generated_at: datetime,
+    scan: ScanInfo | None,
+) -> None:
+    """The same document as :class:`JsonRenderer` (same keys, same order), written to ``out``
+    as the endpoint views arrive, a batch at a time.
+
+    Bounded memory: the endpoints are written as they come; each distinct certificate is kept,
+    once serialised, with its placements in a temporary SQLite file (not in memory), and the
+    ``certificates`` section is written from it at the end, in first-seen order; the summary
+    is counted as the views pass."""
+    with tempfile.TemporaryDirectory(prefix="certscan-report-") as scratch:
+        db = sqlite3.connect(os.path.join(scratch, "certs.db"))
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE cert (ord INTEGER PRIMARY KEY, sha TEXT UNIQUE, body TEXT)")
+            db.execute("CREATE TABLE place (ord INTEGER, body TEXT)")
+            head = {"generated_at": iso(generated_at), "scan": _scan(scan)}
+            out.write(_dumps(head)[:-1].encode("ascii") + b',"endpoints":[')
+            counts = _Counts(generated_at)
+            first = True
+            for views in batches:
+                chunk = list(views)
+                if not chunk:
+                    continue
+                text = ",".join(_dumps(_endpoint(v)) for v in chunk)
+                out.write((text if first else "," + text).encode("ascii"))
+                first = False
+                counts.add(chunk, db)
+            out.write(b'],"certificates":[')
+            db.execute("CREATE INDEX place_ord ON place (ord)")
+            rows = db.execute(
+                "SELECT c.ord, c.body, p.body FROM cert c JOIN place p ON p.ord = c.ord"
+                " ORDER BY c.ord, p.rowid"
+            )
+            current: int | None = None
+            for ord_, body, place in rows:
+                if ord_ != current:
+                    prefix = "" if current is None else "]},"
+                    out.write((prefix + body[:-1] + ',"served_at":[' + place).encode("ascii"))
+                    current = ord_
+                else:
+                    out.write(("," + place).encode("ascii"))
+            if current is not None:
+                out.write(b"]}")
+            out.write(b'],"summary":' + _dumps(_summary(counts.summary())).encode("ascii"))
+            out.write(b"}\n")
+        finally:
+            db.close()
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+
+
+class _Counts:
+    """The summary of the views written so far, and the certificates' placements (in ``db``)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.endpoints = 0
+        self.with_certs = 0
+        self.certificates = 0
+        self.expired = 0
+        self.findings = 0
+        self.by_severity = {s.label: 0 for s in sorted(Severity, reverse=True)}
+        self.by_kind: dict[str, int] = {}
+        self.soonest: NextExpiry | None = None
+
+    def add(self, views: list[EndpointView], db: sqlite3.Connection) -> None:
+        places: list[tuple[str, int, str | None, int, int, CertInfo]] = []
+        for view in views:
+            self.endpoints += 1
+            self.with_certs += bool(view.chain)
+            for finding in view.findings:
+                self.findings += 1
+                self.by_severity[finding.severity.label] += 1
+                self.by_kind[finding.kind] = self.by_kind.get(finding.kind, 0) + 1
+            for index, chain in enumerate((view.chain, *view.alt_chains)):
+                for position, cert in enumerate(chain):
+                    places.append((view.address, view.port, view.sni, position, index, cert))
+        known: dict[str, int] = {}
+        shas = list(dict.fromkeys(p[5].sha256 for p in places))
+        for start in range(0, len(shas), 500):
+            part = shas[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT sha, ord FROM cert WHERE sha IN ({marks})"  # noqa: S608 (only ?s)
+            known.update(db.execute(query, part))
+        rows: list[tuple[int, str]] = []
+        for address, port, sni, position, index, cert in places:
+            ord_ = known.get(cert.sha256)
+            if ord_ is None:
+                ord_ = self._first_seen(cert, address, port, sni, db)
+                known[cert.sha256] = ord_
+            where = {
+                "address": address,
+                "port": port,
+                "sni": sni,
+                "position": position,
+                "chain": index,
+            }
+            rows.append((ord_, _dumps(where)))
+        db.executemany("INSERT INTO place (ord, body) VALUES (?, ?)", rows)
+
+    def _first_seen(
+        self, cert: CertInfo, address: str, port: int, sni: str | None, db: sqlite3.Connection
+    ) -> int:
+        self.certificates += 1
+        end = cert.not_after
+        if end is not None:
+            if end < self.now:
+                self.expired += 1
+            elif self.soonest is None or end < self.soonest.not_after:
+                self.soonest = NextExpiry(
+                    not_after=end,
+                    days_left=days_left(end, self.now),
+                    sha256=cert.sha256,
+                    subject_cn=cert.subject_cn,
+                    address=address,
+                    port=port,
+                    sni=sni,
+                )
+        db.execute(
+            "INSERT INTO cert (ord, sha, body) VALUES (?, ?, ?)",
+            (self.certificates, cert.sha256, _dumps(cert_to_dict(cert))),
+        )
+        return self.certificates
+
+    def summary(self) -> Summary:
+        return Summary(
+            endpoints=self.endpoints,
+            endpoints_with_certificates=self.with_certs,
+            certificates=self.certificates,
+            expired=self.expired,
+            findings=self.findings,
+            by_severity=self.by_severity,
+            by_kind=dict(sorted(self.by_kind.items())),
+            next_expiry=self.soonest,
+        )

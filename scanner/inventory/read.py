@@ -320,14 +320,18 @@ def records_of(conn: Connection, picked_ids: Any) -> list[EndpointRecord]:
     return records
 
 
-def previous_leaves(conn: Connection, scan_id: int | None) -> dict[EndpointKey, str]:
-    """See :meth:`scanner.inventory.store.Inventory.previous_leaves`."""
+def previous_leaves(
+    conn: Connection, scan_id: int | None, endpoint_ids: Sequence[int] | None = None
+) -> dict[EndpointKey, str]:
+    """See :meth:`scanner.inventory.store.Inventory.previous_leaves`; ``endpoint_ids``: only
+    those endpoints (row ids; one ``IN`` list, so at most :data:`IN_CHUNK` of them)."""
     o, e, oc = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE
     # The reference observation of each endpoint: its latest, or its one in scan_id.
     if scan_id is None:
-        ranked = sa.select(
-            o.c.endpoint_id, o.c.observed_at, o.c.id, _newest_first().label("rank")
-        ).subquery()
+        ranking = sa.select(o.c.endpoint_id, o.c.observed_at, o.c.id, _newest_first().label("rank"))
+        if endpoint_ids is not None:
+            ranking = ranking.where(o.c.endpoint_id.in_(list(endpoint_ids)))
+        ranked = ranking.subquery()
         reference = sa.select(ranked.c.endpoint_id, ranked.c.observed_at, ranked.c.id).where(
             ranked.c.rank == 1
         )
@@ -335,6 +339,8 @@ def previous_leaves(conn: Connection, scan_id: int | None) -> dict[EndpointKey, 
         reference = sa.select(o.c.endpoint_id, o.c.observed_at, o.c.id).where(
             o.c.scan_id == scan_id
         )
+        if endpoint_ids is not None:
+            reference = reference.where(o.c.endpoint_id.in_(list(endpoint_ids)))
     ref = reference.subquery("ref")
     earlier = sa.or_(
         o.c.observed_at < ref.c.observed_at,
@@ -354,6 +360,41 @@ def previous_leaves(conn: Connection, scan_id: int | None) -> dict[EndpointKey, 
         .where(candidates.c.rank == 1)
     )
     return {(a, p, sni or None): sha256 for a, p, sni, sha256 in conn.execute(query)}
+
+
+def report_order(conn: Connection, scan_id: int | None) -> Iterator[int]:
+    """The observation ids a report shows -- the latest observation of every endpoint (or each
+    of scan ``scan_id``'s) with a chain or an accepted connection -- in report order: soonest
+    leaf ``not_after`` first (no leaf, or no expiry, last), then by endpoint, as
+    :func:`expiry_order` sorts. Bare ids, streamed: the sort runs in the database."""
+    o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
+    shown = sa.or_(o.c.status.in_(CHAIN_STATUSES), o.c.connected.is_(True))
+    if scan_id is not None:
+        where = sa.and_(o.c.scan_id == scan_id, shown)
+    else:
+        newer = o.alias("newer")
+        superseded = (
+            sa.select(newer.c.id)
+            .where(
+                newer.c.endpoint_id == o.c.endpoint_id,
+                sa.or_(
+                    newer.c.observed_at > o.c.observed_at,
+                    sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
+                ),
+            )
+            .exists()
+        )
+        where = sa.and_(shown, ~superseded)
+    query = (
+        sa.select(o.c.id)
+        .join_from(o, e, e.c.id == o.c.endpoint_id)
+        .outerjoin(oc, sa.and_(oc.c.observation_id == o.c.id, oc.c.position == 0))
+        .outerjoin(c, c.c.sha256 == oc.c.sha256)
+        .where(where)
+        .order_by(c.c.not_after.is_(None), c.c.not_after, e.c.address, e.c.port, e.c.sni, o.c.id)
+    )
+    for (obs_id,) in conn.execution_options(yield_per=10_000).execute(query):
+        yield int(obs_id)
 
 
 class Listed(Protocol):

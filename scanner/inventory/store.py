@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -580,6 +581,37 @@ class Inventory:
         out). Endpoints with no such earlier observation are absent."""
         with self._snapshot("read the inventory") as conn:
             return store_read.previous_leaves(conn, scan_id)
+
+    def previous_leaves_of(
+        self, endpoint_ids: Sequence[int], scan_id: int | None = None
+    ) -> dict[EndpointKey, str]:
+        """:meth:`previous_leaves` of only the endpoints ``endpoint_ids`` (row ids): what one
+        batch of a report needs, in one snapshot."""
+        out: dict[EndpointKey, str] = {}
+        with self._snapshot("read the inventory") as conn:
+            for part in store_read.chunks(list(endpoint_ids)):
+                out.update(store_read.previous_leaves(conn, scan_id, part))
+        return out
+
+    def report_order(self, scan_id: int | None = None) -> array[int]:
+        """The observation ids ``certscan report`` shows (every endpoint's latest observation,
+        or scan ``scan_id``'s, with a chain or an accepted connection), soonest leaf expiry
+        first: 8 bytes an endpoint, read in one snapshot (see
+        :func:`scanner.inventory.read.report_order`)."""
+        with self._snapshot("read the inventory") as conn:
+            return array("q", store_read.report_order(conn, scan_id))
+
+    def observations(self, observation_ids: Sequence[int]) -> list[EndpointRecord]:
+        """The records of these observations with their chains (one snapshot), soonest leaf
+        expiry first (:func:`~scanner.inventory.read.expiry_order`)."""
+        o = t.OBSERVATION
+        records: list[EndpointRecord] = []
+        with self._snapshot("read the inventory") as conn:
+            for part in store_read.chunks(list(observation_ids)):
+                picked = sa.select(o.c.id).where(o.c.id.in_(list(part))).subquery()
+                records.extend(store_read.records_of(conn, picked))
+        records.sort(key=store_read.expiry_order)
+        return records
 
     def leaf_runs(
         self, scan_id: int | None = None, *, endpoint_ids: Sequence[int] | None = None

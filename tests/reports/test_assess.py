@@ -450,3 +450,34 @@ def test_lifecycle_records_findings_of_alternative_chains(pki: Pki, tmp_path: Pa
         assert judged.changes.new == 1
         rows = inv.findings(open_only=False)
     assert [(r.kind, r.sha256) for r in rows] == [("expiring", parse_certificate(rsa.der).sha256)]
+
+
+def test_iter_views_matches_read_views_over_several_sweeps(pki: Pki, tmp_path: Path) -> None:
+    key = certgen.make_key("ec")
+    with Inventory(str(tmp_path / "inv.db")) as inv:
+        sweep(
+            inv,
+            [shake(pki, n, pki.leaf(n, days_left=n - 2), at=NOW - 3 * DAY) for n in range(7)],
+        )
+        sweep(
+            inv,
+            [
+                shake(pki, 1, pki.leaf(1, days_left=40), at=NOW - 2 * DAY),  # changed leaf
+                shake(pki, 3, pki.leaf(3, key=key), at=NOW - 2 * DAY),
+                failure(4, at=NOW - 2 * DAY, connected=True),
+            ],
+        )
+        sweep(
+            inv,
+            [
+                shake(pki, 5, pki.leaf(5, key=key), at=NOW - DAY),
+                failure(6, at=NOW - DAY, connected=False),
+            ],
+        )
+        every = assess.read_views(inv, criteria=pki.criteria, now=NOW)
+        for size in (1, 2, 1000):
+            batches = list(assess.iter_views(inv, criteria=pki.criteria, now=NOW, batch=size))
+            assert all(0 < len(b) <= size for b in batches)
+            assert [v for b in batches for v in b] == list(every)
+    assert any("key_reuse" in kinds(v) for v in every)
+    assert any("certificate_changed" in kinds(v) for v in every)
