@@ -220,24 +220,31 @@ def count_reportable(conn: Connection, scan_id: int | None) -> int:
     whose observation in ``scan_id``) presented a chain or had its connection accepted. One
     count in SQL, through ``ix_observation_endpoint_time``: nothing is judged or decoded."""
     o = t.OBSERVATION
+    where = _reportable(scan_id)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(o).where(where)).scalar_one())
+
+
+def _reportable(scan_id: int | None) -> Any:
+    """The observations a report shows, as a WHERE clause on ``observation``: the latest of
+    every endpoint (or scan ``scan_id``'s) that presented a chain or had its connection
+    accepted."""
+    o = t.OBSERVATION
     shown = sa.or_(o.c.status.in_(CHAIN_STATUSES), o.c.connected.is_(True))
     if scan_id is not None:
-        where = sa.and_(o.c.scan_id == scan_id, shown)
-    else:
-        newer = o.alias("newer")
-        superseded = (
-            sa.select(newer.c.id)
-            .where(
-                newer.c.endpoint_id == o.c.endpoint_id,
-                sa.or_(
-                    newer.c.observed_at > o.c.observed_at,
-                    sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
-                ),
-            )
-            .exists()
+        return sa.and_(o.c.scan_id == scan_id, shown)
+    newer = o.alias("newer")
+    superseded = (
+        sa.select(newer.c.id)
+        .where(
+            newer.c.endpoint_id == o.c.endpoint_id,
+            sa.or_(
+                newer.c.observed_at > o.c.observed_at,
+                sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
+            ),
         )
-        where = sa.and_(shown, ~superseded)
-    return int(conn.execute(sa.select(sa.func.count()).select_from(o).where(where)).scalar_one())
+        .exists()
+    )
+    return sa.and_(shown, ~superseded)
 
 
 def leaf_keys(conn: Connection) -> list[tuple[EndpointKey, str, str]]:
@@ -368,23 +375,7 @@ def report_order(conn: Connection, scan_id: int | None) -> Iterator[int]:
     leaf ``not_after`` first (no leaf, or no expiry, last), then by endpoint, as
     :func:`expiry_order` sorts. Bare ids, streamed: the sort runs in the database."""
     o, e, oc, c = t.OBSERVATION, t.ENDPOINT, t.OBSERVATION_CERTIFICATE, t.CERTIFICATE
-    shown = sa.or_(o.c.status.in_(CHAIN_STATUSES), o.c.connected.is_(True))
-    if scan_id is not None:
-        where = sa.and_(o.c.scan_id == scan_id, shown)
-    else:
-        newer = o.alias("newer")
-        superseded = (
-            sa.select(newer.c.id)
-            .where(
-                newer.c.endpoint_id == o.c.endpoint_id,
-                sa.or_(
-                    newer.c.observed_at > o.c.observed_at,
-                    sa.and_(newer.c.observed_at == o.c.observed_at, newer.c.id > o.c.id),
-                ),
-            )
-            .exists()
-        )
-        where = sa.and_(shown, ~superseded)
+    where = _reportable(scan_id)
     query = (
         sa.select(o.c.id)
         .join_from(o, e, e.c.id == o.c.endpoint_id)
